@@ -1,0 +1,206 @@
+//! The JSON codec: newline-delimited commands in, replies out.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::types::{Command, RawCommand, Reply, Request};
+
+/// Most commands accepted in one frame; a larger batch is a bad request.
+pub const MAX_COMMANDS_PER_FRAME: usize = 256;
+
+/// Why a frame could not be decoded. Every variant is the client's fault and
+/// ends the connection with 3501 bad request.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("frame is not utf-8")]
+    NotUtf8,
+    #[error("invalid command json: {0}")]
+    Json(String),
+    #[error("command carries more than one request")]
+    TwoRequests,
+    #[error("too many commands in one frame (max {MAX_COMMANDS_PER_FRAME})")]
+    TooManyCommands,
+}
+
+/// Decodes one frame of newline-separated JSON commands. Blank lines are
+/// skipped. A command with no request is a pong.
+pub fn decode_commands(frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
+    let text = std::str::from_utf8(frame).map_err(|_| DecodeError::NotUtf8)?;
+    let mut out = Vec::new();
+    for line in text.split('\n') {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if out.len() == MAX_COMMANDS_PER_FRAME {
+            return Err(DecodeError::TooManyCommands);
+        }
+        let raw: RawCommand = serde_json::from_str(line).map_err(|e| DecodeError::Json(e.to_string()))?;
+        out.push(into_command(raw)?);
+    }
+    Ok(out)
+}
+
+fn into_command(raw: RawCommand) -> Result<Command, DecodeError> {
+    let RawCommand {
+        id,
+        connect,
+        subscribe,
+        unsubscribe,
+        publish,
+        presence,
+        presence_stats,
+        history,
+        ping,
+        send,
+        rpc,
+        refresh,
+        sub_refresh,
+    } = raw;
+    let candidates = [
+        connect.map(Request::Connect),
+        subscribe.map(Request::Subscribe),
+        unsubscribe.map(Request::Unsubscribe),
+        publish.map(Request::Publish),
+        presence.map(Request::Presence),
+        presence_stats.map(Request::PresenceStats),
+        history.map(Request::History),
+        ping.map(|_| Request::Ping),
+        send.map(Request::Send),
+        rpc.map(Request::Rpc),
+        refresh.map(Request::Refresh),
+        sub_refresh.map(Request::SubRefresh),
+    ];
+    let mut found = None;
+    for request in candidates.into_iter().flatten() {
+        if found.is_some() {
+            return Err(DecodeError::TwoRequests);
+        }
+        found = Some(request);
+    }
+    Ok(Command { id, request: found.unwrap_or(Request::Pong) })
+}
+
+/// Encodes one reply as a single JSON line (no trailing newline).
+pub fn encode_reply(reply: &Reply) -> Bytes {
+    let mut buf = BytesMut::with_capacity(128);
+    encode_reply_into(reply, &mut buf);
+    buf.freeze()
+}
+
+/// Appends one reply to `buf`.
+pub fn encode_reply_into(reply: &Reply, buf: &mut BytesMut) {
+    // Serializing our own types into memory cannot fail: every Payload was
+    // validated as JSON when it was built.
+    let writer = (&mut *buf).writer();
+    if let Err(e) = serde_json::to_writer(writer, reply) {
+        unreachable!("reply encoding failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Payload, Publication, Push};
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_a_batch_of_commands() {
+        let frame = b"{\"id\":1,\"connect\":{\"token\":\"t\",\"name\":\"js\"}}\n{\"id\":2,\"subscribe\":{\"channel\":\"a\",\"recover\":true,\"offset\":5,\"epoch\":\"e\"}}\n";
+        let cmds = decode_commands(frame).unwrap();
+        assert_eq!(cmds.len(), 2);
+        assert!(matches!(&cmds[0].request, Request::Connect(c) if c.token == "t" && c.name == "js"));
+        assert!(matches!(&cmds[1].request, Request::Subscribe(s) if s.recover && s.offset == 5 && s.epoch == "e"));
+    }
+
+    #[test]
+    fn empty_object_is_a_pong() {
+        let cmds = decode_commands(b"{}").unwrap();
+        assert!(matches!(cmds[0].request, Request::Pong));
+    }
+
+    #[test]
+    fn two_requests_in_one_command_is_an_error() {
+        let err = decode_commands(b"{\"id\":1,\"publish\":{\"channel\":\"a\",\"data\":1},\"presence\":{\"channel\":\"a\"}}").unwrap_err();
+        assert_eq!(err, DecodeError::TwoRequests);
+    }
+
+    #[test]
+    fn malformed_json_is_an_error() {
+        assert!(matches!(decode_commands(b"{\"id\":"), Err(DecodeError::Json(_))));
+        assert!(matches!(decode_commands(b"[1,2]"), Err(DecodeError::Json(_))));
+        assert_eq!(decode_commands(&[0xff, 0xfe]).unwrap_err(), DecodeError::NotUtf8);
+    }
+
+    #[test]
+    fn unknown_methods_are_ignored_as_fields_but_not_an_error() {
+        // Unknown keys are tolerated (forward compatibility with newer SDKs):
+        // an object with only unknown keys is a pong.
+        let cmds = decode_commands(b"{\"id\":3,\"future\":{}}").unwrap();
+        assert!(matches!(cmds[0].request, Request::Pong));
+    }
+
+    #[test]
+    fn push_encoding_matches_the_wire_shape() {
+        let reply = Reply::push(Push {
+            channel: "chat:1".into(),
+            publication: Some(Publication {
+                data: Payload::from_json("{\"text\":\"hi\"}").unwrap(),
+                offset: 15,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            encode_reply(&reply).as_ref(),
+            br#"{"push":{"channel":"chat:1","pub":{"data":{"text":"hi"},"offset":15}}}"#
+        );
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[ -~\\n\\t]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("[a-z\\n]{1,6}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn publish_data_round_trips_through_decode_and_encode(value in json_value(), id in 1u32.., pretty in any::<bool>()) {
+            // `data: null` decodes as "no data", like any absent optional field.
+            prop_assume!(!value.is_null());
+            let data = if pretty { serde_json::to_string_pretty(&value).unwrap() } else { value.to_string() };
+            // A pretty-printed payload spans lines; on the wire it must be one line.
+            let compact = data.replace('\n', "");
+            let frame = format!("{{\"id\":{id},\"publish\":{{\"channel\":\"c\",\"data\":{compact}}}}}");
+            let cmds = decode_commands(frame.as_bytes()).unwrap();
+            prop_assert_eq!(cmds.len(), 1);
+            prop_assert_eq!(cmds[0].id, id);
+            let Request::Publish(p) = &cmds[0].request else { panic!("not a publish") };
+            let payload = p.data.clone().unwrap();
+            prop_assert!(!payload.as_bytes().contains(&b'\n'));
+            let back: serde_json::Value = serde_json::from_slice(payload.as_bytes()).unwrap();
+            prop_assert_eq!(&back, &value);
+
+            // Encoding embeds the bytes verbatim and stays one line.
+            let reply = Reply::push(Push { channel: "c".into(), publication: Some(Publication { data: payload, offset: 1, ..Default::default() }), ..Default::default() });
+            let bytes = encode_reply(&reply);
+            prop_assert!(!bytes.contains(&b'\n'));
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            prop_assert_eq!(&v["push"]["pub"]["data"], &value);
+        }
+
+        #[test]
+        fn decoder_never_panics_on_arbitrary_bytes(frame in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_commands(&frame);
+        }
+    }
+}
