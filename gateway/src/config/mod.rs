@@ -6,6 +6,7 @@
 //! default value is written down. `config/gateway.toml` mirrors these defaults
 //! and a test keeps the two equal.
 
+mod resolve_stub;
 mod schema;
 
 pub use schema::*;

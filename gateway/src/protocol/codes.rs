@@ -65,6 +65,10 @@ pub struct DisconnectCode {
 }
 
 impl DisconnectCode {
+    /// Normal close after the client went away (never sent as advice).
+    pub const CONNECTION_CLOSED: Self = Self { code: 3000, reason: "connection closed" };
+    /// WebSocket 1009: an inbound message exceeded `client.max_frame_bytes`.
+    pub const MESSAGE_TOO_BIG: Self = Self { code: 1009, reason: "message too big" };
     pub const SHUTDOWN: Self = Self { code: 3001, reason: "shutdown" };
     pub const INTERNAL: Self = Self { code: 3004, reason: "internal server error" };
     pub const EXPIRED: Self = Self { code: 3005, reason: "connection expired" };

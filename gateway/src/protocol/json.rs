@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::types::{Command, RawCommand, Reply, Request};
+use super::types::{Command, Publication, RawCommand, Reply, Request};
 
 /// Most commands accepted in one frame; a larger batch is a bad request.
 pub const MAX_COMMANDS_PER_FRAME: usize = 256;
@@ -156,6 +156,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn borrowed_publication_push_matches_the_owned_encoding() {
+        let publication = Publication {
+            data: Payload::from_json("[1,2]").unwrap(),
+            offset: 7,
+            ..Default::default()
+        };
+        let owned = encode_reply(&Reply::push(Push {
+            channel: "c".into(),
+            publication: Some(publication.clone()),
+            ..Default::default()
+        }));
+        assert_eq!(encode_publication_push("c", &publication), owned);
+    }
+
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
@@ -203,4 +218,26 @@ mod tests {
             let _ = decode_commands(&frame);
         }
     }
+}
+
+/// Encodes the `pub` push for `publication` in `channel` without cloning
+/// the publication: the hot path encodes each publication exactly once and
+/// shares the bytes with every subscriber.
+pub fn encode_publication_push(channel: &str, publication: &Publication) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        push: PushRef<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct PushRef<'a> {
+        channel: &'a str,
+        #[serde(rename = "pub")]
+        publication: &'a Publication,
+    }
+    let mut buf = BytesMut::with_capacity(64 + channel.len() + publication.data.len());
+    let envelope = Envelope { push: PushRef { channel, publication } };
+    if let Err(e) = serde_json::to_writer((&mut buf).writer(), &envelope) {
+        unreachable!("publication encoding failed: {e}");
+    }
+    buf.freeze()
 }

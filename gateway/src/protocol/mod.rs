@@ -13,6 +13,8 @@ mod payload;
 mod types;
 
 pub use codes::{DisconnectCode, ErrorCode};
-pub use json::{decode_commands, encode_reply, encode_reply_into, DecodeError, MAX_COMMANDS_PER_FRAME};
+pub use json::{
+    decode_commands, encode_publication_push, encode_reply, encode_reply_into, DecodeError, MAX_COMMANDS_PER_FRAME,
+};
 pub use payload::Payload;
 pub use types::*;

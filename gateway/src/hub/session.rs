@@ -1,0 +1,592 @@
+//! The per-connection state machine: connect → commands → close.
+//!
+//! A [`Session`] is transport-agnostic. A transport feeds it [`Inbound`]
+//! frames and drains its outbox; everything the client sees (replies, pushes,
+//! pings) goes through that one ordered queue. Timers (connect timeout,
+//! ping/pong, token expiry) are deadlines evaluated in the same loop, so the
+//! logic runs under `tokio::time::pause()` in tests without sockets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::auth::TokenError;
+use super::{ping_frame, ConnectionSlot, Hub, PublishRequest, VERSION};
+use crate::channel::{user_limited_users, Outbox, SubscriberId};
+use crate::config::ChannelOptions;
+use crate::history::{Recovery, StreamOptions};
+use crate::protocol::codes::UNSUBSCRIBE_SERVER;
+use crate::protocol::{
+    decode_commands, encode_reply, ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty,
+    ErrorCode, HistoryRequest, HistoryResult, Payload, PresenceResult, PresenceStatsResult, Push, RefreshRequest,
+    RefreshResult, Reply, ReplyError, Request, StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribePush,
+    SubscribeRequest, SubscribeResult, UnsubscribePush,
+};
+
+/// What a transport hands the session.
+#[derive(Debug)]
+pub enum Inbound {
+    /// One text frame: newline-separated JSON commands.
+    Text(Bytes),
+    /// A binary frame, which the JSON protocol does not accept (3506).
+    Binary,
+    /// A frame over `client.max_frame_bytes` (closed with 1009).
+    TooLarge,
+    /// The client closed the connection or it failed.
+    Closed,
+}
+
+/// Requests from the server API to a live session.
+#[derive(Debug)]
+pub enum Control {
+    Subscribe { channel: String },
+    Unsubscribe { channel: String },
+}
+
+/// How a command failed: an error reply, or the end of the connection.
+enum Failure {
+    Error(ReplyError),
+    Disconnect(DisconnectCode),
+}
+
+impl From<ErrorCode> for Failure {
+    fn from(code: ErrorCode) -> Self {
+        Self::Error(code.into())
+    }
+}
+
+impl From<DisconnectCode> for Failure {
+    fn from(code: DisconnectCode) -> Self {
+        Self::Disconnect(code)
+    }
+}
+
+const TOKEN_REQUIRED: DisconnectCode = DisconnectCode { code: 3500, reason: "token required" };
+/// Capacity of the server API's control queue into one session.
+const CONTROL_QUEUE: usize = 64;
+
+struct Connected {
+    client: String,
+    user: String,
+    info: Option<Payload>,
+}
+
+struct Subscription {
+    options: ChannelOptions,
+    chan_info: Option<Payload>,
+}
+
+/// Commands-per-second window for `client.max_commands_per_sec`.
+struct RateWindow {
+    started: Instant,
+    count: u32,
+}
+
+/// One client connection's protocol state.
+pub struct Session {
+    hub: Arc<Hub>,
+    id: SubscriberId,
+    outbox: Arc<Outbox>,
+    control_tx: mpsc::Sender<Control>,
+    control_rx: mpsc::Receiver<Control>,
+    conn: Option<Connected>,
+    subs: HashMap<String, Subscription>,
+    connect_deadline: Instant,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    expire_deadline: Option<Instant>,
+    rate: RateWindow,
+    _slot: ConnectionSlot,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Session {
+    /// A new, not yet connected session holding a connection slot.
+    pub fn new(hub: Arc<Hub>, slot: ConnectionSlot) -> Self {
+        let client = &hub.config().client;
+        let outbox = Arc::new(Outbox::new(client.queue_max_bytes));
+        let connect_deadline = Instant::now() + Duration::from_secs(client.connect_timeout_secs);
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        Self {
+            id: hub.next_subscriber_id(),
+            hub,
+            outbox,
+            control_tx,
+            control_rx,
+            conn: None,
+            subs: HashMap::new(),
+            connect_deadline,
+            next_ping: None,
+            pong_deadline: None,
+            expire_deadline: None,
+            rate: RateWindow { started: Instant::now(), count: 0 },
+            _slot: slot,
+        }
+    }
+
+    /// The queue the transport's writer drains.
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
+    }
+
+    /// Runs the session until it ends; returns the close code sent (or, when
+    /// the client went away, [`DisconnectCode::CONNECTION_CLOSED`]). On return
+    /// the outbox is closed and every subscription and presence entry is gone.
+    pub async fn run<S: Stream<Item = Inbound> + Unpin>(mut self, mut inbound: S) -> DisconnectCode {
+        let shutdown = self.hub.shutdown_token().clone();
+        let outbox = self.outbox.clone();
+        let code = loop {
+            let deadline = self.next_deadline();
+            let step = tokio::select! {
+                code = outbox.closed() => break code,
+                _ = shutdown.cancelled() => Err(DisconnectCode::SHUTDOWN),
+                frame = inbound.next() => match frame {
+                    Some(Inbound::Text(bytes)) => self.handle_frame(&bytes).await,
+                    Some(Inbound::Binary) => Err(DisconnectCode::INAPPROPRIATE_PROTOCOL),
+                    Some(Inbound::TooLarge) => Err(DisconnectCode::MESSAGE_TOO_BIG),
+                    Some(Inbound::Closed) | None => Err(DisconnectCode::CONNECTION_CLOSED),
+                },
+                Some(control) = self.control_rx.recv() => self.handle_control(control),
+                _ = tokio::time::sleep_until(deadline) => self.on_deadline(Instant::now()),
+            };
+            if let Err(code) = step {
+                break code;
+            }
+        };
+        self.outbox.close(code);
+        self.cleanup();
+        code
+    }
+
+    /// The earliest timer this session waits for.
+    fn next_deadline(&self) -> Instant {
+        if self.conn.is_none() {
+            return self.connect_deadline;
+        }
+        [self.next_ping, self.pong_deadline, self.expire_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    fn on_deadline(&mut self, now: Instant) -> Result<(), DisconnectCode> {
+        if self.conn.is_none() {
+            return if now >= self.connect_deadline { Err(DisconnectCode::STALE) } else { Ok(()) };
+        }
+        if self.pong_deadline.is_some_and(|d| now >= d) {
+            return Err(DisconnectCode::NO_PONG);
+        }
+        if self.expire_deadline.is_some_and(|d| now >= d) {
+            return Err(DisconnectCode::EXPIRED);
+        }
+        if let Some(ping_at) = self.next_ping.filter(|t| now >= *t) {
+            let client = &self.hub.config().client;
+            self.send(ping_frame())?;
+            if self.pong_deadline.is_none() {
+                self.pong_deadline = Some(now + Duration::from_secs(client.pong_timeout_secs));
+            }
+            self.next_ping = Some(ping_at + Duration::from_secs(client.ping_interval_secs));
+        }
+        Ok(())
+    }
+
+    fn send(&self, frame: Bytes) -> Result<(), DisconnectCode> {
+        self.outbox.push(frame).map_err(|_| self.outbox.close_code().unwrap_or(DisconnectCode::SLOW))
+    }
+
+    fn reply(&self, reply: &Reply) -> Result<(), DisconnectCode> {
+        self.send(encode_reply(reply))
+    }
+
+    /// Handles one inbound frame of commands.
+    async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), DisconnectCode> {
+        let commands = decode_commands(frame).map_err(|e| {
+            debug!(error = %e, "malformed frame");
+            DisconnectCode::BAD_REQUEST
+        })?;
+        for command in commands {
+            // Any command proves the client is alive.
+            self.pong_deadline = None;
+            self.handle_command(command)?;
+        }
+        Ok(())
+    }
+
+    fn check_rate(&mut self) -> Result<bool, DisconnectCode> {
+        let limit = self.hub.config().client.max_commands_per_sec;
+        if limit == 0 {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now.duration_since(self.rate.started) >= Duration::from_secs(1) {
+            self.rate = RateWindow { started: now, count: 0 };
+        }
+        self.rate.count += 1;
+        if self.rate.count > limit.saturating_mul(2) {
+            return Err(DisconnectCode::TOO_MANY_REQUESTS);
+        }
+        Ok(self.rate.count <= limit)
+    }
+
+    fn handle_command(&mut self, Command { id, request }: Command) -> Result<(), DisconnectCode> {
+        if matches!(request, Request::Pong) {
+            return Ok(());
+        }
+        let is_connect = matches!(request, Request::Connect(_));
+        if is_connect == self.conn.is_some() {
+            // Commands before connect, or a second connect.
+            debug!(method = request.method(), "command out of order");
+            return Err(DisconnectCode::BAD_REQUEST);
+        }
+        if let Request::Send(_) = request {
+            // Fire-and-forget with no handler configured yet: accepted and dropped.
+            return self.check_rate().map(|_| ());
+        }
+        if id == 0 {
+            return Err(DisconnectCode::BAD_REQUEST);
+        }
+        if !self.check_rate()? {
+            return self.reply(&Reply::error(id, ErrorCode::TooManyRequests.into()));
+        }
+        let outcome = match request {
+            Request::Connect(req) => self.connect(id, req),
+            Request::Subscribe(req) => self.subscribe(id, req),
+            Request::Unsubscribe(req) => {
+                self.unsubscribe(&req.channel);
+                Ok(Reply { id, unsubscribe: Some(Empty {}), ..Reply::default() })
+            }
+            Request::Publish(req) => self.publish(id, req.channel, req.data),
+            Request::Presence(req) => self.presence(id, &req.channel),
+            Request::PresenceStats(req) => self.presence_stats(id, &req.channel),
+            Request::History(req) => self.history(id, req),
+            Request::Ping => Ok(Reply { id, ping: Some(Empty {}), ..Reply::default() }),
+            Request::Rpc(_) => Err(ErrorCode::MethodNotFound.into()),
+            Request::Refresh(req) => self.refresh(id, req),
+            Request::SubRefresh(req) => self.sub_refresh(id, req),
+            Request::Pong | Request::Send(_) => unreachable!("handled above"),
+        };
+        match outcome {
+            // A reply with id 0 means the handler already queued its reply.
+            Ok(reply) if reply.id == 0 => Ok(()),
+            Ok(reply) => self.reply(&reply),
+            Err(Failure::Error(error)) => self.reply(&Reply::error(id, error)),
+            Err(Failure::Disconnect(code)) => Err(code),
+        }
+    }
+
+    fn user(&self) -> &str {
+        self.conn.as_ref().map_or("", |c| c.user.as_str())
+    }
+
+    fn client_info(&self, chan_info: Option<Payload>) -> ClientInfo {
+        let conn = self.conn.as_ref();
+        ClientInfo {
+            user: conn.map(|c| c.user.clone()).unwrap_or_default(),
+            client: conn.map(|c| c.client.clone()).unwrap_or_default(),
+            conn_info: conn.and_then(|c| c.info.clone()),
+            chan_info,
+        }
+    }
+
+    fn connect(&mut self, id: u32, req: ConnectRequest) -> Result<Reply, Failure> {
+        let config = self.hub.config().client.clone();
+        let claims = if req.token.is_empty() {
+            if !config.allow_anonymous {
+                return Err(TOKEN_REQUIRED.into());
+            }
+            None
+        } else {
+            match self.hub.verifier.verify_connect(&req.token) {
+                Ok(claims) => Some(claims),
+                Err(TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
+                Err(TokenError::Invalid(reason)) => {
+                    debug!(%reason, "connect token rejected");
+                    return Err(DisconnectCode::INVALID_TOKEN.into());
+                }
+            }
+        };
+        let (user, info, expires_at, channels) = match claims {
+            Some(c) => (c.user, c.info, c.expires_at, c.channels),
+            None => (String::new(), None, None, Vec::new()),
+        };
+        let client = uuid::Uuid::new_v4().to_string();
+        let now = Instant::now();
+        let mut result = ConnectResult {
+            client: client.clone(),
+            version: VERSION.to_owned(),
+            ping: u32::try_from(config.ping_interval_secs).unwrap_or(u32::MAX),
+            pong: true,
+            ..ConnectResult::default()
+        };
+        if let Some(exp) = expires_at {
+            let ttl = exp.saturating_sub(unix_now());
+            result.expires = true;
+            result.ttl = u32::try_from(ttl).unwrap_or(u32::MAX);
+            self.expire_deadline = Some(now + Duration::from_secs(ttl + config.expired_close_delay_secs));
+        }
+        self.hub.register_client(&client, &user, self.outbox.clone(), self.control_tx.clone());
+        self.conn = Some(Connected { client, user, info });
+        self.next_ping = Some(now + Duration::from_secs(config.ping_interval_secs));
+
+        // Server-side subscriptions from the token. Their publications may be
+        // queued before this reply is: hold the writer and put the reply first.
+        self.outbox.hold();
+        for channel in channels {
+            let Ok(options) = self.hub.channel_options(&channel) else {
+                debug!(%channel, "token lists an invalid or unknown channel; skipped");
+                continue;
+            };
+            let recover = req.subs.get(&channel);
+            let sub = self.attach(&channel, options, recover, true, None, |_, _| None);
+            result.subs.insert(channel, sub);
+        }
+        let pushed = self.outbox.push_front(encode_reply(&Reply { id, connect: Some(result), ..Reply::default() }));
+        self.outbox.release();
+        pushed.map_err(|_| DisconnectCode::SLOW)?;
+        Ok(Reply::default())
+    }
+
+    fn subscribe(&mut self, id: u32, req: SubscribeRequest) -> Result<Reply, Failure> {
+        let options = self.hub.channel_options(&req.channel)?;
+        if self.subs.contains_key(&req.channel) {
+            return Err(ErrorCode::AlreadySubscribed.into());
+        }
+        if self.subs.len() >= self.hub.config().client.max_channels_per_connection {
+            return Err(ErrorCode::LimitExceeded.into());
+        }
+        let user = self.user().to_owned();
+        let mut chan_info = None;
+        if !req.token.is_empty() {
+            match self.hub.verifier.verify_subscribe(&req.token, &req.channel, &user) {
+                Ok(claims) => chan_info = claims.info,
+                Err(TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
+                Err(TokenError::Invalid(reason)) => {
+                    debug!(%reason, channel = %req.channel, "subscription token rejected");
+                    return Err(DisconnectCode::INVALID_TOKEN.into());
+                }
+            }
+        } else if options.allow_user_limited_channels && req.channel.contains('#') {
+            let allowed = user_limited_users(&req.channel).is_some_and(|mut users| users.any(|u| u == user));
+            if !allowed {
+                return Err(ErrorCode::PermissionDenied.into());
+            }
+        } else if !options.allow_subscribe_for_client
+            || (user.is_empty() && !options.allow_subscribe_for_anonymous)
+        {
+            return Err(ErrorCode::PermissionDenied.into());
+        }
+        let channel = req.channel.clone();
+        self.attach(&channel, options, Some(&req), false, chan_info, |result, _| {
+            Some(encode_reply(&Reply { id, subscribe: Some(result.clone()), ..Reply::default() }))
+        });
+        Ok(Reply::default())
+    }
+
+    /// Joins `channel`: under the channel's lock, reads the stream position and
+    /// any recovery, registers for live publications, and queues whatever
+    /// `announce` returns (the subscribe reply or push) so that it precedes
+    /// every live publication. Then records presence and announces the join.
+    fn attach(
+        &mut self,
+        channel: &str,
+        options: ChannelOptions,
+        req: Option<&SubscribeRequest>,
+        server_side: bool,
+        chan_info: Option<Payload>,
+        announce: impl FnOnce(&SubscribeResult, bool) -> Option<Bytes>,
+    ) -> SubscribeResult {
+        let history = StreamOptions::from_channel_options(&options);
+        let asked_recoverable = req.is_some_and(|r| r.recoverable);
+        let recoverable = history.is_some() && (options.force_recovery || (options.allow_recovery && asked_recoverable));
+        let recover_from = req.filter(|r| r.recover).map(|r| StreamPosition { offset: r.offset, epoch: r.epoch.clone() });
+        let max_recover = self.hub.config().client.recovery_max_publication_limit;
+        let (id, outbox, registry) = (self.id, self.outbox.clone(), self.hub.registry.clone());
+
+        let result = self.hub.broker.subscribe(channel, history.as_ref(), |mut view| {
+            let mut result = SubscribeResult::default();
+            if recoverable {
+                if let Some(top) = view.position() {
+                    result.recoverable = true;
+                    result.positioned = true;
+                    result.epoch = top.epoch;
+                    result.offset = top.offset;
+                }
+            }
+            if let Some(since) = &recover_from {
+                result.was_recovering = true;
+                if recoverable {
+                    if let Recovery::Recovered(publications) = view.recover(since, max_recover) {
+                        result.recovered = true;
+                        result.publications = publications;
+                    }
+                }
+            }
+            registry.add(channel, id, outbox.clone());
+            if let Some(frame) = announce(&result, server_side) {
+                // Overflow closes the outbox (3008); the run loop sees it.
+                let _ = outbox.push(frame);
+            }
+            result
+        });
+
+        self.subs.insert(channel.to_owned(), Subscription { options: options.clone(), chan_info: chan_info.clone() });
+        if options.presence || options.join_leave {
+            let info = self.client_info(chan_info);
+            if options.presence {
+                self.hub.presence.add(channel, info.clone());
+            }
+            if options.join_leave {
+                self.hub.broker.join(channel, &info);
+            }
+        }
+        result
+    }
+
+    /// Leaves `channel`; a no-op when not subscribed.
+    fn unsubscribe(&mut self, channel: &str) -> bool {
+        let Some(sub) = self.subs.remove(channel) else { return false };
+        self.hub.registry.remove(channel, self.id);
+        if sub.options.presence {
+            if let Some(conn) = &self.conn {
+                self.hub.presence.remove(channel, &conn.client);
+            }
+        }
+        if sub.options.join_leave {
+            let info = self.client_info(sub.chan_info);
+            self.hub.broker.leave(channel, &info);
+        }
+        true
+    }
+
+    fn publish(&mut self, id: u32, channel: String, data: Option<Payload>) -> Result<Reply, Failure> {
+        let options = self.hub.channel_options(&channel)?;
+        let subscribed = self.subs.get(&channel);
+        if !(options.allow_publish_for_client || (options.allow_publish_for_subscriber && subscribed.is_some())) {
+            return Err(ErrorCode::PermissionDenied.into());
+        }
+        let data = data.ok_or(ErrorCode::BadRequest)?;
+        let info = self.client_info(subscribed.and_then(|s| s.chan_info.clone()));
+        self.hub.publish(PublishRequest { channel, data, info: Some(info), ..PublishRequest::default() })?;
+        Ok(Reply { id, publish: Some(Empty {}), ..Reply::default() })
+    }
+
+    fn check_subscriber_permission(&self, channel: &str, allowed: fn(&ChannelOptions) -> bool) -> Result<(), Failure> {
+        let options = self.hub.channel_options(channel)?;
+        if !(allowed(&options) && self.subs.contains_key(channel)) {
+            return Err(ErrorCode::PermissionDenied.into());
+        }
+        Ok(())
+    }
+
+    fn presence(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
+        self.check_subscriber_permission(channel, |o| o.allow_presence_for_subscriber)?;
+        let presence = self.hub.presence(channel)?;
+        Ok(Reply { id, presence: Some(PresenceResult { presence }), ..Reply::default() })
+    }
+
+    fn presence_stats(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
+        self.check_subscriber_permission(channel, |o| o.allow_presence_for_subscriber)?;
+        let stats = self.hub.presence_stats(channel)?;
+        let result = PresenceStatsResult { num_clients: stats.num_clients, num_users: stats.num_users };
+        Ok(Reply { id, presence_stats: Some(result), ..Reply::default() })
+    }
+
+    fn history(&self, id: u32, req: HistoryRequest) -> Result<Reply, Failure> {
+        self.check_subscriber_permission(&req.channel, |o| o.allow_history_for_subscriber)?;
+        let max = self.hub.config().client.history_max_publication_limit;
+        // A negative limit asks for as much as allowed; larger asks are capped.
+        let limit = usize::try_from(req.limit).map_or(max, |l| l.min(max));
+        let (publications, top) = self.hub.history(&req.channel, req.since.as_ref(), limit, req.reverse)?;
+        let result = HistoryResult { publications, epoch: top.epoch, offset: top.offset };
+        Ok(Reply { id, history: Some(result), ..Reply::default() })
+    }
+
+    fn refresh(&mut self, id: u32, req: RefreshRequest) -> Result<Reply, Failure> {
+        let claims = match self.hub.verifier.verify_connect(&req.token) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
+            Err(TokenError::Invalid(_)) => return Err(DisconnectCode::INVALID_TOKEN.into()),
+        };
+        if claims.user != self.user() {
+            return Err(DisconnectCode::INVALID_TOKEN.into());
+        }
+        let conn = self.conn.as_ref().expect("refresh only runs connected");
+        let mut result = RefreshResult { client: conn.client.clone(), version: VERSION.to_owned(), ..RefreshResult::default() };
+        self.expire_deadline = None;
+        if let Some(exp) = claims.expires_at {
+            let ttl = exp.saturating_sub(unix_now());
+            result.expires = true;
+            result.ttl = u32::try_from(ttl).unwrap_or(u32::MAX);
+            let delay = self.hub.config().client.expired_close_delay_secs;
+            self.expire_deadline = Some(Instant::now() + Duration::from_secs(ttl + delay));
+        }
+        Ok(Reply { id, refresh: Some(result), ..Reply::default() })
+    }
+
+    fn sub_refresh(&mut self, id: u32, req: SubRefreshRequest) -> Result<Reply, Failure> {
+        if !self.subs.contains_key(&req.channel) {
+            return Err(ErrorCode::PermissionDenied.into());
+        }
+        let claims = match self.hub.verifier.verify_subscribe(&req.token, &req.channel, self.user()) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
+            Err(TokenError::Invalid(_)) => return Err(DisconnectCode::INVALID_TOKEN.into()),
+        };
+        let mut result = SubRefreshResult::default();
+        if let Some(exp) = claims.expires_at {
+            result.expires = true;
+            result.ttl = u32::try_from(exp.saturating_sub(unix_now())).unwrap_or(u32::MAX);
+        }
+        Ok(Reply { id, sub_refresh: Some(result), ..Reply::default() })
+    }
+
+    fn handle_control(&mut self, control: Control) -> Result<(), DisconnectCode> {
+        match control {
+            Control::Subscribe { channel } => {
+                if self.subs.contains_key(&channel) {
+                    return Ok(());
+                }
+                let Ok(options) = self.hub.channel_options(&channel) else { return Ok(()) };
+                self.attach(&channel, options, None, true, None, |result, _| {
+                    let push = SubscribePush {
+                        recoverable: result.recoverable,
+                        epoch: result.epoch.clone(),
+                        offset: result.offset,
+                        positioned: result.positioned,
+                        data: None,
+                    };
+                    Some(encode_reply(&Reply::push(Push { channel: channel.clone(), subscribe: Some(push), ..Push::default() })))
+                });
+                Ok(())
+            }
+            Control::Unsubscribe { channel } => {
+                if self.unsubscribe(&channel) {
+                    let push = UnsubscribePush { code: UNSUBSCRIBE_SERVER, reason: "server unsubscribe".to_owned() };
+                    self.reply(&Reply::push(Push { channel, unsubscribe: Some(push), ..Push::default() }))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops every subscription, presence entry and index entry at once.
+    fn cleanup(&mut self) {
+        let channels: Vec<String> = self.subs.keys().cloned().collect();
+        for channel in channels {
+            self.unsubscribe(&channel);
+        }
+        if let Some(conn) = &self.conn {
+            self.hub.unregister_client(&conn.client);
+        }
+    }
+}
