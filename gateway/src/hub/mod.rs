@@ -1,1 +1,2 @@
 //! hub
+pub mod auth;
