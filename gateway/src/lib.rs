@@ -1,4 +1,22 @@
-//! Switchboard: a self-hosted realtime gateway.
+//! Switchboard: a self-hosted realtime gateway that speaks the Centrifugo
+//! client protocol and server API.
+//!
+//! # Layout
+//! - [`config`]: the TOML schema, defaults and validation. A leaf.
+//! - [`protocol`]: wire types and the JSON codec. Pure, no I/O. A leaf.
+//! - [`telemetry`]: logging setup. A leaf.
+//! - [`channel`]: channel names, the subscriber registry, per-connection outboxes.
+//! - [`history`]: per-channel streams with offsets and epochs.
+//! - [`presence`]: who is in which channel.
+//! - [`broker`]: engines that order, store and deliver publications.
+//! - [`hub`]: node state and the session state machine; the one place that
+//!   combines the modules above.
+//! - [`api`]: the server HTTP API.
+//! - [`transport`]: sockets, TLS, HTTP and WebSocket framing, and [`run`].
+//!
+//! Dependencies point down this list; only `transport` and `api` touch
+//! sockets.
+
 pub mod api;
 pub mod broker;
 pub mod channel;
@@ -9,3 +27,5 @@ pub mod presence;
 pub mod protocol;
 pub mod telemetry;
 pub mod transport;
+
+pub use transport::{run, Error};

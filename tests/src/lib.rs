@@ -1,1 +1,327 @@
-//! End-to-end test harness.
+//! End-to-end harness: a real gateway on `127.0.0.1:0`, and clients for it.
+//!
+//! [`TestGateway`] starts `switchboard::run` in-process with a config the
+//! test shapes, and shuts it down on drop. [`WsClient`] speaks the JSON
+//! protocol over a real WebSocket; [`Api`] calls the server HTTP API. Waits
+//! are on frames and replies with a timeout, never sleeps.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use switchboard::config::{Config, NamespaceConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// The HMAC secret test configs use.
+pub const SECRET: &str = "test-secret";
+/// The API key test configs use.
+pub const API_KEY: &str = "test-api-key";
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A config for tests: known secret and key, and a `chat` namespace with
+/// history, recovery, presence and join/leave all on.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.auth.token_hmac_secret = SECRET.into();
+    config.api.key = API_KEY.into();
+    config.server.shutdown_grace_secs = 2;
+    config.channels.namespaces.push(NamespaceConfig {
+        name: "chat".into(),
+        history_size: 100,
+        history_ttl_secs: 300,
+        force_recovery: true,
+        presence: true,
+        join_leave: true,
+        allow_publish_for_subscriber: true,
+        allow_history_for_subscriber: true,
+        allow_presence_for_subscriber: true,
+        ..NamespaceConfig::default()
+    });
+    config
+}
+
+/// Mints an HS256 token with `claims` (add `sub`, `exp`, `channel`, ...).
+pub fn token(secret: &str, claims: Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("sign token")
+}
+
+/// Unix time in seconds.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A connection token for `user` valid for an hour.
+pub fn user_token(user: &str) -> String {
+    token(SECRET, json!({ "sub": user, "exp": now_secs() + 3600 }))
+}
+
+/// A gateway running in this process.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), switchboard::Error>>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway with [`test_config`].
+    pub async fn start() -> Result<Self> {
+        Self::start_with(test_config()).await
+    }
+
+    /// Starts a gateway with `config` on `127.0.0.1:0`.
+    pub async fn start_with(config: Config) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        let task = tokio::spawn(switchboard::run(config, listener, async move { signal.cancelled().await }));
+        Ok(Self { addr, shutdown, task: Some(task) })
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.addr)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn api(&self) -> Api {
+        Api { addr: self.addr, key: API_KEY.into() }
+    }
+
+    /// Opens a WebSocket (not yet connected at the protocol level).
+    pub async fn ws(&self) -> Result<WsClient> {
+        WsClient::open(&self.ws_url(), None).await
+    }
+
+    /// Opens a WebSocket and completes `connect` as `user`.
+    pub async fn connect(&self, user: &str) -> Result<(WsClient, Value)> {
+        let mut ws = self.ws().await?;
+        let reply = ws.call(json!({ "connect": { "token": user_token(user) } })).await?;
+        if reply.get("error").is_some() {
+            bail!("connect failed: {reply}");
+        }
+        Ok((ws, reply["connect"].clone()))
+    }
+
+    /// Starts graceful shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(15), task).await.context("shutdown timed out")???;
+        Ok(())
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What a test reads from the socket.
+#[derive(Debug)]
+pub enum Frame {
+    /// One JSON message (frames are split on newlines).
+    Json(Value),
+    /// The server closed with this code and reason.
+    Close(u16, String),
+}
+
+/// A JSON-protocol WebSocket client with its own command ids.
+pub struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u32,
+    pending: std::collections::VecDeque<Value>,
+    /// Answer server pings with `{}` automatically (true by default).
+    pub auto_pong: bool,
+}
+
+impl WsClient {
+    /// Opens a socket to `url`, optionally with an `Origin` header.
+    pub async fn open(url: &str, origin: Option<&str>) -> Result<Self> {
+        let mut request = url.into_client_request()?;
+        if let Some(origin) = origin {
+            request.headers_mut().insert("origin", origin.parse()?);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self { ws, next_id: 1, pending: Default::default(), auto_pong: true })
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: impl Into<String>) -> Result<()> {
+        self.ws.send(Message::text(text.into())).await?;
+        Ok(())
+    }
+
+    /// Sends a raw binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.ws.send(Message::binary(bytes)).await?;
+        Ok(())
+    }
+
+    /// Sends `command` with the next id; returns the id.
+    pub async fn send(&mut self, mut command: Value) -> Result<u32> {
+        let id = self.next_id;
+        self.next_id += 1;
+        command["id"] = json!(id);
+        self.send_text(command.to_string()).await?;
+        Ok(id)
+    }
+
+    /// Sends `command` and waits for the reply with its id. Pushes that
+    /// arrive meanwhile are kept for [`WsClient::next_push`].
+    pub async fn call(&mut self, command: Value) -> Result<Value> {
+        let id = self.send(command).await?;
+        let mut skipped = Vec::new();
+        let reply = loop {
+            match self.next_frame().await? {
+                Frame::Json(v) if v["id"] == json!(id) => break v,
+                Frame::Json(v) => skipped.push(v),
+                Frame::Close(code, reason) => bail!("closed {code} {reason:?} while waiting for reply {id}"),
+            }
+        };
+        for v in skipped.into_iter().rev() {
+            self.pending.push_front(v);
+        }
+        Ok(reply)
+    }
+
+    /// The next message or close, within [`WAIT`]. Pings are answered (when
+    /// `auto_pong`) and skipped.
+    pub async fn next_frame(&mut self) -> Result<Frame> {
+        loop {
+            if let Some(v) = self.pending.pop_front() {
+                return Ok(Frame::Json(v));
+            }
+            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.context("timed out waiting for a frame")?;
+            match msg {
+                Some(Ok(Message::Text(text))) => {
+                    for line in text.as_str().split('\n').filter(|l| !l.trim().is_empty()) {
+                        let v: Value = serde_json::from_str(line).with_context(|| format!("bad json {line:?}"))?;
+                        if v == json!({}) {
+                            if self.auto_pong {
+                                self.send_text("{}").await?;
+                                continue;
+                            }
+                        }
+                        self.pending.push_back(v);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    return Ok(Frame::Close(code, reason));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => bail!("websocket error: {e}"),
+                None => bail!("connection ended without a close frame"),
+            }
+        }
+    }
+
+    /// The next push (a message without an id).
+    pub async fn next_push(&mut self) -> Result<Value> {
+        match self.next_frame().await? {
+            Frame::Json(v) if v.get("push").is_some() => Ok(v["push"].clone()),
+            Frame::Json(v) => bail!("expected a push, got {v}"),
+            Frame::Close(code, reason) => bail!("closed {code} {reason:?} while waiting for a push"),
+        }
+    }
+
+    /// Waits for the close frame, skipping any messages; returns its code.
+    pub async fn expect_close(&mut self) -> Result<(u16, String)> {
+        loop {
+            if let Frame::Close(code, reason) = self.next_frame().await? {
+                return Ok((code, reason));
+            }
+        }
+    }
+}
+
+/// A client for the server HTTP API.
+pub struct Api {
+    addr: SocketAddr,
+    key: String,
+}
+
+/// An HTTP response: status and parsed JSON body (Null when not JSON).
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Api {
+    /// Calls `method` with `params` using the configured key; returns the body.
+    pub async fn call(&self, method: &str, params: Value) -> Result<Value> {
+        let resp = self.raw(method, &params.to_string(), &[("x-api-key", &self.key)]).await?;
+        if resp.status != 200 {
+            bail!("api {method} answered {}: {}", resp.status, resp.body);
+        }
+        Ok(resp.body)
+    }
+
+    /// Calls `method` and returns the `result`, failing on an `error`.
+    pub async fn result(&self, method: &str, params: Value) -> Result<Value> {
+        let body = self.call(method, params).await?;
+        match body.get("result") {
+            Some(r) => Ok(r.clone()),
+            None => bail!("api {method} failed: {body}"),
+        }
+    }
+
+    /// A raw POST with chosen headers.
+    pub async fn raw(&self, method: &str, body: &str, headers: &[(&str, &str)]) -> Result<HttpResponse> {
+        http_request(self.addr, "POST", &format!("/api/{method}"), headers, body).await
+    }
+}
+
+/// A minimal HTTP/1.1 client over a fresh connection (`Connection: close`).
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<HttpResponse> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.context("http response timed out")??;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
+    let status: u16 = head.split(' ').nth(1).context("no status")?.parse()?;
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok(HttpResponse { status, body: serde_json::from_str(&body).unwrap_or(Value::Null) })
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod suites;

@@ -1,1 +1,98 @@
-//! api
+//! The server HTTP API (`POST /api/<method>`), in Centrifugo v6 shapes.
+//!
+//! Backends publish and manage connections here. Every method answers HTTP
+//! 200 with `{"result":{…}}` or `{"error":{"code":N,"message":"…"}}`;
+//! transport-level problems get HTTP statuses (401 bad key, 400 unreadable
+//! body, 404 unknown method, 413 body over `api.max_body_bytes`). The API
+//! calls the hub exactly as a session would; it never reaches into channel or
+//! history internals.
+
+mod methods;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::hub::Hub;
+use crate::protocol::ErrorCode;
+
+/// A method-level error, sent as `{"error":{…}}` with HTTP 200.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct ApiError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        Self { code: code.code(), message: code.message().to_owned() }
+    }
+}
+
+impl ApiError {
+    fn bad_request(message: impl std::fmt::Display) -> Self {
+        Self { code: ErrorCode::BadRequest.code(), message: format!("bad request: {message}") }
+    }
+}
+
+fn response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error_response(status: StatusCode, error: ApiError) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_default();
+    response(status, Bytes::from(body))
+}
+
+/// The API key from `X-API-Key` or `Authorization: apikey KEY`.
+fn presented_key(req: &Request<Incoming>) -> Option<&[u8]> {
+    if let Some(v) = req.headers().get("x-api-key") {
+        return Some(v.as_bytes());
+    }
+    let auth = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("apikey").then(|| key.trim().as_bytes())
+}
+
+/// Handles one `POST /api/...` request.
+pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Bytes>> {
+    let config = &hub.config().api;
+    let key_ok = presented_key(&req).is_some_and(|k| !config.key.is_empty() && bool::from(k.ct_eq(config.key.as_bytes())));
+    if !key_ok {
+        return error_response(StatusCode::UNAUTHORIZED, ApiError { code: 401, message: "unauthorized".into() });
+    }
+    let method = req.uri().path().trim_start_matches("/api").trim_start_matches('/').to_owned();
+    if !methods::exists(&method) {
+        return error_response(StatusCode::NOT_FOUND, ApiError { code: 404, message: format!("unknown method {method:?}") });
+    }
+    let max = config.max_body_bytes;
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ApiError { code: 413, message: format!("request body too large (max {max} bytes)") },
+            );
+        }
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::bad_request(e)),
+    };
+    let params: &serde_json::value::RawValue = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+        Ok(p) => p,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::bad_request(e)),
+    };
+    let outcome = methods::call(hub, &method, params);
+    let envelope = match outcome {
+        Ok(result) => serde_json::json!({ "result": result }),
+        Err(error) => serde_json::json!({ "error": error }),
+    };
+    response(StatusCode::OK, Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default()))
+}

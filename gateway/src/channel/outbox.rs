@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::protocol::DisconnectCode;
 
@@ -35,13 +36,16 @@ struct State {
 /// A per-connection queue of encoded frames, bounded in bytes.
 pub struct Outbox {
     state: Mutex<State>,
+    /// Wakes the single writer.
     notify: Notify,
+    /// Fires once on close, for any number of watchers.
+    closing: CancellationToken,
     max_bytes: usize,
 }
 
 impl Outbox {
     pub fn new(max_bytes: usize) -> Self {
-        Self { state: Mutex::new(State::default()), notify: Notify::new(), max_bytes }
+        Self { state: Mutex::new(State::default()), notify: Notify::new(), closing: CancellationToken::new(), max_bytes }
     }
 
     /// Queues one encoded message. On overflow the outbox closes itself with
@@ -56,6 +60,7 @@ impl Outbox {
             state.queued_bytes = 0;
             state.close = Some(DisconnectCode::SLOW);
             drop(state);
+            self.closing.cancel();
             self.notify.notify_one();
             return Err(PushError::Full { max: self.max_bytes });
         }
@@ -74,6 +79,7 @@ impl Outbox {
             state.close = Some(code);
         }
         drop(state);
+        self.closing.cancel();
         self.notify.notify_one();
     }
 
@@ -115,43 +121,43 @@ impl Outbox {
     /// queue is drained and the outbox is closing.
     pub async fn next_batch(&self, batch: &mut Vec<Bytes>, max_batch_bytes: usize) -> Option<DisconnectCode> {
         loop {
-            {
-                let mut state = self.state.lock();
-                if state.held && state.close.is_none() {
-                    drop(state);
-                    self.notify.notified().await;
-                    continue;
-                }
-                let mut taken = 0;
-                while let Some(front) = state.queue.front() {
-                    if !batch.is_empty() && taken + front.len() > max_batch_bytes {
-                        break;
-                    }
-                    taken += front.len();
-                    let frame = state.queue.pop_front().expect("front exists");
-                    batch.push(frame);
-                }
-                state.queued_bytes -= taken;
-                if !batch.is_empty() {
-                    return None;
-                }
-                if let Some(code) = state.close {
-                    return Some(code);
-                }
+            // Register interest before looking, so a push between the look and
+            // the await still wakes us.
+            let notified = self.notify.notified();
+            if let Some(outcome) = self.take(batch, max_batch_bytes) {
+                return outcome;
             }
-            self.notify.notified().await;
+            notified.await;
         }
+    }
+
+    /// One look at the queue: `Some(None)` when frames were taken,
+    /// `Some(Some(code))` when drained and closing, `None` to keep waiting.
+    fn take(&self, batch: &mut Vec<Bytes>, max_batch_bytes: usize) -> Option<Option<DisconnectCode>> {
+        let mut state = self.state.lock();
+        if state.held && state.close.is_none() {
+            return None;
+        }
+        let mut taken = 0;
+        while let Some(front) = state.queue.front() {
+            if !batch.is_empty() && taken + front.len() > max_batch_bytes {
+                break;
+            }
+            taken += front.len();
+            let frame = state.queue.pop_front().expect("front exists");
+            batch.push(frame);
+        }
+        state.queued_bytes -= taken;
+        if !batch.is_empty() {
+            return Some(None);
+        }
+        state.close.map(Some)
     }
 
     /// Resolves once the outbox is closing (for the reader side).
     pub async fn closed(&self) -> DisconnectCode {
-        loop {
-            let notified = self.notify.notified();
-            if let Some(code) = self.close_code() {
-                return code;
-            }
-            notified.await;
-        }
+        self.closing.cancelled().await;
+        self.close_code().expect("closing is cancelled only after close is set")
     }
 }
 

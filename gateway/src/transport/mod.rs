@@ -1,1 +1,91 @@
-//! transport
+//! Transport: the listener, TLS, HTTP/1.1 serving and WebSocket framing.
+//!
+//! Owns sockets and nothing else: it routes requests to the WebSocket
+//! transport (which feeds `hub::Session`) or to the server API, enforces the
+//! header timeout and buffer limits that keep slow or hostile peers cheap,
+//! and runs the two-phase shutdown (stop accepting, close sessions with 3001,
+//! drain within `server.shutdown_grace_secs`).
+
+mod http;
+mod origin;
+mod tls;
+mod websocket;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+use crate::config::Config;
+use crate::hub::{Hub, HubError};
+
+pub use origin::origin_allowed;
+
+/// Why the server could not start or run. Always the operator's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    #[error("server.tls: {0}")]
+    Tls(String),
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+}
+
+/// Spawns `future` on `tracker` inside a span naming the task, so every
+/// task shows up in logs by role and shutdown can wait for all of them.
+pub(crate) fn spawn_named<F>(tracker: &TaskTracker, name: &'static str, future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    tracker.spawn(future.instrument(tracing::debug_span!("task", name)));
+}
+
+/// Serves until `shutdown` resolves, then drains. Binding is the caller's
+/// job, so tests pass a listener on `127.0.0.1:0`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let config = Arc::new(config);
+    let root = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let hub = Hub::new(config.clone(), root.child_token())?;
+    let tls = tls::acceptor(&config.server.tls)?;
+    spawn_named(&tracker, "hub-maintenance", hub.clone().run_maintenance(Duration::from_secs(30)));
+    info!(addr = %listener.local_addr()?, tls = tls.is_some(), "switchboard listening");
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let conn = http::Connection { hub: hub.clone(), tracker: tracker.clone(), tls: tls.clone() };
+                    spawn_named(&tracker, "http-connection", conn.serve(stream, peer));
+                }
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+
+    info!("shutting down: closing sessions with 3001");
+    drop(listener);
+    root.cancel();
+    tracker.close();
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        warn!(remaining = tracker.len(), grace_secs = grace.as_secs(), "shutdown grace elapsed; abandoning tasks");
+    }
+    Ok(())
+}

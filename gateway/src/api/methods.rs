@@ -1,0 +1,262 @@
+//! The API methods: request shapes and their calls into the hub.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::hub::{Hub, PublishRequest};
+use crate::protocol::{DisconnectCode, Payload, StreamPosition};
+
+const METHODS: &[&str] = &[
+    "publish",
+    "broadcast",
+    "subscribe",
+    "unsubscribe",
+    "disconnect",
+    "presence",
+    "presence_stats",
+    "history",
+    "history_remove",
+    "channels",
+    "info",
+    "batch",
+];
+
+pub(super) fn exists(method: &str) -> bool {
+    METHODS.contains(&method)
+}
+
+fn parse<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
+    serde_json::from_str(params.get()).map_err(ApiError::bad_request)
+}
+
+/// Publication content: `data` (JSON) or `b64data`, which must decode to
+/// JSON as long as only the JSON protocol is served.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Content {
+    data: Option<Payload>,
+    b64data: Option<String>,
+    skip_history: bool,
+    tags: HashMap<String, String>,
+    idempotency_key: Option<String>,
+}
+
+impl Content {
+    fn request(&self, channel: String) -> Result<PublishRequest, ApiError> {
+        let data = match (&self.data, &self.b64data) {
+            (Some(data), _) => data.clone(),
+            (None, Some(b64)) => {
+                let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(ApiError::bad_request)?;
+                let text = std::str::from_utf8(&raw).map_err(ApiError::bad_request)?;
+                Payload::from_json(text).map_err(|_| ApiError::bad_request("b64data must hold json for json clients"))?
+            }
+            (None, None) => return Err(ApiError::bad_request("data required")),
+        };
+        Ok(PublishRequest {
+            channel,
+            data,
+            info: None,
+            tags: self.tags.clone(),
+            skip_history: self.skip_history,
+            idempotency_key: self.idempotency_key.clone(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Publish {
+    channel: String,
+    #[serde(flatten)]
+    content: Content,
+}
+
+#[derive(Deserialize)]
+struct Broadcast {
+    channels: Vec<String>,
+    #[serde(flatten)]
+    content: Content,
+}
+
+#[derive(Deserialize)]
+struct UserChannel {
+    #[serde(default)]
+    user: String,
+    channel: String,
+    #[serde(default)]
+    client: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DisconnectSpec {
+    code: u16,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct Disconnect {
+    user: String,
+    #[serde(default)]
+    client: Option<String>,
+    #[serde(default)]
+    whitelist: Vec<String>,
+    #[serde(default)]
+    disconnect: Option<DisconnectSpec>,
+}
+
+#[derive(Deserialize)]
+struct ChannelOnly {
+    channel: String,
+}
+
+#[derive(Deserialize)]
+struct History {
+    channel: String,
+    #[serde(default)]
+    limit: i64,
+    #[serde(default)]
+    since: Option<StreamPosition>,
+    #[serde(default)]
+    reverse: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Channels {
+    pattern: String,
+}
+
+#[derive(Deserialize)]
+struct Batch<'a> {
+    #[serde(borrow)]
+    commands: Vec<HashMap<String, &'a RawValue>>,
+}
+
+fn position(pos: StreamPosition) -> Value {
+    let mut out = serde_json::Map::new();
+    if pos.offset > 0 {
+        out.insert("offset".into(), pos.offset.into());
+    }
+    if !pos.epoch.is_empty() {
+        out.insert("epoch".into(), pos.epoch.into());
+    }
+    Value::Object(out)
+}
+
+/// Disconnect codes the API may send: the reserved reconnect/terminal ranges
+/// and the application ranges.
+fn disconnect_code(spec: Option<DisconnectSpec>) -> Result<DisconnectCode, ApiError> {
+    let Some(spec) = spec.filter(|s| s.code != 0) else { return Ok(DisconnectCode::FORCE_DISCONNECT) };
+    if !(3000..5000).contains(&spec.code) {
+        return Err(ApiError::bad_request("disconnect code must be in 3000..4999"));
+    }
+    if spec.reason.len() > 32 {
+        return Err(ApiError::bad_request("disconnect reason too long (max 32 bytes)"));
+    }
+    // Close reasons are 'static in the writer; custom reasons are rare, so
+    // leaking is avoided by mapping them to a fixed reason text.
+    Ok(DisconnectCode { code: spec.code, reason: "disconnect" })
+}
+
+/// Runs one method.
+pub(super) fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, ApiError> {
+    match method {
+        "publish" => {
+            let p: Publish = parse(params)?;
+            let req = p.content.request(p.channel)?;
+            Ok(position(hub.publish(req)?))
+        }
+        "broadcast" => {
+            let b: Broadcast = parse(params)?;
+            if b.channels.is_empty() {
+                return Err(ApiError::bad_request("channels required"));
+            }
+            let responses: Vec<Value> = b
+                .channels
+                .into_iter()
+                .map(|channel| match b.content.request(channel).and_then(|r| hub.publish(r).map_err(ApiError::from)) {
+                    Ok(pos) => json!({ "result": position(pos) }),
+                    Err(e) => json!({ "error": e }),
+                })
+                .collect();
+            Ok(json!({ "responses": responses }))
+        }
+        "subscribe" => {
+            let s: UserChannel = parse(params)?;
+            hub.server_subscribe(&s.user, s.client.as_deref(), &s.channel)?;
+            Ok(json!({}))
+        }
+        "unsubscribe" => {
+            let s: UserChannel = parse(params)?;
+            hub.server_unsubscribe(&s.user, s.client.as_deref(), &s.channel)?;
+            Ok(json!({}))
+        }
+        "disconnect" => {
+            let d: Disconnect = parse(params)?;
+            let code = disconnect_code(d.disconnect)?;
+            hub.disconnect(&d.user, d.client.as_deref(), &d.whitelist, code);
+            Ok(json!({}))
+        }
+        "presence" => {
+            let c: ChannelOnly = parse(params)?;
+            Ok(json!({ "presence": hub.presence(&c.channel)? }))
+        }
+        "presence_stats" => {
+            let c: ChannelOnly = parse(params)?;
+            let stats = hub.presence_stats(&c.channel)?;
+            Ok(json!({ "num_clients": stats.num_clients, "num_users": stats.num_users }))
+        }
+        "history" => {
+            let h: History = parse(params)?;
+            // No limit: only the stream position. Negative: everything kept.
+            let limit = usize::try_from(h.limit).unwrap_or(usize::MAX);
+            let (pubs, top) = hub.history(&h.channel, h.since.as_ref(), limit, h.reverse)?;
+            let mut result = position(top);
+            result["publications"] = serde_json::to_value(pubs).map_err(ApiError::bad_request)?;
+            Ok(result)
+        }
+        "history_remove" => {
+            let c: ChannelOnly = parse(params)?;
+            hub.remove_history(&c.channel)?;
+            Ok(json!({}))
+        }
+        "channels" => {
+            let c: Channels = parse(params)?;
+            let matcher = (!c.pattern.is_empty()).then(|| wildmatch::WildMatch::new(&c.pattern));
+            let channels: serde_json::Map<String, Value> = hub
+                .channels()
+                .into_iter()
+                .filter(|(name, _)| matcher.as_ref().is_none_or(|m| m.matches(name)))
+                .map(|(name, n)| (name, json!({ "num_clients": n })))
+                .collect();
+            Ok(json!({ "channels": channels }))
+        }
+        "info" => Ok(json!({ "nodes": [hub.info()] })),
+        "batch" => {
+            let batch: Batch<'_> = parse(params)?;
+            let replies: Vec<Value> = batch
+                .commands
+                .into_iter()
+                .map(|command| {
+                    let mut entries = command.into_iter();
+                    match (entries.next(), entries.next()) {
+                        (Some((method, params)), None) if method != "batch" && exists(&method) => {
+                            match call(hub, &method, params) {
+                                Ok(result) => json!({ method: result }),
+                                Err(e) => json!({ "error": e }),
+                            }
+                        }
+                        _ => json!({ "error": ApiError::bad_request("each command needs exactly one known method") }),
+                    }
+                })
+                .collect();
+            Ok(json!({ "replies": replies }))
+        }
+        _ => Err(ApiError { code: 404, message: format!("unknown method {method:?}") }),
+    }
+}

@@ -1,0 +1,199 @@
+//! The bidirectional WebSocket transport (`/connection/websocket`).
+//!
+//! One connection runs two halves in one task: the session loop reading
+//! frames, and the writer draining the session's outbox in batches (queued
+//! messages joined with `\n` into one frame). Disconnects travel in the close
+//! frame, as the SDKs expect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use super::http::json;
+use super::{origin_allowed, spawn_named};
+use crate::channel::Outbox;
+use crate::hub::{Hub, Inbound, Session};
+use crate::protocol::DisconnectCode;
+
+type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// After our close frame, how long we keep reading so the peer receives it
+/// before the socket closes (closing with unread input sends a TCP reset,
+/// which can destroy the close frame in flight).
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read and discarded while lingering.
+const LINGER_MAX_BYTES: usize = 1 << 20;
+
+fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
+    req.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Validates the upgrade request and answers 101, spawning the session.
+pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTracker) -> Response<Full<Bytes>> {
+    let server = &hub.config().server;
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|o| origin_allowed(o, &server.allowed_origins));
+        if !allowed {
+            debug!(origin = ?origin, "websocket origin rejected");
+            return json(StatusCode::FORBIDDEN, r#"{"error":"origin not allowed"}"#);
+        }
+    }
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    let version_ok = req.headers().get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let Some(key) = key.filter(|_| {
+        version_ok
+            && header_has_token(&req, header::CONNECTION, "upgrade")
+            && header_has_token(&req, header::UPGRADE, "websocket")
+    }) else {
+        return json(StatusCode::BAD_REQUEST, r#"{"error":"websocket upgrade required"}"#);
+    };
+    if hub.shutdown_token().is_cancelled() {
+        return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"shutting down"}"#);
+    }
+
+    let client = &hub.config().client;
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(client.ws_read_buffer_bytes)
+        .write_buffer_size(client.ws_write_buffer_bytes)
+        .max_write_buffer_size(client.ws_write_buffer_bytes.max(client.write_batch_max_bytes) * 4)
+        .max_message_size(Some(client.max_frame_bytes))
+        .max_frame_size(Some(client.max_frame_bytes));
+    let hub_for_task = hub.clone();
+    spawn_named(tracker, "ws-session", async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                serve(ws, hub_for_task).await;
+            }
+            Err(e) => debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = resp.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    resp
+}
+
+async fn serve(ws: Ws, hub: Arc<Hub>) {
+    let (mut sink, mut stream) = ws.split();
+    let Some(slot) = hub.try_acquire_connection() else {
+        let _ = sink.send(close_message(DisconnectCode::CONNECTION_LIMIT)).await;
+        linger(sink.reunite(stream).ok()).await;
+        return;
+    };
+    let session = Session::new(hub.clone(), slot);
+    let outbox = session.outbox();
+    let max_batch = hub.config().client.write_batch_max_bytes;
+    let inbound = stream.by_ref().filter_map(|msg| {
+        std::future::ready(match msg {
+            Ok(Message::Text(text)) => Some(Inbound::Text(Bytes::from(text))),
+            Ok(Message::Binary(_)) => Some(Inbound::Binary),
+            Ok(Message::Close(_)) => Some(Inbound::Closed),
+            // tungstenite answers pings itself on the next flush.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
+            Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => Some(Inbound::TooLarge),
+            Err(e) => {
+                debug!(error = %e, "websocket read failed");
+                Some(Inbound::Closed)
+            }
+        })
+    });
+    let (code, sent_close) = tokio::join!(session.run(inbound), write_loop(&mut sink, &outbox, max_batch));
+    debug!(code = code.code, reason = code.reason, "session ended");
+    if sent_close {
+        linger(sink.reunite(stream).ok()).await;
+    }
+}
+
+/// Drains the outbox into the socket. Returns whether a close frame was sent.
+async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batch: usize) -> bool {
+    let mut batch = Vec::new();
+    loop {
+        if let Some(code) = outbox.next_batch(&mut batch, max_batch).await {
+            if code == DisconnectCode::CONNECTION_CLOSED {
+                // The client closed first: complete its close handshake.
+                let _ = sink.send(Message::Close(None)).await;
+                return false;
+            }
+            let _ = sink.send(close_message(code)).await;
+            return true;
+        }
+        let frame = join_batch(&mut batch);
+        let sent = match Utf8Bytes::try_from(frame) {
+            Ok(text) => sink.send(Message::Text(text)).await,
+            Err(_) => Ok(()),
+        };
+        if sent.is_err() {
+            outbox.close(DisconnectCode::WRITE_ERROR);
+            return false;
+        }
+    }
+}
+
+/// One frame for the batch: shared bytes as-is for a single message, else
+/// the messages joined with `\n`.
+fn join_batch(batch: &mut Vec<Bytes>) -> Bytes {
+    if batch.len() == 1 {
+        return batch.pop().expect("one element");
+    }
+    let len = batch.iter().map(|b| b.len() + 1).sum::<usize>();
+    let mut out = BytesMut::with_capacity(len);
+    for (i, part) in batch.drain(..).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\n");
+        }
+        out.extend_from_slice(&part);
+    }
+    out.freeze()
+}
+
+fn close_message(code: DisconnectCode) -> Message {
+    Message::Close(Some(CloseFrame { code: CloseCode::from(code.code), reason: Utf8Bytes::from_static(code.reason) }))
+}
+
+/// Reads and discards what the peer still sends, so our close frame is not
+/// lost to a reset, for at most [`LINGER`] and [`LINGER_MAX_BYTES`].
+async fn linger(ws: Option<Ws>) {
+    let Some(mut ws) = ws else { return };
+    let _ = ws.flush().await;
+    let io = ws.get_mut();
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while total < LINGER_MAX_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,3 @@
+//! The end-to-end suites: one test binary, one module per capability.
+
+mod smoke;
