@@ -1,26 +1,34 @@
-//! TEMP stub: replaced by the history branch.
-use std::time::Duration;
-use tokio::time::Instant;
-use crate::protocol::{Publication, StreamPosition};
+//! Per-channel history streams: offsets, epochs, bounded retention and the
+//! recovery decision.
+//!
+//! Owns one data structure, [`Stream`]: the ordered window of a channel's
+//! recent publications, the channel's top offset and its epoch. It answers
+//! history reads ([`Stream::read`]) and decides whether a resubscribing client
+//! can recover what it missed ([`Stream::recover`]).
+//!
+//! It does not own the map of channels, locking, timers or sweeping: the
+//! broker keeps one `Stream` per channel behind its own per-channel mutex,
+//! calls these methods while holding it, and drops a stream once
+//! [`Stream::is_meta_expired`] says so. Everything here is synchronous and
+//! never awaits; time is always passed in as a [`tokio::time::Instant`], so the
+//! module reads no clock of its own. It does not fan out, know sessions, or
+//! apply the configured publication limits — callers pass the limit they want.
+//!
+//! # Semantics in one place
+//!
+//! - Offsets grow by exactly one per [`Stream::append`], start at 1, and are
+//!   never reused within an epoch. A stream always retains a contiguous run of
+//!   offsets ending at the top (possibly empty).
+//! - Retention is bounded by `size` (count) and `ttl` (age of each entry).
+//! - A new [`Stream`] has a fresh random epoch. The broker dropping a
+//!   meta-expired stream and creating a new one is exactly "the stream was
+//!   lost": clients see a new epoch and cannot recover across it.
+//! - Neither reads nor recovery ever answer with a gap: the answer is either
+//!   complete or an error / [`Recovery::NotRecovered`].
 
-pub struct StreamOptions { pub size: usize, pub ttl: Duration, pub meta_ttl: Duration }
-impl StreamOptions {
-    pub fn from_channel_options(o: &crate::config::ChannelOptions) -> Option<Self> {
-        o.history_enabled().then(|| Self { size: o.history_size, ttl: Duration::from_secs(o.history_ttl_secs), meta_ttl: Duration::from_secs(o.history_meta_ttl_secs) })
-    }
-}
-pub struct Stream { epoch: String, top: u64, items: Vec<Publication>, }
-pub enum Recovery { Recovered(Vec<Publication>), NotRecovered }
-#[derive(Debug, thiserror::Error)]
-pub enum HistoryError { #[error("unrecoverable position")] UnrecoverablePosition }
-impl Stream {
-    pub fn new(_now: Instant) -> Self { Self { epoch: "stub".into(), top: 0, items: vec![] } }
-    pub fn epoch(&self) -> &str { &self.epoch }
-    pub fn top_offset(&self) -> u64 { self.top }
-    pub fn position(&self) -> StreamPosition { StreamPosition { offset: self.top, epoch: self.epoch.clone() } }
-    pub fn append(&mut self, mut p: Publication, _o: &StreamOptions, _now: Instant) -> u64 { self.top += 1; p.offset = self.top; self.items.push(p); self.top }
-    pub fn read(&mut self, _s: Option<&StreamPosition>, limit: usize, _r: bool, _now: Instant) -> Result<Vec<Publication>, HistoryError> { Ok(self.items.iter().take(limit).cloned().collect()) }
-    pub fn recover(&mut self, since: &StreamPosition, _m: usize, _now: Instant) -> Recovery { Recovery::Recovered(self.items.iter().filter(|p| p.offset > since.offset).cloned().collect()) }
-    pub fn clear(&mut self) { self.items.clear() }
-    pub fn is_meta_expired(&self, _now: Instant) -> bool { false }
-}
+mod stream;
+
+#[cfg(test)]
+mod tests;
+
+pub use stream::{HistoryError, Recovery, Stream, StreamOptions};
