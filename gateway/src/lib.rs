@@ -28,4 +28,4 @@ pub mod protocol;
 pub mod telemetry;
 pub mod transport;
 
-pub use transport::{run, Error};
+pub use transport::{Error, run};

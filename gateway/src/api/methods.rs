@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::hub::{Hub, PublishRequest};
@@ -36,8 +36,6 @@ fn parse<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
 
 /// Publication content: `data` (JSON) or `b64data`, which must decode to
 /// JSON as long as only the JSON protocol is served.
-#[derive(Deserialize, Default)]
-#[serde(default)]
 struct Content {
     data: Option<Payload>,
     b64data: Option<String>,
@@ -53,7 +51,8 @@ impl Content {
             (None, Some(b64)) => {
                 let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(ApiError::bad_request)?;
                 let text = std::str::from_utf8(&raw).map_err(ApiError::bad_request)?;
-                Payload::from_json(text).map_err(|_| ApiError::bad_request("b64data must hold json for json clients"))?
+                Payload::from_json(text)
+                    .map_err(|_| ApiError::bad_request("b64data must hold json for json clients"))?
             }
             (None, None) => return Err(ApiError::bad_request("data required")),
         };
@@ -68,18 +67,34 @@ impl Content {
     }
 }
 
+// serde's `flatten` buffers fields and cannot hand raw JSON to `Payload`,
+// so the content fields are repeated here rather than flattened.
 #[derive(Deserialize)]
 struct Publish {
     channel: String,
-    #[serde(flatten)]
-    content: Content,
+    data: Option<Payload>,
+    #[serde(default)]
+    b64data: Option<String>,
+    #[serde(default)]
+    skip_history: bool,
+    #[serde(default)]
+    tags: HashMap<String, String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Broadcast {
     channels: Vec<String>,
-    #[serde(flatten)]
-    content: Content,
+    data: Option<Payload>,
+    #[serde(default)]
+    b64data: Option<String>,
+    #[serde(default)]
+    skip_history: bool,
+    #[serde(default)]
+    tags: HashMap<String, String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -168,7 +183,14 @@ pub(super) fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, 
     match method {
         "publish" => {
             let p: Publish = parse(params)?;
-            let req = p.content.request(p.channel)?;
+            let content = Content {
+                data: p.data,
+                b64data: p.b64data,
+                skip_history: p.skip_history,
+                tags: p.tags,
+                idempotency_key: p.idempotency_key,
+            };
+            let req = content.request(p.channel)?;
             Ok(position(hub.publish(req)?))
         }
         "broadcast" => {
@@ -176,10 +198,17 @@ pub(super) fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, 
             if b.channels.is_empty() {
                 return Err(ApiError::bad_request("channels required"));
             }
+            let content = Content {
+                data: b.data,
+                b64data: b.b64data,
+                skip_history: b.skip_history,
+                tags: b.tags,
+                idempotency_key: b.idempotency_key,
+            };
             let responses: Vec<Value> = b
                 .channels
                 .into_iter()
-                .map(|channel| match b.content.request(channel).and_then(|r| hub.publish(r).map_err(ApiError::from)) {
+                .map(|channel| match content.request(channel).and_then(|r| hub.publish(r).map_err(ApiError::from)) {
                     Ok(pos) => json!({ "result": position(pos) }),
                     Err(e) => json!({ "error": e }),
                 })

@@ -12,7 +12,7 @@ mod methods;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -66,13 +66,17 @@ fn presented_key(req: &Request<Incoming>) -> Option<&[u8]> {
 /// Handles one `POST /api/...` request.
 pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Bytes>> {
     let config = &hub.config().api;
-    let key_ok = presented_key(&req).is_some_and(|k| !config.key.is_empty() && bool::from(k.ct_eq(config.key.as_bytes())));
+    let key_ok =
+        presented_key(&req).is_some_and(|k| !config.key.is_empty() && bool::from(k.ct_eq(config.key.as_bytes())));
     if !key_ok {
         return error_response(StatusCode::UNAUTHORIZED, ApiError { code: 401, message: "unauthorized".into() });
     }
     let method = req.uri().path().trim_start_matches("/api").trim_start_matches('/').to_owned();
     if !methods::exists(&method) {
-        return error_response(StatusCode::NOT_FOUND, ApiError { code: 404, message: format!("unknown method {method:?}") });
+        return error_response(
+            StatusCode::NOT_FOUND,
+            ApiError { code: 404, message: format!("unknown method {method:?}") },
+        );
     }
     let max = config.max_body_bytes;
     let body = match Limited::new(req.into_body(), max).collect().await {
@@ -85,7 +89,8 @@ pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Byt
         }
         Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::bad_request(e)),
     };
-    let params: &serde_json::value::RawValue = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+    let params: &serde_json::value::RawValue = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body })
+    {
         Ok(p) => p,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::bad_request(e)),
     };

@@ -61,14 +61,21 @@ impl MemoryBroker {
     /// Locks `channel`'s stream (creating it when `history` is set), dropping a
     /// stream whose metadata expired: continuity is lost and a new epoch
     /// starts.
-    fn with_stream<R>(&self, channel: &str, history: Option<&StreamOptions>, now: Instant, f: impl FnOnce(Option<&mut Stream>) -> R) -> R {
+    fn with_stream<R>(
+        &self,
+        channel: &str,
+        history: Option<&StreamOptions>,
+        now: Instant,
+        f: impl FnOnce(Option<&mut Stream>) -> R,
+    ) -> R {
         let cell = self.cell(channel);
         let mut cell = cell.lock();
         if cell.stream.as_ref().is_some_and(|s| s.is_meta_expired(now)) {
             cell.stream = None;
         }
-        if history.is_some() && cell.stream.is_none() {
-            cell.stream = Some(Stream::new(now));
+        if let Some(opts) = history {
+            // A stream created by a subscribe or read must still meta-expire.
+            cell.stream.get_or_insert_with(|| Stream::new(now)).touch(opts, now);
         }
         f(cell.stream.as_mut())
     }
@@ -76,7 +83,12 @@ impl MemoryBroker {
     /// Publishes: appends to history when `history` is set (assigning the
     /// offset), then delivers, all under the channel lock. Returns the new
     /// stream position (empty without history).
-    pub fn publish(&self, channel: &str, mut publication: Publication, history: Option<&StreamOptions>) -> StreamPosition {
+    pub fn publish(
+        &self,
+        channel: &str,
+        mut publication: Publication,
+        history: Option<&StreamOptions>,
+    ) -> StreamPosition {
         let now = Instant::now();
         self.with_stream(channel, history, now, |stream| match (stream, history) {
             (Some(stream), Some(opts)) => {
@@ -106,7 +118,12 @@ impl MemoryBroker {
 
     /// Runs `f` with the channel locked, so that whatever `f` registers sees
     /// exactly the publications after the position it read.
-    pub fn subscribe<R>(&self, channel: &str, history: Option<&StreamOptions>, f: impl FnOnce(SubscribeView<'_>) -> R) -> R {
+    pub fn subscribe<R>(
+        &self,
+        channel: &str,
+        history: Option<&StreamOptions>,
+        f: impl FnOnce(SubscribeView<'_>) -> R,
+    ) -> R {
         let now = Instant::now();
         self.with_stream(channel, history, now, |stream| f(SubscribeView { stream, now }))
     }
@@ -147,7 +164,13 @@ impl MemoryBroker {
             }
             // try_lock: a busy channel is in use; look again next sweep.
             match cell.try_lock() {
-                Some(c) => c.stream.as_ref().is_some_and(|s| !s.is_meta_expired(now)),
+                Some(mut c) => match c.stream.as_mut() {
+                    Some(stream) => {
+                        stream.remove_expired(now);
+                        !stream.is_meta_expired(now)
+                    }
+                    None => false,
+                },
                 None => true,
             }
         });

@@ -10,6 +10,6 @@ mod name;
 mod outbox;
 mod registry;
 
-pub use name::{namespace_of, user_limited_users, validate_name, NameError};
+pub use name::{NameError, namespace_of, user_limited_users, validate_name};
 pub use outbox::{Outbox, PushError};
 pub use registry::{Registry, SubscriberId};

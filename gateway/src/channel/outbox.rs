@@ -45,7 +45,12 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(max_bytes: usize) -> Self {
-        Self { state: Mutex::new(State::default()), notify: Notify::new(), closing: CancellationToken::new(), max_bytes }
+        Self {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            closing: CancellationToken::new(),
+            max_bytes,
+        }
     }
 
     /// Queues one encoded message. On overflow the outbox closes itself with
@@ -201,7 +206,8 @@ mod tests {
         outbox.hold();
         outbox.push(Bytes::from_static(b"pub")).unwrap();
         let mut batch = Vec::new();
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), outbox.next_batch(&mut batch, 100)).await;
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(20), outbox.next_batch(&mut batch, 100)).await;
         assert!(waiting.is_err(), "a held outbox must not hand out frames");
         outbox.push_front(Bytes::from_static(b"reply")).unwrap();
         outbox.release();

@@ -43,11 +43,7 @@ impl StreamOptions {
         }
         let ttl = Duration::from_secs(o.history_ttl_secs);
         let meta_ttl = Duration::from_secs(o.history_meta_ttl_secs).max(ttl);
-        Some(Self {
-            size: o.history_size,
-            ttl,
-            meta_ttl,
-        })
+        Some(Self { size: o.history_size, ttl, meta_ttl })
     }
 }
 
@@ -124,19 +120,8 @@ impl Stream {
     /// paths (subscribe, history) should `touch` them so that channels that
     /// are never published to are eventually dropped.
     pub fn new(now: Instant) -> Self {
-        let epoch = rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(EPOCH_LEN)
-            .map(char::from)
-            .collect();
-        Self {
-            entries: VecDeque::new(),
-            top: 0,
-            epoch,
-            ttl: Duration::ZERO,
-            meta_ttl: None,
-            last_write: now,
-        }
+        let epoch = rand::rng().sample_iter(Alphanumeric).take(EPOCH_LEN).map(char::from).collect();
+        Self { entries: VecDeque::new(), top: 0, epoch, ttl: Duration::ZERO, meta_ttl: None, last_write: now }
     }
 
     /// Returns the epoch; a different epoch means a different stream.
@@ -153,10 +138,7 @@ impl Stream {
     /// Returns the stream position `{offset: top, epoch}` for subscribe and
     /// history replies.
     pub fn position(&self) -> StreamPosition {
-        StreamPosition {
-            offset: self.top,
-            epoch: self.epoch.clone(),
-        }
+        StreamPosition { offset: self.top, epoch: self.epoch.clone() }
     }
 
     /// Returns how many publications are retained. May include entries whose
@@ -185,12 +167,7 @@ impl Stream {
     /// racing for the channel lock with instants taken before locking), the
     /// entry is timestamped as no older than its predecessor, which keeps the
     /// window contiguous at the cost of an entry living marginally longer.
-    pub fn append(
-        &mut self,
-        mut publication: Publication,
-        opts: &StreamOptions,
-        now: Instant,
-    ) -> u64 {
+    pub fn append(&mut self, mut publication: Publication, opts: &StreamOptions, now: Instant) -> u64 {
         self.top += 1;
         publication.offset = self.top;
         self.ttl = opts.ttl;
@@ -212,10 +189,7 @@ impl Stream {
                 self.entries.reserve_exact(want - len);
             }
             let appended_at = self.entries.back().map_or(now, |e| e.appended_at.max(now));
-            self.entries.push_back(Entry {
-                publication,
-                appended_at,
-            });
+            self.entries.push_back(Entry { publication, appended_at });
         }
         self.remove_expired(now);
         self.top
@@ -291,20 +265,9 @@ impl Stream {
         let n = limit.min(range.end() - range.start() + 1);
         let mut out = Vec::with_capacity(n);
         if reverse {
-            out.extend(
-                self.entries
-                    .range(range)
-                    .rev()
-                    .take(n)
-                    .map(|e| e.publication.clone()),
-            );
+            out.extend(self.entries.range(range).rev().take(n).map(|e| e.publication.clone()));
         } else {
-            out.extend(
-                self.entries
-                    .range(range)
-                    .take(n)
-                    .map(|e| e.publication.clone()),
-            );
+            out.extend(self.entries.range(range).take(n).map(|e| e.publication.clone()));
         }
         Ok(out)
     }
@@ -323,12 +286,7 @@ impl Stream {
     ///   `recovery_max_publication_limit`; 0 allows only an empty gap).
     ///
     /// Otherwise returns [`Recovery::NotRecovered`]: never a partial replay.
-    pub fn recover(
-        &mut self,
-        since: &StreamPosition,
-        max_publications: usize,
-        now: Instant,
-    ) -> Recovery {
+    pub fn recover(&mut self, since: &StreamPosition, max_publications: usize, now: Instant) -> Recovery {
         self.remove_expired(now);
         if since.epoch != self.epoch || since.offset > self.top {
             return Recovery::NotRecovered;
@@ -344,12 +302,7 @@ impl Stream {
             return Recovery::NotRecovered;
         }
         let start = self.index(since.offset + 1);
-        Recovery::Recovered(
-            self.entries
-                .range(start..)
-                .map(|e| e.publication.clone())
-                .collect(),
-        )
+        Recovery::Recovered(self.entries.range(start..).map(|e| e.publication.clone()).collect())
     }
 
     /// Drops all publications (`history_remove`), keeping the epoch and the
@@ -375,8 +328,7 @@ impl Stream {
     /// A stream that was never appended to or touched never meta-expires.
     /// Expiry is inclusive: at exactly `last write + meta_ttl` it has expired.
     pub fn is_meta_expired(&self, now: Instant) -> bool {
-        self.meta_ttl
-            .is_some_and(|ttl| now.saturating_duration_since(self.last_write) >= ttl)
+        self.meta_ttl.is_some_and(|ttl| now.saturating_duration_since(self.last_write) >= ttl)
     }
 
     /// Drops publications whose age reached the TTL and returns how many.
@@ -387,11 +339,7 @@ impl Stream {
     /// is gone at `t + d`.
     pub fn remove_expired(&mut self, now: Instant) -> usize {
         let before = self.entries.len();
-        while self
-            .entries
-            .front()
-            .is_some_and(|e| now.saturating_duration_since(e.appended_at) >= self.ttl)
-        {
+        while self.entries.front().is_some_and(|e| now.saturating_duration_since(e.appended_at) >= self.ttl) {
             self.entries.pop_front();
         }
         let removed = before - self.entries.len();

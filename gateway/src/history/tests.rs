@@ -10,11 +10,7 @@ use crate::protocol::{ErrorCode, Payload, Publication, StreamPosition};
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn opts(size: usize, ttl: Duration) -> StreamOptions {
-    StreamOptions {
-        size,
-        ttl,
-        meta_ttl: HOUR,
-    }
+    StreamOptions { size, ttl, meta_ttl: HOUR }
 }
 
 fn secs(n: u64) -> Duration {
@@ -24,10 +20,7 @@ fn secs(n: u64) -> Duration {
 /// A publication whose data records `n`, so tests can check that the right
 /// publication (not just the right offset) came back.
 fn publication(n: u64) -> Publication {
-    Publication {
-        data: Payload::from_json(&format!("{{\"n\":{n}}}")).unwrap(),
-        ..Publication::default()
-    }
+    Publication { data: Payload::from_json(&format!("{{\"n\":{n}}}")).unwrap(), ..Publication::default() }
 }
 
 fn offsets(pubs: &[Publication]) -> Vec<u64> {
@@ -44,10 +37,7 @@ fn stream_with(n: u64, o: &StreamOptions, now: Instant) -> Stream {
 }
 
 fn pos(offset: u64, epoch: &str) -> StreamPosition {
-    StreamPosition {
-        offset,
-        epoch: epoch.to_owned(),
-    }
+    StreamPosition { offset, epoch: epoch.to_owned() }
 }
 
 // ------------------------------------------------------------------ recovery
@@ -353,10 +343,7 @@ fn recover_after_clear_needs_no_gap() {
     let epoch = s.epoch().to_owned();
     s.clear();
     assert_eq!(s.recover(&pos(3, &epoch), 100, t0), Recovery::NotRecovered);
-    assert_eq!(
-        s.recover(&pos(5, &epoch), 100, t0),
-        Recovery::Recovered(vec![])
-    );
+    assert_eq!(s.recover(&pos(5, &epoch), 100, t0), Recovery::Recovered(vec![]));
     s.append(publication(6), &o, t0);
     assert_eq!(s.recover(&pos(5, &epoch), 100, t0).pubs(), vec![6]);
 }
@@ -378,14 +365,8 @@ fn read_without_since_respects_limit_and_direction() {
     let mut s = stream_with(10, &opts(10, HOUR), t0);
     assert_eq!(offsets(&s.read(None, 3, false, t0).unwrap()), [1, 2, 3]);
     assert_eq!(offsets(&s.read(None, 3, true, t0).unwrap()), [10, 9, 8]);
-    assert_eq!(
-        offsets(&s.read(None, 100, false, t0).unwrap()),
-        (1..=10).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        offsets(&s.read(None, usize::MAX, true, t0).unwrap()),
-        (1..=10).rev().collect::<Vec<_>>()
-    );
+    assert_eq!(offsets(&s.read(None, 100, false, t0).unwrap()), (1..=10).collect::<Vec<_>>());
+    assert_eq!(offsets(&s.read(None, usize::MAX, true, t0).unwrap()), (1..=10).rev().collect::<Vec<_>>());
 }
 
 #[test]
@@ -403,19 +384,9 @@ fn read_limit_zero_returns_nothing_but_validates_since() {
     let epoch = s.epoch().to_owned();
     assert!(s.read(None, 0, false, t0).unwrap().is_empty());
     assert!(s.read(None, 0, true, t0).unwrap().is_empty());
-    assert!(
-        s.read(Some(&pos(7, &epoch)), 0, false, t0)
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        s.read(Some(&pos(2, &epoch)), 0, false, t0),
-        Err(HistoryError::UnrecoverablePosition)
-    );
-    assert_eq!(
-        s.read(Some(&pos(7, "other")), 0, false, t0),
-        Err(HistoryError::UnrecoverablePosition)
-    );
+    assert!(s.read(Some(&pos(7, &epoch)), 0, false, t0).unwrap().is_empty());
+    assert_eq!(s.read(Some(&pos(2, &epoch)), 0, false, t0), Err(HistoryError::UnrecoverablePosition));
+    assert_eq!(s.read(Some(&pos(7, "other")), 0, false, t0), Err(HistoryError::UnrecoverablePosition));
 }
 
 #[test]
@@ -423,28 +394,12 @@ fn read_forward_since() {
     let t0 = Instant::now();
     let mut s = stream_with(10, &opts(10, HOUR), t0);
     let epoch = s.epoch().to_owned();
-    assert_eq!(
-        offsets(&s.read(Some(&pos(5, &epoch)), 3, false, t0).unwrap()),
-        [6, 7, 8]
-    );
-    assert_eq!(
-        offsets(&s.read(Some(&pos(5, &epoch)), 100, false, t0).unwrap()),
-        [6, 7, 8, 9, 10]
-    );
-    assert_eq!(
-        offsets(&s.read(Some(&pos(0, &epoch)), 2, false, t0).unwrap()),
-        [1, 2]
-    );
-    assert!(
-        s.read(Some(&pos(10, &epoch)), 100, false, t0)
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(offsets(&s.read(Some(&pos(5, &epoch)), 3, false, t0).unwrap()), [6, 7, 8]);
+    assert_eq!(offsets(&s.read(Some(&pos(5, &epoch)), 100, false, t0).unwrap()), [6, 7, 8, 9, 10]);
+    assert_eq!(offsets(&s.read(Some(&pos(0, &epoch)), 2, false, t0).unwrap()), [1, 2]);
+    assert!(s.read(Some(&pos(10, &epoch)), 100, false, t0).unwrap().is_empty());
     // An empty epoch skips the epoch check.
-    assert_eq!(
-        offsets(&s.read(Some(&pos(8, "")), 100, false, t0).unwrap()),
-        [9, 10]
-    );
+    assert_eq!(offsets(&s.read(Some(&pos(8, "")), 100, false, t0).unwrap()), [9, 10]);
 }
 
 #[test]
@@ -452,32 +407,13 @@ fn read_reverse_since() {
     let t0 = Instant::now();
     let mut s = stream_with(10, &opts(10, HOUR), t0);
     let epoch = s.epoch().to_owned();
-    assert_eq!(
-        offsets(&s.read(Some(&pos(5, &epoch)), 100, true, t0).unwrap()),
-        [4, 3, 2, 1]
-    );
-    assert_eq!(
-        offsets(&s.read(Some(&pos(5, &epoch)), 2, true, t0).unwrap()),
-        [4, 3]
-    );
-    assert!(
-        s.read(Some(&pos(1, &epoch)), 100, true, t0)
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(offsets(&s.read(Some(&pos(5, &epoch)), 100, true, t0).unwrap()), [4, 3, 2, 1]);
+    assert_eq!(offsets(&s.read(Some(&pos(5, &epoch)), 2, true, t0).unwrap()), [4, 3]);
+    assert!(s.read(Some(&pos(1, &epoch)), 100, true, t0).unwrap().is_empty());
     // top + 1 and 0 both mean "from the top".
-    assert_eq!(
-        offsets(&s.read(Some(&pos(11, &epoch)), 3, true, t0).unwrap()),
-        [10, 9, 8]
-    );
-    assert_eq!(
-        offsets(&s.read(Some(&pos(0, &epoch)), 3, true, t0).unwrap()),
-        [10, 9, 8]
-    );
-    assert_eq!(
-        s.read(Some(&pos(12, &epoch)), 3, true, t0),
-        Err(HistoryError::UnrecoverablePosition)
-    );
+    assert_eq!(offsets(&s.read(Some(&pos(11, &epoch)), 3, true, t0).unwrap()), [10, 9, 8]);
+    assert_eq!(offsets(&s.read(Some(&pos(0, &epoch)), 3, true, t0).unwrap()), [10, 9, 8]);
+    assert_eq!(s.read(Some(&pos(12, &epoch)), 3, true, t0), Err(HistoryError::UnrecoverablePosition));
 }
 
 #[test]
@@ -486,19 +422,10 @@ fn read_reverse_since_into_trimmed_range() {
     let mut s = stream_with(10, &opts(5, HOUR), t0);
     let epoch = s.epoch().to_owned();
     // Retained 6..=10. Reading below 8 stops at 6: end of history, not a gap.
-    assert_eq!(
-        offsets(&s.read(Some(&pos(8, &epoch)), 100, true, t0).unwrap()),
-        [7, 6]
-    );
+    assert_eq!(offsets(&s.read(Some(&pos(8, &epoch)), 100, true, t0).unwrap()), [7, 6]);
     // Below 6 everything is gone, although offsets 1..=5 existed.
-    assert_eq!(
-        s.read(Some(&pos(6, &epoch)), 100, true, t0),
-        Err(HistoryError::UnrecoverablePosition)
-    );
-    assert_eq!(
-        s.read(Some(&pos(3, &epoch)), 100, true, t0),
-        Err(HistoryError::UnrecoverablePosition)
-    );
+    assert_eq!(s.read(Some(&pos(6, &epoch)), 100, true, t0), Err(HistoryError::UnrecoverablePosition));
+    assert_eq!(s.read(Some(&pos(3, &epoch)), 100, true, t0), Err(HistoryError::UnrecoverablePosition));
 }
 
 #[test]
@@ -509,10 +436,7 @@ fn read_rejects_epoch_mismatch_with_112() {
     assert_eq!(err, HistoryError::UnrecoverablePosition);
     assert_eq!(ErrorCode::from(err).code(), 112);
     assert_eq!(err.to_string(), "unrecoverable position");
-    assert_eq!(
-        s.read(Some(&pos(1, "nope")), 10, true, t0),
-        Err(HistoryError::UnrecoverablePosition)
-    );
+    assert_eq!(s.read(Some(&pos(1, "nope")), 10, true, t0), Err(HistoryError::UnrecoverablePosition));
 }
 
 #[test]
@@ -521,10 +445,7 @@ fn read_rejects_trimmed_or_future_since() {
     let mut s = stream_with(10, &opts(5, HOUR), t0);
     let epoch = s.epoch().to_owned();
     // Retained 6..=10: since 5 is the oldest position that is still whole.
-    assert_eq!(
-        offsets(&s.read(Some(&pos(5, &epoch)), 2, false, t0).unwrap()),
-        [6, 7]
-    );
+    assert_eq!(offsets(&s.read(Some(&pos(5, &epoch)), 2, false, t0).unwrap()), [6, 7]);
     for since in [0, 2, 4] {
         assert_eq!(
             s.read(Some(&pos(since, &epoch)), 100, false, t0),
@@ -532,10 +453,7 @@ fn read_rejects_trimmed_or_future_since() {
             "since {since}"
         );
     }
-    assert_eq!(
-        s.read(Some(&pos(11, &epoch)), 100, false, t0),
-        Err(HistoryError::UnrecoverablePosition)
-    );
+    assert_eq!(s.read(Some(&pos(11, &epoch)), 100, false, t0), Err(HistoryError::UnrecoverablePosition));
 }
 
 #[test]
@@ -544,25 +462,10 @@ fn read_on_new_stream() {
     let mut s = Stream::new(t0);
     let epoch = s.epoch().to_owned();
     assert!(s.read(None, 10, false, t0).unwrap().is_empty());
-    assert!(
-        s.read(Some(&pos(0, &epoch)), 10, false, t0)
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        s.read(Some(&pos(0, &epoch)), 10, true, t0)
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        s.read(Some(&pos(1, &epoch)), 10, true, t0)
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        s.read(Some(&pos(1, &epoch)), 10, false, t0),
-        Err(HistoryError::UnrecoverablePosition)
-    );
+    assert!(s.read(Some(&pos(0, &epoch)), 10, false, t0).unwrap().is_empty());
+    assert!(s.read(Some(&pos(0, &epoch)), 10, true, t0).unwrap().is_empty());
+    assert!(s.read(Some(&pos(1, &epoch)), 10, true, t0).unwrap().is_empty());
+    assert_eq!(s.read(Some(&pos(1, &epoch)), 10, false, t0), Err(HistoryError::UnrecoverablePosition));
 }
 
 // ----------------------------------------------------------------- retention
@@ -613,21 +516,12 @@ async fn ttl_expires_entries_as_time_advances() {
     s.append(publication(3), &o, Instant::now());
 
     tokio::time::advance(secs(4)).await; // t = 9
-    assert_eq!(
-        offsets(&s.read(None, 10, false, Instant::now()).unwrap()),
-        [1, 2, 3]
-    );
+    assert_eq!(offsets(&s.read(None, 10, false, Instant::now()).unwrap()), [1, 2, 3]);
 
     tokio::time::advance(secs(1)).await; // t = 10: 1 and 2 reach their TTL
-    assert_eq!(
-        offsets(&s.read(None, 10, false, Instant::now()).unwrap()),
-        [3]
-    );
+    assert_eq!(offsets(&s.read(None, 10, false, Instant::now()).unwrap()), [3]);
     assert_eq!(s.len(), 1);
-    assert_eq!(
-        s.read(Some(&pos(1, "")), 10, false, Instant::now()),
-        Err(HistoryError::UnrecoverablePosition)
-    );
+    assert_eq!(s.read(Some(&pos(1, "")), 10, false, Instant::now()), Err(HistoryError::UnrecoverablePosition));
 
     tokio::time::advance(secs(5)).await; // t = 15: everything gone, top kept
     assert!(s.read(None, 10, true, Instant::now()).unwrap().is_empty());
@@ -658,24 +552,14 @@ fn time_going_backwards_keeps_window_contiguous() {
     s.append(publication(3), &o, t0 + secs(6));
     // At 12s entry 2 would be expired by its own timestamp while entry 1 is
     // not, a hole; it was clamped to 5s instead, so 1 and 2 expire together.
-    assert_eq!(
-        offsets(&s.read(None, 10, false, t0 + secs(12)).unwrap()),
-        [1, 2, 3]
-    );
-    assert_eq!(
-        offsets(&s.read(None, 10, false, t0 + secs(15)).unwrap()),
-        [3]
-    );
+    assert_eq!(offsets(&s.read(None, 10, false, t0 + secs(12)).unwrap()), [1, 2, 3]);
+    assert_eq!(offsets(&s.read(None, 10, false, t0 + secs(15)).unwrap()), [3]);
 }
 
 #[test]
 fn meta_expiry_counts_from_last_append() {
     let t0 = Instant::now();
-    let o = StreamOptions {
-        size: 10,
-        ttl: secs(10),
-        meta_ttl: secs(60),
-    };
+    let o = StreamOptions { size: 10, ttl: secs(10), meta_ttl: secs(60) };
     let mut s = Stream::new(t0);
     // Never written: meta_ttl unknown, never expires on its own.
     assert!(!s.is_meta_expired(t0 + HOUR * 1000));
@@ -697,11 +581,7 @@ fn meta_expiry_counts_from_last_append() {
 #[test]
 fn touch_starts_meta_expiry_without_appending() {
     let t0 = Instant::now();
-    let o = StreamOptions {
-        size: 10,
-        ttl: secs(10),
-        meta_ttl: secs(60),
-    };
+    let o = StreamOptions { size: 10, ttl: secs(10), meta_ttl: secs(60) };
     let mut s = Stream::new(t0);
     s.touch(&o, t0 + secs(5));
     assert!(!s.is_meta_expired(t0 + secs(64)));
@@ -762,33 +642,14 @@ fn options_from_channel_options() {
     };
     assert_eq!(
         StreamOptions::from_channel_options(&base),
-        Some(StreamOptions {
-            size: 100,
-            ttl: secs(300),
-            meta_ttl: secs(3600)
-        })
+        Some(StreamOptions { size: 100, ttl: secs(300), meta_ttl: secs(3600) })
     );
-    assert_eq!(
-        StreamOptions::from_channel_options(&ChannelOptions {
-            history_size: 0,
-            ..base.clone()
-        }),
-        None
-    );
-    assert_eq!(
-        StreamOptions::from_channel_options(&ChannelOptions {
-            history_ttl_secs: 0,
-            ..base.clone()
-        }),
-        None
-    );
+    assert_eq!(StreamOptions::from_channel_options(&ChannelOptions { history_size: 0, ..base.clone() }), None);
+    assert_eq!(StreamOptions::from_channel_options(&ChannelOptions { history_ttl_secs: 0, ..base.clone() }), None);
     // Meta never expires before the data it describes.
     assert_eq!(
-        StreamOptions::from_channel_options(&ChannelOptions {
-            history_meta_ttl_secs: 10,
-            ..base.clone()
-        })
-        .map(|o| o.meta_ttl),
+        StreamOptions::from_channel_options(&ChannelOptions { history_meta_ttl_secs: 10, ..base.clone() })
+            .map(|o| o.meta_ttl),
         Some(secs(300))
     );
 }

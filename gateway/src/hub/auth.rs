@@ -86,10 +86,7 @@ pub struct AuthSetupError {
 
 impl AuthSetupError {
     fn new(key: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            key,
-            message: message.into(),
-        }
+        Self { key, message: message.into() }
     }
 
     /// The config key at fault, e.g. `auth.token_rsa_public_key_pem`.
@@ -144,10 +141,7 @@ enum Slot {
     /// Allowed, but its key is not configured.
     NoKey,
     /// Allowed and keyed; the validation accepts exactly this algorithm.
-    Ready {
-        key: DecodingKey,
-        validation: Validation,
-    },
+    Ready { key: DecodingKey, validation: Validation },
 }
 
 impl Slot {
@@ -203,15 +197,12 @@ impl TokenVerifier {
         if cfg.leeway_secs > MAX_LEEWAY_SECS {
             return Err(AuthSetupError::new(
                 "auth.leeway_secs",
-                format!(
-                    "{} is too large (at most {MAX_LEEWAY_SECS})",
-                    cfg.leeway_secs
-                ),
+                format!("{} is too large (at most {MAX_LEEWAY_SECS})", cfg.leeway_secs),
             ));
         }
 
-        let hmac = (!cfg.token_hmac_secret.is_empty())
-            .then(|| DecodingKey::from_secret(cfg.token_hmac_secret.as_bytes()));
+        let hmac =
+            (!cfg.token_hmac_secret.is_empty()).then(|| DecodingKey::from_secret(cfg.token_hmac_secret.as_bytes()));
         let rsa = parse_rsa_key(&cfg.token_rsa_public_key_pem)?;
         let ecdsa = parse_ecdsa_key(&cfg.token_ecdsa_public_key_pem)?;
 
@@ -219,10 +210,7 @@ impl TokenVerifier {
             if !allowed.contains(&alg) {
                 Slot::NotAllowed
             } else if let Some(key) = key {
-                Slot::Ready {
-                    key,
-                    validation: validation_for(alg, cfg),
-                }
+                Slot::Ready { key, validation: validation_for(alg, cfg) }
             } else {
                 Slot::NoKey
             }
@@ -298,20 +286,14 @@ impl TokenVerifier {
             }
             Slot::NoKey => return Err(invalid(format!("no key configured for {}", alg.name()))),
         };
-        jsonwebtoken::decode::<T>(token, key, validation)
-            .map(|data| data.claims)
-            .map_err(map_jwt_error)
+        jsonwebtoken::decode::<T>(token, key, validation).map(|data| data.claims).map_err(map_jwt_error)
     }
 }
 
 /// Signs `claims` as an HS256 token. For dev tooling and tests.
 pub fn mint_hs256(secret: &str, claims: &Value) -> Result<String, TokenError> {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .map_err(|e| invalid(format!("signing failed: {}", e.to_string().to_lowercase())))
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .map_err(|e| invalid(format!("signing failed: {}", e.to_string().to_lowercase())))
 }
 
 /// The validation for one algorithm: only that algorithm, `exp` optional,
@@ -347,14 +329,10 @@ fn parse_rsa_key(pem: &str) -> Result<Option<DecodingKey>, AuthSetupError> {
     let fail = |why: &str| AuthSetupError::new(KEY, format!("invalid rsa public key: {why}"));
     // jsonwebtoken would also take a private key or certificate here and then
     // fail every verification; insist on a public key block.
-    if !(pem.starts_with("-----BEGIN PUBLIC KEY-----")
-        || pem.starts_with("-----BEGIN RSA PUBLIC KEY-----"))
-    {
+    if !(pem.starts_with("-----BEGIN PUBLIC KEY-----") || pem.starts_with("-----BEGIN RSA PUBLIC KEY-----")) {
         return Err(fail(not_public_key_reason(pem)));
     }
-    DecodingKey::from_rsa_pem(pem.as_bytes())
-        .map(Some)
-        .map_err(|e| fail(&key_error_reason(&e)))
+    DecodingKey::from_rsa_pem(pem.as_bytes()).map(Some).map_err(|e| fail(&key_error_reason(&e)))
 }
 
 /// Parses `auth.token_ecdsa_public_key_pem`; empty disables ES256.
@@ -424,26 +402,17 @@ fn header_alg(token: &str) -> Result<Alg, TokenError> {
     }
 
     let mut segments = token.split('.');
-    let (Some(header), Some(_), Some(_), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Err(invalid(
-            "malformed token: expected three dot-separated segments",
-        ));
+    let (Some(header), Some(_), Some(_), None) = (segments.next(), segments.next(), segments.next(), segments.next())
+    else {
+        return Err(invalid("malformed token: expected three dot-separated segments"));
     };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| invalid("malformed token: header is not base64url"))?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| invalid("malformed token: header is not base64url"))?;
     let header: RawHeader = serde_json::from_slice(&bytes)
         .map_err(|_| invalid("malformed token: header is not a json object with an alg"))?;
     if header.crit.is_some() {
         return Err(invalid("unsupported critical header"));
     }
-    Alg::parse(&header.alg)
-        .ok_or_else(|| invalid(format!("algorithm {:?} not allowed", header.alg)))
+    Alg::parse(&header.alg).ok_or_else(|| invalid(format!("algorithm {:?} not allowed", header.alg)))
 }
 
 fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
@@ -489,36 +458,23 @@ struct RawSubscribeClaims {
 fn numeric_date(value: Option<Value>) -> Result<Option<u64>, TokenError> {
     let Some(value) = value else { return Ok(None) };
     let secs = value.as_u64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
-            .map(|f| f.round() as u64)
+        value.as_f64().filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64).map(|f| f.round() as u64)
     });
     secs.map(Some).ok_or_else(|| invalid("malformed exp claim"))
 }
 
 /// `b64info` (base64 of JSON bytes) wins over `info` (a JSON value); an empty
 /// `b64info` counts as absent.
-fn info_payload(
-    info: Option<Value>,
-    b64info: Option<String>,
-) -> Result<Option<Payload>, TokenError> {
+fn info_payload(info: Option<Value>, b64info: Option<String>) -> Result<Option<Payload>, TokenError> {
     if let Some(encoded) = b64info.filter(|s| !s.is_empty()) {
-        let bytes = STANDARD
-            .decode(encoded)
-            .map_err(|_| invalid("malformed b64info claim: not base64"))?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| invalid("malformed b64info claim: not utf-8"))?;
-        return Payload::from_json(text)
-            .map(Some)
-            .map_err(|_| invalid("malformed b64info claim: not json"));
+        let bytes = STANDARD.decode(encoded).map_err(|_| invalid("malformed b64info claim: not base64"))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| invalid("malformed b64info claim: not utf-8"))?;
+        return Payload::from_json(text).map(Some).map_err(|_| invalid("malformed b64info claim: not json"));
     }
     match info {
         None => Ok(None),
         // A serde_json value always prints as compact, valid JSON.
-        Some(value) => Payload::from_json(&value.to_string())
-            .map(Some)
-            .map_err(|_| invalid("malformed info claim")),
+        Some(value) => Payload::from_json(&value.to_string()).map(Some).map_err(|_| invalid("malformed info claim")),
     }
 }
 
@@ -552,10 +508,7 @@ mod tests {
     }
 
     fn now() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
     }
 
     fn hs256(claims: Value) -> String {
@@ -599,77 +552,36 @@ mod tests {
     #[test]
     fn hs256_valid_connect_token() {
         let exp = now() + 600;
-        let claims = verifier()
-            .verify_connect(&hs256(json!({"sub": "42", "exp": exp})))
-            .unwrap();
-        assert_eq!(
-            claims,
-            ConnectClaims {
-                user: "42".into(),
-                expires_at: Some(exp),
-                info: None,
-                channels: vec![]
-            }
-        );
+        let claims = verifier().verify_connect(&hs256(json!({"sub": "42", "exp": exp}))).unwrap();
+        assert_eq!(claims, ConnectClaims { user: "42".into(), expires_at: Some(exp), info: None, channels: vec![] });
     }
 
     #[test]
     fn rs256_valid_connect_token() {
         let exp = now() + 600;
-        let claims = verifier()
-            .verify_connect(&rs256(json!({"sub": "7", "exp": exp})))
-            .unwrap();
-        assert_eq!(
-            claims,
-            ConnectClaims {
-                user: "7".into(),
-                expires_at: Some(exp),
-                info: None,
-                channels: vec![]
-            }
-        );
+        let claims = verifier().verify_connect(&rs256(json!({"sub": "7", "exp": exp}))).unwrap();
+        assert_eq!(claims, ConnectClaims { user: "7".into(), expires_at: Some(exp), info: None, channels: vec![] });
     }
 
     #[test]
     fn es256_valid_connect_token() {
         let exp = now() + 600;
-        let claims = verifier()
-            .verify_connect(&es256(json!({"sub": "9", "exp": exp})))
-            .unwrap();
-        assert_eq!(
-            claims,
-            ConnectClaims {
-                user: "9".into(),
-                expires_at: Some(exp),
-                info: None,
-                channels: vec![]
-            }
-        );
+        let claims = verifier().verify_connect(&es256(json!({"sub": "9", "exp": exp}))).unwrap();
+        assert_eq!(claims, ConnectClaims { user: "9".into(), expires_at: Some(exp), info: None, channels: vec![] });
     }
 
     #[test]
     fn wrong_secret_is_invalid() {
         let token = mint_hs256("other-secret", &json!({"sub": "42"})).unwrap();
-        assert_eq!(
-            invalid_msg(verifier().verify_connect(&token)),
-            "bad signature"
-        );
+        assert_eq!(invalid_msg(verifier().verify_connect(&token)), "bad signature");
     }
 
     #[test]
     fn tampered_claims_are_invalid() {
         let token = rs256(json!({"sub": "42"}));
         let parts: Vec<&str> = token.split('.').collect();
-        let forged = format!(
-            "{}.{}.{}",
-            parts[0],
-            URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#),
-            parts[2]
-        );
-        assert_eq!(
-            invalid_msg(verifier().verify_connect(&forged)),
-            "bad signature"
-        );
+        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#), parts[2]);
+        assert_eq!(invalid_msg(verifier().verify_connect(&forged)), "bad signature");
     }
 
     #[test]
@@ -678,10 +590,7 @@ mod tests {
             let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
             let token = handmade(&header, r#"{"sub":"42"}"#, b"");
             assert!(token.ends_with('.'));
-            assert_eq!(
-                invalid_msg(verifier().verify_connect(&token)),
-                format!("algorithm \"{alg}\" not allowed")
-            );
+            assert_eq!(invalid_msg(verifier().verify_connect(&token)), format!("algorithm \"{alg}\" not allowed"));
         }
     }
 
@@ -689,112 +598,65 @@ mod tests {
     fn unsupported_algorithms_are_invalid() {
         // Known to jsonwebtoken, but not offered by Switchboard.
         let key = EncodingKey::from_secret(SECRET.as_bytes());
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &json!({"sub": "42"}), &key)
-                .unwrap();
-        assert_eq!(
-            invalid_msg(verifier().verify_connect(&token)),
-            "algorithm \"HS512\" not allowed"
-        );
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &json!({"sub": "42"}), &key).unwrap();
+        assert_eq!(invalid_msg(verifier().verify_connect(&token)), "algorithm \"HS512\" not allowed");
     }
 
     #[test]
     fn hs_rs_confusion_is_invalid() {
         // The classic attack: HMAC-sign with the (public) RSA key bytes.
         let token = mint_hs256(RSA_PUBLIC, &json!({"sub": "42"})).unwrap();
-        assert_eq!(
-            invalid_msg(verifier().verify_connect(&token)),
-            "bad signature"
-        );
+        assert_eq!(invalid_msg(verifier().verify_connect(&token)), "bad signature");
 
         // Without an HMAC secret HS256 has no key at all; the RSA key is never
         // borrowed for it.
-        let v = TokenVerifier::from_config(&AuthConfig {
-            token_hmac_secret: String::new(),
-            ..cfg()
-        })
-        .unwrap();
-        assert_eq!(
-            invalid_msg(v.verify_connect(&token)),
-            "no key configured for HS256"
-        );
+        let v = TokenVerifier::from_config(&AuthConfig { token_hmac_secret: String::new(), ..cfg() }).unwrap();
+        assert_eq!(invalid_msg(v.verify_connect(&token)), "no key configured for HS256");
     }
 
     #[test]
     fn algorithm_not_in_allowlist_is_invalid() {
-        let v = TokenVerifier::from_config(&AuthConfig {
-            algorithms: vec!["RS256".into()],
-            ..cfg()
-        })
-        .unwrap();
-        assert_eq!(
-            invalid_msg(v.verify_connect(&hs256(json!({"sub": "42"})))),
-            "algorithm HS256 not allowed"
-        );
-        assert_eq!(
-            invalid_msg(v.verify_connect(&es256(json!({"sub": "42"})))),
-            "algorithm ES256 not allowed"
-        );
-        assert_eq!(
-            v.verify_connect(&rs256(json!({"sub": "42"}))).unwrap().user,
-            "42"
-        );
+        let v = TokenVerifier::from_config(&AuthConfig { algorithms: vec!["RS256".into()], ..cfg() }).unwrap();
+        assert_eq!(invalid_msg(v.verify_connect(&hs256(json!({"sub": "42"})))), "algorithm HS256 not allowed");
+        assert_eq!(invalid_msg(v.verify_connect(&es256(json!({"sub": "42"})))), "algorithm ES256 not allowed");
+        assert_eq!(v.verify_connect(&rs256(json!({"sub": "42"}))).unwrap().user, "42");
     }
 
     #[test]
     fn allowed_algorithm_without_key_is_invalid() {
-        let v = TokenVerifier::from_config(&AuthConfig {
-            token_rsa_public_key_pem: String::new(),
-            ..cfg()
-        })
-        .unwrap();
-        assert_eq!(
-            invalid_msg(v.verify_connect(&rs256(json!({"sub": "42"})))),
-            "no key configured for RS256"
-        );
+        let v = TokenVerifier::from_config(&AuthConfig { token_rsa_public_key_pem: String::new(), ..cfg() }).unwrap();
+        assert_eq!(invalid_msg(v.verify_connect(&rs256(json!({"sub": "42"})))), "no key configured for RS256");
     }
 
     #[test]
     fn expired_token_is_expired() {
         let token = hs256(json!({"sub": "42", "exp": now() - 60}));
-        assert!(matches!(
-            verifier().verify_connect(&token),
-            Err(TokenError::Expired)
-        ));
+        assert!(matches!(verifier().verify_connect(&token), Err(TokenError::Expired)));
     }
 
     #[test]
     fn expired_within_leeway_is_ok() {
         let exp = now() - 2;
-        let claims = verifier()
-            .verify_connect(&hs256(json!({"sub": "42", "exp": exp})))
-            .unwrap();
+        let claims = verifier().verify_connect(&hs256(json!({"sub": "42", "exp": exp}))).unwrap();
         assert_eq!(claims.expires_at, Some(exp));
     }
 
     #[test]
     fn expired_with_bad_signature_is_invalid_not_expired() {
         let token = mint_hs256("other-secret", &json!({"sub": "42", "exp": now() - 60})).unwrap();
-        assert_eq!(
-            invalid_msg(verifier().verify_connect(&token)),
-            "bad signature"
-        );
+        assert_eq!(invalid_msg(verifier().verify_connect(&token)), "bad signature");
     }
 
     #[test]
     fn token_without_exp_never_expires() {
-        let claims = verifier()
-            .verify_connect(&hs256(json!({"sub": "42"})))
-            .unwrap();
+        let claims = verifier().verify_connect(&hs256(json!({"sub": "42"}))).unwrap();
         assert_eq!(claims.expires_at, None);
     }
 
     #[test]
     fn exp_formats() {
         let exp = now() + 600;
-        let claims = verifier()
-            .verify_connect(&hs256(json!({"sub": "42", "exp": exp as f64 + 0.4})))
-            .unwrap();
+        let claims = verifier().verify_connect(&hs256(json!({"sub": "42", "exp": exp as f64 + 0.4}))).unwrap();
         assert_eq!(claims.expires_at, Some(exp));
         assert_eq!(
             invalid_msg(verifier().verify_connect(&hs256(json!({"sub": "42", "exp": "soon"})))),
@@ -809,10 +671,7 @@ mod tests {
     #[test]
     fn nbf_is_checked_with_leeway() {
         let token = hs256(json!({"sub": "42", "nbf": now() + 600}));
-        assert_eq!(
-            invalid_msg(verifier().verify_connect(&token)),
-            "token not yet valid (nbf)"
-        );
+        assert_eq!(invalid_msg(verifier().verify_connect(&token)), "token not yet valid (nbf)");
         let token = hs256(json!({"sub": "42", "nbf": now() + 2}));
         assert_eq!(verifier().verify_connect(&token).unwrap().user, "42");
         let token = hs256(json!({"sub": "42", "nbf": now() - 600}));
@@ -821,20 +680,13 @@ mod tests {
 
     #[test]
     fn audience_checked_only_when_configured() {
-        let v = TokenVerifier::from_config(&AuthConfig {
-            audience: "switchboard".into(),
-            ..cfg()
-        })
-        .unwrap();
+        let v = TokenVerifier::from_config(&AuthConfig { audience: "switchboard".into(), ..cfg() }).unwrap();
         let good = hs256(json!({"sub": "42", "aud": "switchboard"}));
         assert_eq!(v.verify_connect(&good).unwrap().user, "42");
         let good_list = hs256(json!({"sub": "42", "aud": ["other", "switchboard"]}));
         assert_eq!(v.verify_connect(&good_list).unwrap().user, "42");
         let wrong = hs256(json!({"sub": "42", "aud": "other"}));
-        assert_eq!(
-            invalid_msg(v.verify_connect(&wrong)),
-            "aud claim does not match"
-        );
+        assert_eq!(invalid_msg(v.verify_connect(&wrong)), "aud claim does not match");
         let missing = hs256(json!({"sub": "42"}));
         assert_eq!(invalid_msg(v.verify_connect(&missing)), "missing aud claim");
 
@@ -845,25 +697,15 @@ mod tests {
 
     #[test]
     fn issuer_checked_only_when_configured() {
-        let v = TokenVerifier::from_config(&AuthConfig {
-            issuer: "backend".into(),
-            ..cfg()
-        })
-        .unwrap();
+        let v = TokenVerifier::from_config(&AuthConfig { issuer: "backend".into(), ..cfg() }).unwrap();
         let good = hs256(json!({"sub": "42", "iss": "backend"}));
         assert_eq!(v.verify_connect(&good).unwrap().user, "42");
         let wrong = hs256(json!({"sub": "42", "iss": "evil"}));
-        assert_eq!(
-            invalid_msg(v.verify_connect(&wrong)),
-            "iss claim does not match"
-        );
+        assert_eq!(invalid_msg(v.verify_connect(&wrong)), "iss claim does not match");
         let missing = hs256(json!({"sub": "42"}));
         assert_eq!(invalid_msg(v.verify_connect(&missing)), "missing iss claim");
         let not_a_string = hs256(json!({"sub": "42", "iss": 5}));
-        assert_eq!(
-            invalid_msg(v.verify_connect(&not_a_string)),
-            "missing iss claim"
-        );
+        assert_eq!(invalid_msg(v.verify_connect(&not_a_string)), "missing iss claim");
 
         assert_eq!(verifier().verify_connect(&wrong).unwrap().user, "42");
     }
@@ -876,10 +718,7 @@ mod tests {
         assert_eq!(invalid_msg(v.verify_connect("a.b")), three);
         assert_eq!(invalid_msg(v.verify_connect("garbage")), three);
         assert_eq!(invalid_msg(v.verify_connect("a.b.c.d")), three);
-        assert_eq!(
-            invalid_msg(v.verify_connect("!!!.@@@.###")),
-            "malformed token: header is not base64url"
-        );
+        assert_eq!(invalid_msg(v.verify_connect("!!!.@@@.###")), "malformed token: header is not base64url");
         assert_eq!(
             invalid_msg(v.verify_connect(&handmade("not json", "{}", b"x"))),
             "malformed token: header is not a json object with an alg"
@@ -894,15 +733,9 @@ mod tests {
         let message = format!("{header}.%%%");
         let key = EncodingKey::from_secret(SECRET.as_bytes());
         let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
-        assert_eq!(
-            invalid_msg(v.verify_connect(&format!("{message}.{sig}"))),
-            "malformed token: bad base64url"
-        );
+        assert_eq!(invalid_msg(v.verify_connect(&format!("{message}.{sig}"))), "malformed token: bad base64url");
         // Same shape, unsigned garbage: the signature check comes first.
-        assert_eq!(
-            invalid_msg(v.verify_connect(&format!("{header}.%%%.sig"))),
-            "bad signature"
-        );
+        assert_eq!(invalid_msg(v.verify_connect(&format!("{header}.%%%.sig"))), "bad signature");
         // Valid signature segment missing.
         let unsigned = token.rsplit_once('.').unwrap().0.to_owned() + ".";
         assert_eq!(invalid_msg(v.verify_connect(&unsigned)), "bad signature");
@@ -911,10 +744,7 @@ mod tests {
     #[test]
     fn critical_header_is_invalid() {
         let token = handmade(r#"{"alg":"HS256","crit":["b64"],"b64":false}"#, "{}", b"x");
-        assert_eq!(
-            invalid_msg(verifier().verify_connect(&token)),
-            "unsupported critical header"
-        );
+        assert_eq!(invalid_msg(verifier().verify_connect(&token)), "unsupported critical header");
     }
 
     #[test]
@@ -924,10 +754,7 @@ mod tests {
         assert_eq!(claims.info, payload(r#"{"name":"Ann","tags":["a","b"]}"#));
 
         let token = hs256(json!({"sub": "42", "info": "plain"}));
-        assert_eq!(
-            verifier().verify_connect(&token).unwrap().info,
-            payload(r#""plain""#)
-        );
+        assert_eq!(verifier().verify_connect(&token).unwrap().info, payload(r#""plain""#));
     }
 
     #[test]
@@ -939,40 +766,25 @@ mod tests {
 
         // Empty b64info counts as absent.
         let token = hs256(json!({"sub": "42", "b64info": "", "info": 1}));
-        assert_eq!(
-            verifier().verify_connect(&token).unwrap().info,
-            payload("1")
-        );
+        assert_eq!(verifier().verify_connect(&token).unwrap().info, payload("1"));
     }
 
     #[test]
     fn bad_b64info_is_invalid() {
         let v = verifier();
         let token = hs256(json!({"sub": "42", "b64info": "***"}));
-        assert_eq!(
-            invalid_msg(v.verify_connect(&token)),
-            "malformed b64info claim: not base64"
-        );
+        assert_eq!(invalid_msg(v.verify_connect(&token)), "malformed b64info claim: not base64");
         let token = hs256(json!({"sub": "42", "b64info": STANDARD.encode(b"{nope")}));
-        assert_eq!(
-            invalid_msg(v.verify_connect(&token)),
-            "malformed b64info claim: not json"
-        );
+        assert_eq!(invalid_msg(v.verify_connect(&token)), "malformed b64info claim: not json");
         let token = hs256(json!({"sub": "42", "b64info": STANDARD.encode([0xff, 0xfe])}));
-        assert_eq!(
-            invalid_msg(v.verify_connect(&token)),
-            "malformed b64info claim: not utf-8"
-        );
+        assert_eq!(invalid_msg(v.verify_connect(&token)), "malformed b64info claim: not utf-8");
     }
 
     #[test]
     fn channels_are_parsed() {
         let token = hs256(json!({"sub": "42", "channels": ["news", "chat:1"]}));
         let claims = verifier().verify_connect(&token).unwrap();
-        assert_eq!(
-            claims.channels,
-            vec!["news".to_owned(), "chat:1".to_owned()]
-        );
+        assert_eq!(claims.channels, vec!["news".to_owned(), "chat:1".to_owned()]);
 
         let token = hs256(json!({"sub": "42", "channels": "news"}));
         assert!(invalid_msg(verifier().verify_connect(&token)).starts_with("malformed claims: "));
@@ -980,13 +792,9 @@ mod tests {
 
     #[test]
     fn sub_claim_forms() {
-        let claims = verifier()
-            .verify_connect(&hs256(json!({"exp": now() + 60})))
-            .unwrap();
+        let claims = verifier().verify_connect(&hs256(json!({"exp": now() + 60}))).unwrap();
         assert_eq!(claims.user, "");
-        let claims = verifier()
-            .verify_connect(&hs256(json!({"sub": ""})))
-            .unwrap();
+        let claims = verifier().verify_connect(&hs256(json!({"sub": ""}))).unwrap();
         assert_eq!(claims.user, "");
         let token = hs256(json!({"sub": 42}));
         assert!(invalid_msg(verifier().verify_connect(&token)).starts_with("malformed claims: "));
@@ -995,10 +803,7 @@ mod tests {
     #[test]
     fn subscription_token_is_not_a_connection_token() {
         let token = hs256(json!({"sub": "42", "channel": "chat:1"}));
-        assert_eq!(
-            invalid_msg(verifier().verify_connect(&token)),
-            "channel claim not allowed in a connection token"
-        );
+        assert_eq!(invalid_msg(verifier().verify_connect(&token)), "channel claim not allowed in a connection token");
     }
 
     #[test]
@@ -1008,24 +813,13 @@ mod tests {
         let claims = verifier().verify_subscribe(&token, "chat:1", "42").unwrap();
         assert_eq!(
             claims,
-            SubscribeClaims {
-                channel: "chat:1".into(),
-                expires_at: Some(exp),
-                info: payload(r#"{"a":1}"#)
-            }
+            SubscribeClaims { channel: "chat:1".into(), expires_at: Some(exp), info: payload(r#"{"a":1}"#) }
         );
 
         // Anonymous connection, token without sub.
         let token = hs256(json!({"channel": "chat:1"}));
         let claims = verifier().verify_subscribe(&token, "chat:1", "").unwrap();
-        assert_eq!(
-            claims,
-            SubscribeClaims {
-                channel: "chat:1".into(),
-                expires_at: None,
-                info: None
-            }
-        );
+        assert_eq!(claims, SubscribeClaims { channel: "chat:1".into(), expires_at: None, info: None });
     }
 
     #[test]
@@ -1054,31 +848,21 @@ mod tests {
     fn subscribe_missing_channel_is_invalid() {
         // A connection token offered as a subscription token.
         let token = hs256(json!({"sub": "42", "channels": ["chat:1"]}));
-        assert_eq!(
-            invalid_msg(verifier().verify_subscribe(&token, "chat:1", "42")),
-            "missing channel claim"
-        );
+        assert_eq!(invalid_msg(verifier().verify_subscribe(&token, "chat:1", "42")), "missing channel claim");
         let token = hs256(json!({"sub": "42", "channel": ""}));
-        assert_eq!(
-            invalid_msg(verifier().verify_subscribe(&token, "", "42")),
-            "missing channel claim"
-        );
+        assert_eq!(invalid_msg(verifier().verify_subscribe(&token, "", "42")), "missing channel claim");
     }
 
     #[test]
     fn subscribe_expired_is_expired() {
         let token = es256(json!({"sub": "42", "channel": "chat:1", "exp": now() - 60}));
-        assert!(matches!(
-            verifier().verify_subscribe(&token, "chat:1", "42"),
-            Err(TokenError::Expired)
-        ));
+        assert!(matches!(verifier().verify_subscribe(&token, "chat:1", "42"), Err(TokenError::Expired)));
     }
 
     #[test]
     fn invalid_rsa_pem_names_the_key() {
         let err = TokenVerifier::from_config(&AuthConfig {
-            token_rsa_public_key_pem:
-                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".into(),
+            token_rsa_public_key_pem: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".into(),
             ..cfg()
         })
         .unwrap_err();
@@ -1088,22 +872,16 @@ mod tests {
             "auth.token_rsa_public_key_pem: invalid rsa public key: malformed pem or wrong key type"
         );
 
-        let err = TokenVerifier::from_config(&AuthConfig {
-            token_rsa_public_key_pem: "not a pem".into(),
-            ..cfg()
-        })
-        .unwrap_err();
+        let err = TokenVerifier::from_config(&AuthConfig { token_rsa_public_key_pem: "not a pem".into(), ..cfg() })
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "auth.token_rsa_public_key_pem: invalid rsa public key: expected a pem block starting with -----BEGIN PUBLIC KEY-----"
         );
 
         // An EC key where the RSA key belongs.
-        let err = TokenVerifier::from_config(&AuthConfig {
-            token_rsa_public_key_pem: EC_PUBLIC.into(),
-            ..cfg()
-        })
-        .unwrap_err();
+        let err = TokenVerifier::from_config(&AuthConfig { token_rsa_public_key_pem: EC_PUBLIC.into(), ..cfg() })
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "auth.token_rsa_public_key_pem: invalid rsa public key: malformed pem or wrong key type"
@@ -1112,40 +890,29 @@ mod tests {
 
     #[test]
     fn private_key_in_config_is_refused() {
-        let err = TokenVerifier::from_config(&AuthConfig {
-            token_rsa_public_key_pem: RSA_PRIVATE.into(),
-            ..cfg()
-        })
-        .unwrap_err();
+        let err = TokenVerifier::from_config(&AuthConfig { token_rsa_public_key_pem: RSA_PRIVATE.into(), ..cfg() })
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "auth.token_rsa_public_key_pem: invalid rsa public key: this is a private key; configure the public key only"
         );
-        let err = TokenVerifier::from_config(&AuthConfig {
-            token_ecdsa_public_key_pem: EC_PRIVATE.into(),
-            ..cfg()
-        })
-        .unwrap_err();
+        let err = TokenVerifier::from_config(&AuthConfig { token_ecdsa_public_key_pem: EC_PRIVATE.into(), ..cfg() })
+            .unwrap_err();
         assert_eq!(err.key(), "auth.token_ecdsa_public_key_pem");
     }
 
     #[test]
     fn invalid_ecdsa_pem_names_the_key() {
-        let err = TokenVerifier::from_config(&AuthConfig {
-            token_ecdsa_public_key_pem: RSA_PUBLIC.into(),
-            ..cfg()
-        })
-        .unwrap_err();
+        let err = TokenVerifier::from_config(&AuthConfig { token_ecdsa_public_key_pem: RSA_PUBLIC.into(), ..cfg() })
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "auth.token_ecdsa_public_key_pem: invalid ecdsa public key: malformed pem or wrong key type"
         );
 
-        let err = TokenVerifier::from_config(&AuthConfig {
-            token_ecdsa_public_key_pem: EC_P384_PUBLIC.into(),
-            ..cfg()
-        })
-        .unwrap_err();
+        let err =
+            TokenVerifier::from_config(&AuthConfig { token_ecdsa_public_key_pem: EC_P384_PUBLIC.into(), ..cfg() })
+                .unwrap_err();
         assert_eq!(
             err.to_string(),
             "auth.token_ecdsa_public_key_pem: invalid ecdsa public key: not a p-256 public key"
@@ -1165,30 +932,17 @@ mod tests {
 
     #[test]
     fn other_setup_errors_name_the_key() {
-        let err = TokenVerifier::from_config(&AuthConfig {
-            algorithms: vec!["HS256".into(), "none".into()],
-            ..cfg()
-        })
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "auth.algorithms: unsupported algorithm \"none\" (expected HS256, RS256 or ES256)"
-        );
-        let err = TokenVerifier::from_config(&AuthConfig {
-            leeway_secs: u64::MAX,
-            ..cfg()
-        })
-        .unwrap_err();
+        let err = TokenVerifier::from_config(&AuthConfig { algorithms: vec!["HS256".into(), "none".into()], ..cfg() })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "auth.algorithms: unsupported algorithm \"none\" (expected HS256, RS256 or ES256)");
+        let err = TokenVerifier::from_config(&AuthConfig { leeway_secs: u64::MAX, ..cfg() }).unwrap_err();
         assert_eq!(err.key(), "auth.leeway_secs");
     }
 
     #[test]
     fn default_config_builds_and_debug_hides_keys() {
         let v = TokenVerifier::from_config(&AuthConfig::default()).unwrap();
-        assert_eq!(
-            format!("{v:?}"),
-            r#"TokenVerifier { HS256: "ready", RS256: "no key", ES256: "no key" }"#
-        );
+        assert_eq!(format!("{v:?}"), r#"TokenVerifier { HS256: "ready", RS256: "no key", ES256: "no key" }"#);
         let v = verifier();
         assert!(!format!("{v:?}").contains(SECRET));
     }
@@ -1202,9 +956,6 @@ mod tests {
     #[test]
     fn token_error_messages() {
         assert_eq!(TokenError::Expired.to_string(), "token expired");
-        assert_eq!(
-            invalid("bad signature").to_string(),
-            "invalid token: bad signature"
-        );
+        assert_eq!(invalid("bad signature").to_string(), "invalid token: bad signature");
     }
 }

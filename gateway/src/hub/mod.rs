@@ -13,8 +13,8 @@ pub use error::HubError;
 pub use session::{Control, Inbound, Session};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,8 +29,8 @@ use crate::config::{ChannelOptions, Config};
 use crate::history::StreamOptions;
 use crate::presence::{Presence, PresenceStats};
 use crate::protocol::{
-    encode_publication_push, encode_reply, ClientInfo, DisconnectCode, ErrorCode, JoinLeave, Payload, Publication,
-    Push, Reply, StreamPosition,
+    ClientInfo, DisconnectCode, ErrorCode, JoinLeave, Payload, Publication, Push, Reply, StreamPosition,
+    encode_publication_push, encode_reply,
 };
 
 use auth::TokenVerifier;
@@ -72,12 +72,14 @@ impl Delivery for Fanout {
     }
 
     fn join(&self, channel: &str, info: &ClientInfo) {
-        let push = Push { channel: channel.to_owned(), join: Some(JoinLeave { info: info.clone() }), ..Push::default() };
+        let push =
+            Push { channel: channel.to_owned(), join: Some(JoinLeave { info: info.clone() }), ..Push::default() };
         self.registry.fanout(channel, &encode_reply(&Reply::push(push)));
     }
 
     fn leave(&self, channel: &str, info: &ClientInfo) {
-        let push = Push { channel: channel.to_owned(), leave: Some(JoinLeave { info: info.clone() }), ..Push::default() };
+        let push =
+            Push { channel: channel.to_owned(), leave: Some(JoinLeave { info: info.clone() }), ..Push::default() };
         self.registry.fanout(channel, &encode_reply(&Reply::push(push)));
     }
 }

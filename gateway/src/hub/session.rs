@@ -17,16 +17,16 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::auth::TokenError;
-use super::{ping_frame, ConnectionSlot, Hub, PublishRequest, VERSION};
-use crate::channel::{user_limited_users, Outbox, SubscriberId};
+use super::{ConnectionSlot, Hub, PublishRequest, VERSION, ping_frame};
+use crate::channel::{Outbox, SubscriberId, user_limited_users};
 use crate::config::ChannelOptions;
 use crate::history::{Recovery, StreamOptions};
 use crate::protocol::codes::UNSUBSCRIBE_SERVER;
 use crate::protocol::{
-    decode_commands, encode_reply, ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty,
-    ErrorCode, HistoryRequest, HistoryResult, Payload, PresenceResult, PresenceStatsResult, Push, RefreshRequest,
-    RefreshResult, Reply, ReplyError, Request, StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribePush,
-    SubscribeRequest, SubscribeResult, UnsubscribePush,
+    ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty, ErrorCode, HistoryRequest,
+    HistoryResult, Payload, PresenceResult, PresenceStatsResult, Push, RefreshRequest, RefreshResult, Reply,
+    ReplyError, Request, StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribePush, SubscribeRequest,
+    SubscribeResult, UnsubscribePush, decode_commands, encode_reply,
 };
 
 /// What a transport hands the session.
@@ -380,9 +380,7 @@ impl Session {
             if !allowed {
                 return Err(ErrorCode::PermissionDenied.into());
             }
-        } else if !options.allow_subscribe_for_client
-            || (user.is_empty() && !options.allow_subscribe_for_anonymous)
-        {
+        } else if !options.allow_subscribe_for_client || (user.is_empty() && !options.allow_subscribe_for_anonymous) {
             return Err(ErrorCode::PermissionDenied.into());
         }
         let channel = req.channel.clone();
@@ -407,8 +405,10 @@ impl Session {
     ) -> SubscribeResult {
         let history = StreamOptions::from_channel_options(&options);
         let asked_recoverable = req.is_some_and(|r| r.recoverable);
-        let recoverable = history.is_some() && (options.force_recovery || (options.allow_recovery && asked_recoverable));
-        let recover_from = req.filter(|r| r.recover).map(|r| StreamPosition { offset: r.offset, epoch: r.epoch.clone() });
+        let recoverable =
+            history.is_some() && (options.force_recovery || (options.allow_recovery && asked_recoverable));
+        let recover_from =
+            req.filter(|r| r.recover).map(|r| StreamPosition { offset: r.offset, epoch: r.epoch.clone() });
         let max_recover = self.hub.config().client.recovery_max_publication_limit;
         let (id, outbox, registry) = (self.id, self.outbox.clone(), self.hub.registry.clone());
 
@@ -521,7 +521,8 @@ impl Session {
             return Err(DisconnectCode::INVALID_TOKEN.into());
         }
         let conn = self.conn.as_ref().expect("refresh only runs connected");
-        let mut result = RefreshResult { client: conn.client.clone(), version: VERSION.to_owned(), ..RefreshResult::default() };
+        let mut result =
+            RefreshResult { client: conn.client.clone(), version: VERSION.to_owned(), ..RefreshResult::default() };
         self.expire_deadline = None;
         if let Some(exp) = claims.expires_at {
             let ttl = exp.saturating_sub(unix_now());
@@ -565,7 +566,11 @@ impl Session {
                         positioned: result.positioned,
                         data: None,
                     };
-                    Some(encode_reply(&Reply::push(Push { channel: channel.clone(), subscribe: Some(push), ..Push::default() })))
+                    Some(encode_reply(&Reply::push(Push {
+                        channel: channel.clone(),
+                        subscribe: Some(push),
+                        ..Push::default()
+                    })))
                 });
                 Ok(())
             }

@@ -68,10 +68,7 @@ impl ChannelPresence {
     }
 
     fn stats(&self) -> PresenceStats {
-        PresenceStats {
-            num_clients: saturate(self.clients.len()),
-            num_users: saturate(self.users.len()),
-        }
+        PresenceStats { num_clients: saturate(self.clients.len()), num_users: saturate(self.users.len()) }
     }
 }
 
@@ -122,10 +119,7 @@ impl Presence {
         if let Some(mut presence) = self.channels.get_mut(channel) {
             return presence.insert(info);
         }
-        self.channels
-            .entry(channel.to_owned())
-            .or_default()
-            .insert(info)
+        self.channels.entry(channel.to_owned()).or_default().insert(info)
     }
 
     /// Removes `client` from `channel` and returns its entry, or `None` if it
@@ -146,19 +140,13 @@ impl Presence {
     /// Returns a snapshot of `channel`'s clients (client id → info); empty for
     /// an unknown channel.
     pub fn get(&self, channel: &str) -> HashMap<String, ClientInfo> {
-        self.channels
-            .get(channel)
-            .map(|p| p.clients.clone())
-            .unwrap_or_default()
+        self.channels.get(channel).map(|p| p.clients.clone()).unwrap_or_default()
     }
 
     /// Returns `channel`'s client and distinct-user counts in O(1); zero for
     /// an unknown channel.
     pub fn stats(&self, channel: &str) -> PresenceStats {
-        self.channels
-            .get(channel)
-            .map(|p| p.stats())
-            .unwrap_or_default()
+        self.channels.get(channel).map(|p| p.stats()).unwrap_or_default()
     }
 
     /// Returns how many channels have at least one client. Visits every

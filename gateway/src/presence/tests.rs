@@ -4,18 +4,11 @@ use super::*;
 use crate::protocol::Payload;
 
 fn info(user: &str, client: &str) -> ClientInfo {
-    ClientInfo {
-        user: user.to_owned(),
-        client: client.to_owned(),
-        ..ClientInfo::default()
-    }
+    ClientInfo { user: user.to_owned(), client: client.to_owned(), ..ClientInfo::default() }
 }
 
 fn stats(num_clients: u32, num_users: u32) -> PresenceStats {
-    PresenceStats {
-        num_clients,
-        num_users,
-    }
+    PresenceStats { num_clients, num_users }
 }
 
 #[test]
@@ -25,10 +18,8 @@ fn add_remove_replace() {
     assert!(p.add("chat", info("u2", "c2")));
 
     // Same client again: replaced, not a new join.
-    let refreshed = ClientInfo {
-        chan_info: Some(Payload::from_json(r#"{"role":"mod"}"#).unwrap()),
-        ..info("u1", "c1")
-    };
+    let refreshed =
+        ClientInfo { chan_info: Some(Payload::from_json(r#"{"role":"mod"}"#).unwrap()), ..info("u1", "c1") };
     assert!(!p.add("chat", refreshed.clone()));
     let all = p.get("chat");
     assert_eq!(all.len(), 2);
@@ -124,10 +115,7 @@ fn concurrent_adds_and_removes_end_consistent() {
                     // Churn a shared channel that keeps emptying, racing the
                     // other threads' adds against its removal.
                     assert!(p.add("churn", info("x", &client)));
-                    assert_eq!(
-                        p.remove("churn", &client).map(|e| e.client),
-                        Some(client.clone())
-                    );
+                    assert_eq!(p.remove("churn", &client).map(|e| e.client), Some(client.clone()));
                     if i % 2 == 1 {
                         assert!(p.remove(&ch, &client).is_some());
                     }
@@ -156,19 +144,9 @@ fn concurrent_adds_and_removes_end_consistent() {
             assert_eq!(i % 2, 0, "odd clients were removed: {id}");
             assert_eq!(i % CHANNELS, c);
         }
-        assert_eq!(
-            entries.len(),
-            if c % 2 == 0 {
-                THREADS * CLIENTS / CHANNELS
-            } else {
-                0
-            }
-        );
+        assert_eq!(entries.len(), if c % 2 == 0 { THREADS * CLIENTS / CHANNELS } else { 0 });
         let users: HashSet<&str> = entries.values().map(|e| e.user.as_str()).collect();
-        assert_eq!(
-            p.stats(&ch),
-            stats(entries.len() as u32, users.len() as u32)
-        );
+        assert_eq!(p.stats(&ch), stats(entries.len() as u32, users.len() as u32));
         total += entries.len();
     }
     assert_eq!(total, THREADS * CLIENTS / 2);

@@ -120,7 +120,9 @@ mod tests {
 
     #[test]
     fn two_requests_in_one_command_is_an_error() {
-        let err = decode_commands(b"{\"id\":1,\"publish\":{\"channel\":\"a\",\"data\":1},\"presence\":{\"channel\":\"a\"}}").unwrap_err();
+        let err =
+            decode_commands(b"{\"id\":1,\"publish\":{\"channel\":\"a\",\"data\":1},\"presence\":{\"channel\":\"a\"}}")
+                .unwrap_err();
         assert_eq!(err, DecodeError::TwoRequests);
     }
 
@@ -158,11 +160,7 @@ mod tests {
 
     #[test]
     fn borrowed_publication_push_matches_the_owned_encoding() {
-        let publication = Publication {
-            data: Payload::from_json("[1,2]").unwrap(),
-            offset: 7,
-            ..Default::default()
-        };
+        let publication = Publication { data: Payload::from_json("[1,2]").unwrap(), offset: 7, ..Default::default() };
         let owned = encode_reply(&Reply::push(Push {
             channel: "c".into(),
             publication: Some(publication.clone()),

@@ -14,7 +14,7 @@ mod types;
 
 pub use codes::{DisconnectCode, ErrorCode};
 pub use json::{
-    decode_commands, encode_publication_push, encode_reply, encode_reply_into, DecodeError, MAX_COMMANDS_PER_FRAME,
+    DecodeError, MAX_COMMANDS_PER_FRAME, decode_commands, encode_publication_push, encode_reply, encode_reply_into,
 };
 pub use payload::Payload;
 pub use types::*;

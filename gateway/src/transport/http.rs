@@ -84,7 +84,9 @@ async fn route(req: Request<Incoming>, hub: Arc<Hub>, tracker: TaskTracker) -> R
                 json(StatusCode::OK, r#"{"status":"ready"}"#)
             }
         }
-        (_, "/connection/websocket" | "/health" | "/ready") => json(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#),
+        (_, "/connection/websocket" | "/health" | "/ready") => {
+            json(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#)
+        }
         _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
     }
 }

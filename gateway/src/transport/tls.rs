@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 use super::Error;
 use crate::config::TlsConfig;
@@ -18,7 +18,8 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<Option<TlsAcceptor>, Error> {
     let certs = CertificateDer::pem_file_iter(&cfg.cert_path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| Error::Tls(format!("cert_path {}: {e}", cfg.cert_path)))?;
-    let key = PrivateKeyDer::from_pem_file(&cfg.key_path).map_err(|e| Error::Tls(format!("key_path {}: {e}", cfg.key_path)))?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.key_path)
+        .map_err(|e| Error::Tls(format!("key_path {}: {e}", cfg.key_path)))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -12,6 +12,8 @@ async fn connect_subscribe_publish_receive() -> anyhow::Result<()> {
     assert_eq!(sub["subscribe"]["recoverable"], json!(true), "{sub}");
     let res = gw.api().result("publish", json!({"channel": "chat:1", "data": {"text": "hi"}})).await?;
     assert_eq!(res["offset"], json!(1));
+    let join = ws.next_push().await?;
+    assert_eq!(join["join"]["info"]["user"], json!("alice"), "{join}");
     let push = ws.next_push().await?;
     assert_eq!(push["channel"], json!("chat:1"));
     assert_eq!(push["pub"]["data"], json!({"text": "hi"}));
