@@ -147,10 +147,9 @@ impl MemoryBroker {
 
     /// Drops a channel's publications, keeping its epoch and top offset.
     pub fn remove_history(&self, channel: &str) {
-        if let Some(cell) = self.cells.get(channel).map(|c| c.clone()) {
-            if let Some(stream) = cell.lock().stream.as_mut() {
-                stream.clear();
-            }
+        let Some(cell) = self.cells.get(channel).map(|c| c.clone()) else { return };
+        if let Some(stream) = cell.lock().stream.as_mut() {
+            stream.clear();
         }
     }
 

@@ -414,21 +414,17 @@ impl Session {
 
         let result = self.hub.broker.subscribe(channel, history.as_ref(), |mut view| {
             let mut result = SubscribeResult::default();
-            if recoverable {
-                if let Some(top) = view.position() {
-                    result.recoverable = true;
-                    result.positioned = true;
-                    result.epoch = top.epoch;
-                    result.offset = top.offset;
-                }
+            if let Some(top) = view.position().filter(|_| recoverable) {
+                result.recoverable = true;
+                result.positioned = true;
+                result.epoch = top.epoch;
+                result.offset = top.offset;
             }
             if let Some(since) = &recover_from {
                 result.was_recovering = true;
-                if recoverable {
-                    if let Recovery::Recovered(publications) = view.recover(since, max_recover) {
-                        result.recovered = true;
-                        result.publications = publications;
-                    }
+                if recoverable && let Recovery::Recovered(publications) = view.recover(since, max_recover) {
+                    result.recovered = true;
+                    result.publications = publications;
                 }
             }
             registry.add(channel, id, outbox.clone());
@@ -456,10 +452,8 @@ impl Session {
     fn unsubscribe(&mut self, channel: &str) -> bool {
         let Some(sub) = self.subs.remove(channel) else { return false };
         self.hub.registry.remove(channel, self.id);
-        if sub.options.presence {
-            if let Some(conn) = &self.conn {
-                self.hub.presence.remove(channel, &conn.client);
-            }
+        if let Some(conn) = self.conn.as_ref().filter(|_| sub.options.presence) {
+            self.hub.presence.remove(channel, &conn.client);
         }
         if sub.options.join_leave {
             let info = self.client_info(sub.chan_info);
@@ -593,5 +587,126 @@ impl Session {
         if let Some(conn) = &self.conn {
             self.hub.unregister_client(&conn.client);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Session timers and ordering without sockets, on paused time.
+
+    use super::*;
+    use crate::config::Config;
+    use tokio_util::sync::CancellationToken;
+
+    struct Harness {
+        tx: mpsc::UnboundedSender<Inbound>,
+        outbox: Arc<Outbox>,
+        task: tokio::task::JoinHandle<DisconnectCode>,
+        started: Instant,
+    }
+
+    fn start(config: Config) -> Harness {
+        let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
+        let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"));
+        let outbox = session.outbox();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let inbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let task = tokio::spawn(session.run(inbound));
+        Harness { tx, outbox, task, started: Instant::now() }
+    }
+
+    fn anonymous() -> Config {
+        let mut config = Config::default();
+        config.client.allow_anonymous = true;
+        config
+    }
+
+    impl Harness {
+        fn send(&self, text: &'static str) {
+            self.tx.send(Inbound::Text(Bytes::from_static(text.as_bytes()))).expect("session alive");
+        }
+
+        async fn next(&self) -> String {
+            let mut batch = Vec::new();
+            assert_eq!(self.outbox.next_batch(&mut batch, 1 << 16).await, None, "outbox closed early");
+            batch.iter().map(|b| std::str::from_utf8(b).unwrap().to_owned()).collect::<Vec<_>>().join("\n")
+        }
+
+        async fn connect(&self) {
+            self.send(r#"{"id":1,"connect":{}}"#);
+            let reply = self.next().await;
+            assert!(reply.starts_with(r#"{"id":1,"connect":{"client":"#), "{reply}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn missing_pong_closes_with_3012_after_the_pong_timeout() {
+        let h = start(anonymous());
+        h.connect().await;
+        assert_eq!(h.next().await, "{}");
+        assert_eq!(h.started.elapsed(), Duration::from_secs(25));
+        let code = h.task.await.unwrap();
+        assert_eq!(code, DisconnectCode::NO_PONG);
+        assert_eq!(h.started.elapsed(), Duration::from_secs(25 + 8));
+        assert_eq!(h.outbox.close_code(), Some(DisconnectCode::NO_PONG));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pong_keeps_the_connection_alive() {
+        let h = start(anonymous());
+        h.connect().await;
+        for round in 1..=3u64 {
+            assert_eq!(h.next().await, "{}");
+            assert_eq!(h.started.elapsed(), Duration::from_secs(25 * round));
+            h.send("{}");
+        }
+        drop(h.tx);
+        assert_eq!(h.task.await.unwrap(), DisconnectCode::CONNECTION_CLOSED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_connect_within_the_timeout_is_stale() {
+        let h = start(anonymous());
+        assert_eq!(h.task.await.unwrap(), DisconnectCode::STALE);
+        assert_eq!(h.started.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commands_before_connect_are_a_bad_request() {
+        let h = start(anonymous());
+        h.send(r#"{"id":1,"subscribe":{"channel":"a"}}"#);
+        assert_eq!(h.task.await.unwrap(), DisconnectCode::BAD_REQUEST);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_connection_closes_with_3005_after_the_grace_delay() {
+        let mut config = Config::default();
+        config.client.expired_close_delay_secs = 5;
+        config.client.ping_interval_secs = 3600;
+        let secret = config.auth.token_hmac_secret.clone();
+        let exp = unix_now() + 2;
+        let token = super::super::auth::mint_hs256(&secret, &serde_json::json!({"sub": "u", "exp": exp})).unwrap();
+        let h = start(config);
+        let connect = format!(r#"{{"id":1,"connect":{{"token":"{token}"}}}}"#);
+        h.tx.send(Inbound::Text(Bytes::from(connect))).unwrap();
+        let reply = h.next().await;
+        assert!(reply.contains(r#""expires":true"#), "{reply}");
+        assert_eq!(h.task.await.unwrap(), DisconnectCode::EXPIRED);
+        let elapsed = h.started.elapsed().as_secs();
+        assert!((6..=7).contains(&elapsed), "closed after {elapsed}s, want ttl (<=2s) + 5s grace");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_replies_111_then_disconnects_3013() {
+        let mut config = anonymous();
+        config.client.max_commands_per_sec = 2;
+        let h = start(config);
+        h.connect().await;
+        h.send(r#"{"id":2,"rpc":{"method":"x"}}"#);
+        assert!(h.next().await.contains(r#""code":104"#));
+        h.send(r#"{"id":3,"rpc":{"method":"x"}}"#);
+        assert!(h.next().await.contains(r#""code":111"#));
+        h.send("{\"id\":4,\"rpc\":{}}\n{\"id\":5,\"rpc\":{}}");
+        assert_eq!(h.task.await.unwrap(), DisconnectCode::TOO_MANY_REQUESTS);
     }
 }

@@ -97,6 +97,28 @@ pub fn encode_reply_into(reply: &Reply, buf: &mut BytesMut) {
     }
 }
 
+/// Encodes the `pub` push for `publication` in `channel` without cloning
+/// the publication: the hot path encodes each publication exactly once and
+/// shares the bytes with every subscriber.
+pub fn encode_publication_push(channel: &str, publication: &Publication) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        push: PushRef<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct PushRef<'a> {
+        channel: &'a str,
+        #[serde(rename = "pub")]
+        publication: &'a Publication,
+    }
+    let mut buf = BytesMut::with_capacity(64 + channel.len() + publication.data.len());
+    let envelope = Envelope { push: PushRef { channel, publication } };
+    if let Err(e) = serde_json::to_writer((&mut buf).writer(), &envelope) {
+        unreachable!("publication encoding failed: {e}");
+    }
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,26 +238,4 @@ mod tests {
             let _ = decode_commands(&frame);
         }
     }
-}
-
-/// Encodes the `pub` push for `publication` in `channel` without cloning
-/// the publication: the hot path encodes each publication exactly once and
-/// shares the bytes with every subscriber.
-pub fn encode_publication_push(channel: &str, publication: &Publication) -> Bytes {
-    #[derive(serde::Serialize)]
-    struct Envelope<'a> {
-        push: PushRef<'a>,
-    }
-    #[derive(serde::Serialize)]
-    struct PushRef<'a> {
-        channel: &'a str,
-        #[serde(rename = "pub")]
-        publication: &'a Publication,
-    }
-    let mut buf = BytesMut::with_capacity(64 + channel.len() + publication.data.len());
-    let envelope = Envelope { push: PushRef { channel, publication } };
-    if let Err(e) = serde_json::to_writer((&mut buf).writer(), &envelope) {
-        unreachable!("publication encoding failed: {e}");
-    }
-    buf.freeze()
 }
