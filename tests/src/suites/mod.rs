@@ -4,5 +4,7 @@ mod client;
 mod history;
 mod ordering;
 mod presence;
+mod protocol_errors;
 mod recovery;
 mod smoke;
+mod timers;
