@@ -1,8 +1,10 @@
 //! The end-to-end suites: one test binary, one module per capability.
 
+mod api;
 mod auth;
 mod client;
 mod history;
+mod lifecycle;
 mod ordering;
 mod origin;
 mod presence;
