@@ -261,11 +261,9 @@ impl WsClient {
                 Some(Ok(Message::Text(text))) => {
                     for line in text.as_str().split('\n').filter(|l| !l.trim().is_empty()) {
                         let v: Value = serde_json::from_str(line).with_context(|| format!("bad json {line:?}"))?;
-                        if v == json!({}) {
-                            if self.auto_pong {
-                                self.send_text("{}").await?;
-                                continue;
-                            }
+                        if v == json!({}) && self.auto_pong {
+                            self.send_text("{}").await?;
+                            continue;
                         }
                         self.pending.push_back(v);
                     }

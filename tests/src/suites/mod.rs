@@ -10,5 +10,6 @@ mod origin;
 mod presence;
 mod protocol_errors;
 mod recovery;
+mod slow;
 mod smoke;
 mod timers;
