@@ -235,3 +235,47 @@ async fn health_and_ready() -> anyhow::Result<()> {
     assert_eq!(ready.body, json!({"status": "ready"}));
     Ok(())
 }
+
+#[tokio::test]
+async fn api_disconnect_one_client_with_custom_code() -> anyhow::Result<()> {
+    let gw = TestGateway::start().await?;
+    let (mut a1, c1) = gw.connect("alice").await?;
+    let (mut a2, _) = gw.connect("alice").await?;
+    a1.call(json!({"subscribe": {"channel": "chat:d"}})).await?;
+    let params = json!({"user": "alice", "client": c1["client"], "disconnect": {"code": 4000, "reason": "bye"}});
+    assert_eq!(gw.api().result("disconnect", params).await?, json!({}));
+    assert_eq!(a1.expect_close().await?.0, 4000);
+    let reply = a2.call(json!({"ping": {}})).await?;
+    assert_eq!(reply["ping"], json!({}), "the other connection of the user stays");
+    // The disconnected client's presence is gone.
+    let mut stats = json!(null);
+    for _ in 0..500 {
+        stats = gw.api().result("presence_stats", json!({"channel": "chat:d"})).await?;
+        if stats["num_clients"] == json!(0) {
+            break;
+        }
+    }
+    assert_eq!(stats, json!({"num_clients": 0, "num_users": 0}));
+    let bad = gw.api().call("disconnect", json!({"user": "alice", "disconnect": {"code": 1000}})).await?;
+    assert_eq!(bad["error"]["code"], json!(107), "{bad}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn api_errors_for_unknown_namespace() -> anyhow::Result<()> {
+    let gw = TestGateway::start().await?;
+    let api = gw.api();
+    for (method, params) in [
+        ("publish", json!({"channel": "nope:1", "data": {}})),
+        ("history", json!({"channel": "nope:1"})),
+        ("subscribe", json!({"user": "alice", "channel": "nope:1"})),
+    ] {
+        let body = api.call(method, params).await?;
+        assert_eq!(body["error"]["code"], json!(102), "{method}: {body}");
+    }
+    let body = api.call("presence", json!({"channel": "plain"})).await?;
+    assert_eq!(body["error"]["code"], json!(108), "presence off: {body}");
+    let body = api.call("history", json!({"channel": "plain", "limit": 1})).await?;
+    assert_eq!(body["error"]["code"], json!(108), "history off: {body}");
+    Ok(())
+}

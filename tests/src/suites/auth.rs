@@ -146,3 +146,26 @@ fn unsigned_token_is_well_formed() {
     assert_eq!(base64url(b"M"), "TQ");
     assert_eq!(unsigned_token(json!({})), "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.e30.");
 }
+
+#[tokio::test]
+async fn token_channels_become_server_side_subscriptions() -> anyhow::Result<()> {
+    let gw = TestGateway::start().await?;
+    gw.api().result("publish", json!({"channel": "chat:srv", "data": {"n": 1}})).await?;
+    let mut ws = gw.ws().await?;
+    let t = token(SECRET, json!({"sub": "alice", "exp": now_secs() + 3600, "channels": ["chat:srv", "nope:x"]}));
+    let reply = ws.connect_token(&t).await?;
+    let subs = reply["connect"]["subs"].as_object().expect("subs").clone();
+    assert_eq!(subs.keys().collect::<Vec<_>>(), vec!["chat:srv"], "unknown namespace skipped: {reply}");
+    assert_eq!(subs["chat:srv"]["recoverable"], json!(true));
+    assert_eq!(subs["chat:srv"]["offset"], json!(1));
+    let push = ws.next_push().await?;
+    assert_eq!(push["join"]["info"]["user"], json!("alice"), "{push}");
+    gw.api().result("publish", json!({"channel": "chat:srv", "data": {"n": 2}})).await?;
+    let push = ws.next_push().await?;
+    assert_eq!(push["channel"], json!("chat:srv"));
+    assert_eq!(push["pub"]["offset"], json!(2));
+    // A client subscribe to a server-side channel is a duplicate.
+    let dup = ws.call(json!({"subscribe": {"channel": "chat:srv"}})).await?;
+    assert_eq!(dup["error"]["code"], json!(105), "{dup}");
+    Ok(())
+}

@@ -32,3 +32,35 @@ async fn shutdown_closes_clients_with_3001() -> anyhow::Result<()> {
     tokio::time::timeout(WAIT, shutdown).await???;
     Ok(())
 }
+
+#[tokio::test]
+async fn command_rate_limit_gives_111_then_3013() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.client.max_commands_per_sec = 3;
+    let gw = TestGateway::start_with(config).await?;
+    let mut ws = gw.ws().await?;
+    // One frame, so all commands land in the same one-second window.
+    let frame: Vec<String> = std::iter::once(json!({"id": 1, "connect": {"token": user_token("alice")}}))
+        .chain((2..=4).map(|id| json!({"id": id, "ping": {}})))
+        .map(|c| c.to_string())
+        .collect();
+    ws.send_text(frame.join("\n")).await?;
+    let mut replies = Vec::new();
+    while replies.len() < 4 {
+        match ws.next_frame().await? {
+            Frame::Json(v) => replies.push(v),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(replies[0].get("connect").is_some(), "{replies:?}");
+    assert_eq!(replies[1], json!({"id": 2, "ping": {}}));
+    assert_eq!(replies[2], json!({"id": 3, "ping": {}}));
+    assert_eq!(replies[3]["id"], json!(4));
+    assert_eq!(replies[3]["error"]["code"], json!(111), "{replies:?}");
+    assert_eq!(replies[3]["error"]["temporary"], json!(true), "{replies:?}");
+    // Past twice the limit within the window: disconnected.
+    let more: Vec<String> = (5..=8).map(|id| json!({"id": id, "ping": {}}).to_string()).collect();
+    ws.send_text(more.join("\n")).await?;
+    assert_eq!(ws.expect_close().await?.0, 3013);
+    Ok(())
+}
