@@ -102,3 +102,47 @@ async fn gap_over_limit_is_not_recovered() -> anyhow::Result<()> {
     assert_eq!(offsets(&publications(&sub)), vec![3, 4], "{sub}");
     Ok(())
 }
+
+#[tokio::test]
+async fn no_recovery_after_history_remove_or_from_the_future() -> anyhow::Result<()> {
+    let gw = TestGateway::start().await?;
+    let first = publish(&gw, "chat:r", 1).await?;
+    let epoch = first["epoch"].clone();
+    publish(&gw, "chat:r", 2).await?;
+    let (_ws, sub) =
+        subscribed(&gw, "alice", json!({"channel": "chat:r", "recover": true, "offset": 9, "epoch": epoch})).await?;
+    assert_ne!(sub["recovered"], json!(true), "offset past the top: {sub}");
+    assert!(publications(&sub).is_empty(), "{sub}");
+
+    gw.api().result("history_remove", json!({"channel": "chat:r"})).await?;
+    let (_ws2, sub) =
+        subscribed(&gw, "bob", json!({"channel": "chat:r", "recover": true, "offset": 1, "epoch": epoch})).await?;
+    assert_ne!(sub["recovered"], json!(true), "publication 2 is gone: {sub}");
+    assert!(publications(&sub).is_empty(), "{sub}");
+    assert_eq!(sub["offset"], json!(2));
+    assert_eq!(sub["epoch"], epoch);
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_recovery_past_history_size() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.channels.namespaces[0].history_size = 3;
+    let gw = TestGateway::start_with(config).await?;
+    let first = publish(&gw, "chat:r", 1).await?;
+    let epoch = first["epoch"].clone();
+    for n in 2..=5 {
+        publish(&gw, "chat:r", n).await?;
+    }
+    // Kept: 3..=5. From 1 needs 2, which was evicted.
+    let (_ws, sub) =
+        subscribed(&gw, "alice", json!({"channel": "chat:r", "recover": true, "offset": 1, "epoch": epoch})).await?;
+    assert_ne!(sub["recovered"], json!(true), "{sub}");
+    assert!(publications(&sub).is_empty(), "{sub}");
+    // From 2 everything missed is still there.
+    let (_ws2, sub) =
+        subscribed(&gw, "bob", json!({"channel": "chat:r", "recover": true, "offset": 2, "epoch": epoch})).await?;
+    assert_eq!(sub["recovered"], json!(true), "{sub}");
+    assert_eq!(offsets(&publications(&sub)), vec![3, 4, 5]);
+    Ok(())
+}
