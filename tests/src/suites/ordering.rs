@@ -69,3 +69,40 @@ async fn concurrent_publishes_arrive_in_one_order_everywhere() -> anyhow::Result
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn recovering_subscribe_during_publishing_has_no_gap_or_duplicate() -> anyhow::Result<()> {
+    let gw = TestGateway::start().await?;
+    let first = gw.api().result("publish", json!({"channel": "chat:live", "data": {"i": 1}})).await?;
+    let epoch = first["epoch"].clone();
+    let total = 120u64;
+    let api = gw.api();
+    let publisher = tokio::spawn(async move {
+        for i in 2..=total {
+            api.result("publish", json!({"channel": "chat:live", "data": {"i": i}})).await?;
+        }
+        anyhow::Ok(())
+    });
+    // Wait until publishing is under way, then subscribe mid-stream.
+    let mut top = 0;
+    for _ in 0..10_000 {
+        top = gw.api().result("history", json!({"channel": "chat:live"})).await?["offset"].as_u64().unwrap_or(0);
+        if top >= 10 {
+            break;
+        }
+    }
+    assert!(top >= 10, "publisher stalled at {top}");
+    let (mut ws, _) = gw.connect("alice").await?;
+    let reply =
+        ws.call(json!({"subscribe": {"channel": "chat:live", "recover": true, "offset": 1, "epoch": epoch}})).await?;
+    let sub = &reply["subscribe"];
+    assert_eq!(sub["recovered"], json!(true), "{reply}");
+    let mut seen = offsets(&publications(sub));
+    assert_eq!(sub["offset"].as_u64(), seen.last().copied(), "position is the last recovered offset");
+    publisher.await??;
+    let remaining = (total - 1) as usize - seen.len();
+    let live = read_pubs(&mut ws, "chat:live", remaining).await?;
+    seen.extend(offsets(&live));
+    assert_eq!(seen, (2..=total).collect::<Vec<_>>());
+    Ok(())
+}
