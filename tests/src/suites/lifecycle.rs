@@ -64,3 +64,26 @@ async fn command_rate_limit_gives_111_then_3013() -> anyhow::Result<()> {
     assert_eq!(ws.expect_close().await?.0, 3013);
     Ok(())
 }
+
+#[tokio::test]
+async fn shutdown_completes_with_a_client_that_never_reads() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.server.shutdown_grace_secs = 1;
+    let gw = TestGateway::start_with(config).await?;
+    let mut stuck = WsClient::open_with_recv_buffer(&gw.ws_url(), gw.addr, 4096).await?;
+    stuck.connect_token(&user_token("stuck")).await?;
+    stuck.call(json!({"subscribe": {"channel": "chat:big"}})).await?;
+    // Back the server's socket up (the queue budget is the default 1 MiB).
+    let pad = "x".repeat(16 * 1024);
+    for n in 0..64 {
+        gw.api().result("publish", json!({"channel": "chat:big", "data": {"n": n, "pad": pad}})).await?;
+    }
+    let (mut other, _) = gw.connect("other").await?;
+    let shutdown = tokio::spawn(gw.shutdown());
+    assert_eq!(other.expect_close().await?, (3001, "shutdown".to_owned()));
+    drop(other);
+    // `run` returns (after at most the grace period) although `stuck` never reads.
+    tokio::time::timeout(WAIT, shutdown).await???;
+    drop(stuck);
+    Ok(())
+}
