@@ -191,3 +191,73 @@ async fn rpc_is_method_not_found() -> anyhow::Result<()> {
     assert_eq!(reply["ping"], json!({}));
     Ok(())
 }
+
+#[tokio::test]
+async fn newlines_in_payloads_do_not_break_framing() -> anyhow::Result<()> {
+    let gw = TestGateway::start().await?;
+    let (mut ws, _) = gw.connect("alice").await?;
+    ws.call(json!({"subscribe": {"channel": "plain"}})).await?;
+    // Pretty-printed data: raw JSON with newlines, sent as-is by the backend.
+    let body = "{\"channel\": \"plain\",\n \"data\": {\n  \"text\": \"a\\nb\",\n  \"list\": [1,\n 2]\n }\n}";
+    let resp = gw.api().raw("publish", body, &[("x-api-key", API_KEY)]).await?;
+    assert_eq!(resp.status, 200, "{:?}", resp.body);
+    // The harness splits frames on '\n': a raw newline would fail to parse.
+    let push = ws.next_push().await?;
+    assert_eq!(push["pub"]["data"], json!({"text": "a\nb", "list": [1, 2]}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn publication_larger_than_write_batch_is_delivered() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.client.write_batch_max_bytes = 1024;
+    let gw = TestGateway::start_with(config).await?;
+    let (mut ws, _) = gw.connect("alice").await?;
+    ws.call(json!({"subscribe": {"channel": "plain"}})).await?;
+    let big = "y".repeat(5000);
+    for n in 0..3 {
+        gw.api().result("publish", json!({"channel": "plain", "data": {"n": n, "big": big}})).await?;
+    }
+    for n in 0..3 {
+        let push = ws.next_push().await?;
+        assert_eq!(push["pub"]["data"]["n"], json!(n));
+        assert_eq!(push["pub"]["data"]["big"].as_str().map(str::len), Some(5000));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn conn_info_travels_with_publications_and_presence() -> anyhow::Result<()> {
+    let gw = TestGateway::start().await?;
+    let mut ws = gw.ws().await?;
+    let t = token(SECRET, json!({"sub": "alice", "exp": now_secs() + 3600, "info": {"name": "Alice"}}));
+    let connect = ws.connect_token(&t).await?;
+    let client = connect["connect"]["client"].as_str().unwrap().to_owned();
+    ws.call(json!({"subscribe": {"channel": "chat:info"}})).await?;
+    let join = ws.next_push().await?;
+    assert_eq!(join["join"]["info"]["conn_info"], json!({"name": "Alice"}), "{join}");
+    ws.call(json!({"publish": {"channel": "chat:info", "data": {}}})).await?;
+    let push = ws.next_push().await?;
+    assert_eq!(push["pub"]["info"]["conn_info"], json!({"name": "Alice"}), "{push}");
+    let presence = gw.api().result("presence", json!({"channel": "chat:info"})).await?;
+    assert_eq!(presence["presence"][&client]["conn_info"], json!({"name": "Alice"}), "{presence}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn user_limited_channels() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.channels.namespaces.push(NamespaceConfig {
+        name: "dm".into(),
+        allow_user_limited_channels: true,
+        ..NamespaceConfig::default()
+    });
+    let gw = TestGateway::start_with(config).await?;
+    let (mut alice, _) = gw.connect("alice").await?;
+    let (mut mallory, _) = gw.connect("mallory").await?;
+    let ok = alice.call(json!({"subscribe": {"channel": "dm:chat#alice,bob"}})).await?;
+    assert!(ok.get("subscribe").is_some(), "{ok}");
+    let denied = mallory.call(json!({"subscribe": {"channel": "dm:chat#alice,bob"}})).await?;
+    assert_eq!(denied["error"]["code"], json!(103), "{denied}");
+    Ok(())
+}
