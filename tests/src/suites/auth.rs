@@ -169,3 +169,60 @@ async fn token_channels_become_server_side_subscriptions() -> anyhow::Result<()>
     assert_eq!(dup["error"]["code"], json!(105), "{dup}");
     Ok(())
 }
+
+#[tokio::test]
+async fn expired_subscription_token_gets_109() -> anyhow::Result<()> {
+    let gw = TestGateway::start_with(config()).await?;
+    let (mut ws, _) = gw.connect("alice").await?;
+    let expired = token(SECRET, json!({"sub": "alice", "channel": "private:mine", "exp": now_secs() - 3600}));
+    let reply = ws.call(json!({"subscribe": {"channel": "private:mine", "token": expired}})).await?;
+    assert_eq!(reply["error"]["code"], json!(109), "{reply}");
+    // Not subscribed: a fresh token subscribes without 105.
+    let fresh = token(SECRET, json!({"sub": "alice", "channel": "private:mine", "exp": now_secs() + 60}));
+    let reply = ws.call(json!({"subscribe": {"channel": "private:mine", "token": fresh}})).await?;
+    assert!(reply.get("subscribe").is_some(), "{reply}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sub_refresh_reports_new_ttl() -> anyhow::Result<()> {
+    let gw = TestGateway::start_with(config()).await?;
+    let (mut ws, _) = gw.connect("alice").await?;
+    let t = token(SECRET, json!({"sub": "alice", "channel": "private:mine", "exp": now_secs() + 60}));
+    ws.call(json!({"subscribe": {"channel": "private:mine", "token": t}})).await?;
+    let t = token(SECRET, json!({"sub": "alice", "channel": "private:mine", "exp": now_secs() + 600}));
+    let reply = ws.call(json!({"sub_refresh": {"channel": "private:mine", "token": t}})).await?;
+    assert_eq!(reply["sub_refresh"]["expires"], json!(true), "{reply}");
+    let ttl = reply["sub_refresh"]["ttl"].as_u64().expect("ttl");
+    assert!((590..=600).contains(&ttl), "{reply}");
+    // A channel the client is not in.
+    let t = token(SECRET, json!({"sub": "alice", "channel": "private:other", "exp": now_secs() + 600}));
+    let reply = ws.call(json!({"sub_refresh": {"channel": "private:other", "token": t}})).await?;
+    assert_eq!(reply["error"]["code"], json!(103), "{reply}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn audience_and_issuer_are_enforced_when_configured() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.auth.audience = "switchboard".into();
+    config.auth.issuer = "backend".into();
+    let gw = TestGateway::start_with(config).await?;
+    let exp = now_secs() + 3600;
+    let good = token(SECRET, json!({"sub": "alice", "exp": exp, "aud": "switchboard", "iss": "backend"}));
+    let mut ws = gw.ws().await?;
+    assert!(ws.connect_token(&good).await?.get("connect").is_some());
+    for claims in [
+        json!({"sub": "alice", "exp": exp, "aud": "other", "iss": "backend"}),
+        json!({"sub": "alice", "exp": exp, "aud": "switchboard", "iss": "other"}),
+        json!({"sub": "alice", "exp": exp}),
+    ] {
+        let mut ws = gw.ws().await?;
+        ws.send(json!({"connect": {"token": token(SECRET, claims.clone())}})).await?;
+        match ws.next_frame().await? {
+            Frame::Close(code, _) => assert_eq!(code, 3500, "{claims}"),
+            other => panic!("{claims}: expected close, got {other:?}"),
+        }
+    }
+    Ok(())
+}
