@@ -65,6 +65,36 @@ pub fn user_token(user: &str) -> String {
     token(SECRET, json!({ "sub": user, "exp": now_secs() + 3600 }))
 }
 
+/// An unsigned token (`alg: none`) carrying `claims`.
+pub fn unsigned_token(claims: Value) -> String {
+    let header = base64url(json!({ "alg": "none", "typ": "JWT" }).to_string().as_bytes());
+    let payload = base64url(claims.to_string().as_bytes());
+    format!("{header}.{payload}.")
+}
+
+/// Unpadded base64url, as JWTs use.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// The `publications` of a subscribe or history result (empty when absent).
+pub fn publications(result: &Value) -> Vec<Value> {
+    result.get("publications").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+/// The offsets of `publications`, in order.
+pub fn offsets(publications: &[Value]) -> Vec<u64> {
+    publications.iter().map(|p| p["offset"].as_u64().unwrap_or(0)).collect()
+}
+
 /// A gateway running in this process.
 pub struct TestGateway {
     pub addr: SocketAddr,
@@ -156,7 +186,28 @@ impl WsClient {
             request.headers_mut().insert("origin", origin.parse()?);
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(Self { ws, next_id: 1, pending: Default::default(), auto_pong: true })
+        Ok(Self::from_stream(ws))
+    }
+
+    /// Opens a socket to `url` whose kernel receive buffer is asked to be
+    /// `recv_buffer` bytes, so that a client that stops reading backs the
+    /// server up quickly.
+    pub async fn open_with_recv_buffer(url: &str, addr: SocketAddr, recv_buffer: u32) -> Result<Self> {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_recv_buffer_size(recv_buffer)?;
+        let stream = socket.connect(addr).await?;
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+        Ok(Self::from_stream(ws))
+    }
+
+    fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self { ws, next_id: 1, pending: Default::default(), auto_pong: true }
+    }
+
+    /// Sends `{"connect":{"token":…}}` and returns the whole reply (which
+    /// may be an error); fails if the connection closes instead.
+    pub async fn connect_token(&mut self, token: &str) -> Result<Value> {
+        self.call(json!({ "connect": { "token": token } })).await
     }
 
     /// Sends a raw text frame.

@@ -1,5 +1,17 @@
 //! The end-to-end suites: one test binary, one module per capability.
 
+mod api;
+mod auth;
+mod client;
+mod history;
+mod lifecycle;
+mod ordering;
+mod origin;
+mod presence;
+mod protocol_errors;
+mod recovery;
 mod server_side;
+mod slow;
 mod slowloris;
 mod smoke;
+mod timers;
