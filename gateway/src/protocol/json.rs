@@ -17,6 +17,8 @@ pub enum DecodeError {
     Json(String),
     #[error("command carries more than one request")]
     TwoRequests,
+    #[error("unknown command")]
+    UnknownCommand,
     #[error("too many commands in one frame (max {MAX_COMMANDS_PER_FRAME})")]
     TooManyCommands,
 }
@@ -35,9 +37,22 @@ pub fn decode_commands(frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
             return Err(DecodeError::TooManyCommands);
         }
         let raw: RawCommand = serde_json::from_str(line).map_err(|e| DecodeError::Json(e.to_string()))?;
-        out.push(into_command(raw)?);
+        let command = into_command(raw)?;
+        if matches!(command.request, Request::Pong) && !is_pong(command.id, line) {
+            return Err(DecodeError::UnknownCommand);
+        }
+        out.push(command);
     }
     Ok(out)
+}
+
+/// A command with no known request is a pong only when it is empty: an id
+/// or any other key means a method this server does not know. Checked only
+/// on the rare request-less command, so the common path parses once.
+fn is_pong(id: u32, line: &str) -> bool {
+    id == 0
+        && serde_json::from_str::<std::collections::HashMap<&str, serde::de::IgnoredAny>>(line)
+            .is_ok_and(|keys| keys.is_empty())
 }
 
 fn into_command(raw: RawCommand) -> Result<Command, DecodeError> {
@@ -156,11 +171,13 @@ mod tests {
     }
 
     #[test]
-    fn unknown_methods_are_ignored_as_fields_but_not_an_error() {
-        // Unknown keys are tolerated (forward compatibility with newer SDKs):
-        // an object with only unknown keys is a pong.
-        let cmds = decode_commands(b"{\"id\":3,\"future\":{}}").unwrap();
-        assert!(matches!(cmds[0].request, Request::Pong));
+    fn a_command_with_no_known_method_is_unknown() {
+        assert_eq!(decode_commands(b"{\"id\":3,\"future\":{}}").unwrap_err(), DecodeError::UnknownCommand);
+        assert_eq!(decode_commands(b"{\"future\":{}}").unwrap_err(), DecodeError::UnknownCommand);
+        assert_eq!(decode_commands(b"{\"id\":3}").unwrap_err(), DecodeError::UnknownCommand);
+        // Unknown keys beside a known method are tolerated (newer SDKs send extra fields).
+        let cmds = decode_commands(b"{\"id\":3,\"ping\":{},\"future\":1}").unwrap();
+        assert!(matches!(cmds[0].request, Request::Ping));
     }
 
     #[test]

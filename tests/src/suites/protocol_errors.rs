@@ -79,17 +79,11 @@ async fn second_connect_closes_with_3501() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn unknown_method_only_is_ignored_as_pong() -> anyhow::Result<()> {
-    // The decoder ignores unknown fields, so `{"id":1,"foo":{}}` carries no
-    // request and is treated like the pong `{}`: no reply, connection open.
+async fn unknown_command_closes_with_3501() -> anyhow::Result<()> {
     let gw = TestGateway::start().await?;
     let (mut ws, _) = gw.connect("alice").await?;
     ws.send_text(r#"{"id":77,"foo":{}}"#).await?;
-    ws.send_text(r#"{"id":78,"ping":{}}"#).await?;
-    match ws.next_frame().await? {
-        Frame::Json(v) => assert_eq!(v, json!({"id": 78, "ping": {}})),
-        other => panic!("expected the ping reply, got {other:?}"),
-    }
+    assert_eq!(ws.expect_close().await?, (3501, "bad request".to_owned()));
     Ok(())
 }
 
