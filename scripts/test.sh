@@ -44,4 +44,11 @@ say "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 say "cargo test --workspace"
-cargo test --workspace
+# The output stays on screen; a copy is summed so the run closes on one line
+# with the totals over all test binaries (the last binary cargo runs is a
+# doc-test target that often has 0 tests).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
