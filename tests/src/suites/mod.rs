@@ -10,6 +10,8 @@ mod origin;
 mod presence;
 mod protocol_errors;
 mod recovery;
+mod sdk_js;
+mod sdk_python;
 mod server_side;
 mod slow;
 mod slowloris;
