@@ -16,7 +16,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::Config;
 use super::env::{EnvSource, ProcessEnv, apply_overrides};
-use super::error::{ConfigError, FieldError};
+use super::error::{ConfigError, FieldError, Origin};
 use super::path::{KeyPath, Origins, Segment, line_column};
 
 /// Problems reported from one parse before giving up: past this the rest is
@@ -42,6 +42,7 @@ impl Config {
 
         let mut errors = apply_overrides(&mut tree, env, &mut origins);
         let config = deserialize_reporting_all(tree, &origins, &mut errors);
+        errors.sort_by(|a, b| reading_order(a).cmp(&reading_order(b)));
         match config {
             Some(config) if errors.is_empty() => Ok(config),
             _ => Err(ConfigError::Parse(errors)),
@@ -56,6 +57,26 @@ impl Config {
             error,
         })?;
         Config::from_toml_str(&text, &ProcessEnv)
+    }
+
+    /// Loads the file at `path`, or the defaults when there is none, with the
+    /// process environment's overrides applied, and validates the result.
+    pub fn load_validated(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            Some(path) => Config::load(path)?,
+            None => Config::from_toml_str("", &ProcessEnv)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Orders problems as an operator reads them: down the file, then by variable.
+fn reading_order(error: &FieldError) -> (u8, usize, usize, &str) {
+    match &error.origin {
+        Some(Origin::File { line, column }) => (0, *line, *column, ""),
+        Some(Origin::Env { var }) => (1, 0, 0, var),
+        None => (2, 0, 0, ""),
     }
 }
 
@@ -182,7 +203,6 @@ fn remove(tree: &mut toml::Table, path: &KeyPath) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::env::MapEnv;
-    use super::super::error::Origin;
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -328,17 +348,16 @@ mod tests {
         let text = "versoin = 1\n[server]\nlisten = 8000\nmax_conns = 1\n\
                     [client]\nping_interval_secs = true\n[engine]\ntype = \"redis\"\n";
         let errors = parse_errors(text, &MapEnv::new());
-        let mut found: Vec<(String, Option<Origin>)> =
+        let found: Vec<(String, Option<Origin>)> =
             errors.into_iter().map(|e| (e.path, e.origin)).collect();
-        found.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             found,
             [
-                ("client.ping_interval_secs".to_owned(), at(6, 1)),
-                ("engine.type".to_owned(), at(8, 1)),
+                ("versoin".to_owned(), at(1, 1)),
                 ("server.listen".to_owned(), at(3, 1)),
                 ("server.max_conns".to_owned(), at(4, 1)),
-                ("versoin".to_owned(), at(1, 1)),
+                ("client.ping_interval_secs".to_owned(), at(6, 1)),
+                ("engine.type".to_owned(), at(8, 1)),
             ]
         );
     }
@@ -496,7 +515,11 @@ mod tests {
         let env = MapEnv::new().with("SWITCHBOARD_API__KEE", "x");
         let errors = parse_errors("[client]\nbogus = 1\n", &env);
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["api.kee", "client.bogus"]);
+        assert_eq!(
+            paths,
+            ["client.bogus", "api.kee"],
+            "file problems come first"
+        );
     }
 
     #[test]

@@ -413,7 +413,7 @@ fn validate_dev_credentials(config: &Config, errors: &mut Errors) {
             key,
             format!(
                 "still the shipped development value while server.listen ({listen}) is not \
-                 a loopback address; set your own secret"
+                 a loopback address; set your own value"
             ),
         );
     }
