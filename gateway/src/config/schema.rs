@@ -15,11 +15,17 @@ pub const DEV_API_KEY: &str = "switchboard-dev-api-key-change-me";
 pub struct Config {
     /// Schema version of this file. Only `1` exists.
     pub version: u32,
+    /// `[server]`: listener and process-wide limits.
     pub server: ServerConfig,
+    /// `[client]`: per-connection behaviour and budgets.
     pub client: ClientConfig,
+    /// `[auth]`: token verification.
     pub auth: AuthConfig,
+    /// `[api]`: the server HTTP API.
     pub api: ApiConfig,
+    /// `[channels]`: channel options and namespaces.
     pub channels: ChannelsConfig,
+    /// `[engine]`: where history, presence and fan-out live.
     pub engine: EngineConfig,
 }
 
@@ -57,6 +63,7 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Most bytes of request line plus headers buffered per request. Default 16384.
     pub max_header_bytes: usize,
+    /// `[server.tls]`: certificate and key; plain TCP when both are empty.
     pub tls: TlsConfig,
 }
 
@@ -212,6 +219,7 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
+    /// Everything in this process; a single node.
     #[default]
     Memory,
 }
@@ -323,6 +331,7 @@ channel_options! {
 }
 
 /// Channel options resolved for one namespace, as runtime code sees them.
+/// Each field means what the key of the same name in [`ChannelsConfig`] does.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChannelOptions {
     pub history_size: usize,

@@ -1,0 +1,625 @@
+//! The rules between values that serde cannot express.
+//!
+//! Every rule runs even after another failed, so one run reports every
+//! problem, each under the dotted key path it concerns.
+
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddr};
+
+use super::error::{ConfigError, FieldError};
+use super::schema::{
+    ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DEV_API_KEY, DEV_TOKEN_HMAC_SECRET,
+    ServerConfig,
+};
+
+/// The only schema version.
+pub const CONFIG_VERSION: u32 = 1;
+/// JWT algorithms the gateway verifies.
+pub const SUPPORTED_ALGORITHMS: [&str; 3] = ["HS256", "RS256", "ES256"];
+/// Smallest accepted `client.max_frame_bytes`: room for a `connect` with a token.
+pub const MIN_FRAME_BYTES: usize = 1024;
+/// Smallest accepted `server.max_header_bytes`: room for a WebSocket upgrade.
+pub const MIN_HEADER_BYTES: usize = 1024;
+/// Largest accepted `channels.max_name_bytes`.
+pub const MAX_CHANNEL_NAME_BYTES: usize = 1024;
+/// Pattern namespace names must match, as shown in messages.
+pub const NAMESPACE_NAME_PATTERN: &str = "^[-a-zA-Z0-9_]{2,}$";
+
+impl Config {
+    /// Checks every rule and returns all violations together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Errors::default();
+        if self.version != CONFIG_VERSION {
+            errors.push("version", format!("unsupported version {} (only {CONFIG_VERSION} exists)", self.version));
+        }
+        validate_server(&self.server, &mut errors);
+        validate_client(&self.client, &mut errors);
+        validate_auth(&self.auth, self.client.allow_anonymous, &mut errors);
+        validate_api(&self.api, &mut errors);
+        validate_channels(&self.channels, &mut errors);
+        validate_dev_credentials(self, &mut errors);
+        if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
+    }
+
+    /// Returns the keys that still hold a shipped development credential
+    /// ([`DEV_TOKEN_HMAC_SECRET`], [`DEV_API_KEY`]).
+    pub fn dev_credentials_in_use(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.auth.token_hmac_secret == DEV_TOKEN_HMAC_SECRET {
+            keys.push("auth.token_hmac_secret");
+        }
+        if self.api.key == DEV_API_KEY {
+            keys.push("api.key");
+        }
+        keys
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(path, message));
+    }
+
+    fn positive(&mut self, path: &str, value: u64) {
+        if value == 0 {
+            self.push(path, "must be greater than 0");
+        }
+    }
+
+    fn at_least(&mut self, path: &str, value: usize, min: usize) {
+        if value < min {
+            self.push(path, format!("must be at least {min} (got {value})"));
+        }
+    }
+}
+
+fn validate_server(server: &ServerConfig, errors: &mut Errors) {
+    if server.listen.parse::<SocketAddr>().is_err() {
+        errors.push(
+            "server.listen",
+            format!("{:?} is not an ip:port socket address (e.g. 127.0.0.1:8000)", server.listen),
+        );
+    }
+    for (i, origin) in server.allowed_origins.iter().enumerate() {
+        if let Err(reason) = check_origin(origin) {
+            errors.push(
+                format!("server.allowed_origins[{i}]"),
+                format!(
+                    "{origin:?} is not a valid origin: {reason} \
+                     (expected scheme://host[:port], optionally with one leading \"*.\" label)"
+                ),
+            );
+        }
+    }
+    errors.positive("server.max_connections", server.max_connections as u64);
+    errors.positive("server.header_read_timeout_secs", server.header_read_timeout_secs);
+    errors.at_least("server.max_header_bytes", server.max_header_bytes, MIN_HEADER_BYTES);
+    match (server.tls.cert_path.is_empty(), server.tls.key_path.is_empty()) {
+        (false, true) => errors.push("server.tls.key_path", "must be set when server.tls.cert_path is set"),
+        (true, false) => errors.push("server.tls.cert_path", "must be set when server.tls.key_path is set"),
+        _ => {}
+    }
+}
+
+/// Checks an `allowed_origins` entry: `scheme://host[:port]`, lowercase as
+/// browsers send it, no path, with at most one leading `*.` wildcard label.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err("missing \"://\"".into());
+    };
+    let mut scheme_chars = scheme.chars();
+    let scheme_ok = scheme_chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && scheme_chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    if !scheme_ok {
+        return Err(format!("scheme {scheme:?} is not lowercase letters, digits, '+', '-' or '.'"));
+    }
+    if authority.contains(['/', '?', '#', '@']) {
+        return Err("an origin has no path, query, fragment or user info".into());
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']').ok_or("unclosed '[' in IPv6 host")?;
+        ip.parse::<Ipv6Addr>().map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+        match after {
+            "" => (None, None),
+            _ => (None, Some(after.strip_prefix(':').ok_or("expected ':' after ']'")?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(authority), None),
+        }
+    };
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Err(format!("port {port:?} is not in 1..=65535"));
+    }
+    if let Some(host) = host {
+        let name = host.strip_prefix("*.").unwrap_or(host);
+        check_hostname(name)?;
+    }
+    Ok(())
+}
+
+fn check_hostname(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    for label in host.split('.') {
+        let chars_ok = label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if label.is_empty() || label.len() > 63 || !chars_ok {
+            return Err(format!(
+                "host label {label:?} is not 1 to 63 lowercase letters, digits or '-' \
+                 (a wildcard is allowed only as the whole first label)"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("host label {label:?} starts or ends with '-'"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_client(client: &ClientConfig, errors: &mut Errors) {
+    errors.positive("client.connect_timeout_secs", client.connect_timeout_secs);
+    errors.positive("client.pong_timeout_secs", client.pong_timeout_secs);
+    if client.pong_timeout_secs >= client.ping_interval_secs {
+        errors.push(
+            "client.pong_timeout_secs",
+            format!("must be less than client.ping_interval_secs ({})", client.ping_interval_secs),
+        );
+    }
+    errors.at_least("client.max_frame_bytes", client.max_frame_bytes, MIN_FRAME_BYTES);
+    errors.positive("client.write_batch_max_bytes", client.write_batch_max_bytes as u64);
+    if client.queue_max_bytes < client.write_batch_max_bytes {
+        errors.push(
+            "client.queue_max_bytes",
+            format!("must be at least client.write_batch_max_bytes ({})", client.write_batch_max_bytes),
+        );
+    }
+    errors.positive("client.ws_read_buffer_bytes", client.ws_read_buffer_bytes as u64);
+    errors.positive("client.ws_write_buffer_bytes", client.ws_write_buffer_bytes as u64);
+    errors.positive("client.max_channels_per_connection", client.max_channels_per_connection as u64);
+    errors.positive("client.recovery_max_publication_limit", client.recovery_max_publication_limit as u64);
+    errors.positive("client.history_max_publication_limit", client.history_max_publication_limit as u64);
+}
+
+fn validate_auth(auth: &AuthConfig, allow_anonymous: bool, errors: &mut Errors) {
+    if auth.algorithms.is_empty() {
+        errors.push("auth.algorithms", "must list at least one of HS256, RS256, ES256");
+    }
+    let mut seen = HashMap::new();
+    for (i, algorithm) in auth.algorithms.iter().enumerate() {
+        let path = format!("auth.algorithms[{i}]");
+        if !SUPPORTED_ALGORITHMS.contains(&algorithm.as_str()) {
+            errors.push(path, format!("{algorithm:?} is not one of HS256, RS256, ES256"));
+        } else if let Some(first) = seen.insert(algorithm.as_str(), i) {
+            errors.push(path, format!("duplicate {algorithm:?} (first at auth.algorithms[{first}])"));
+        }
+    }
+
+    if !auth.token_rsa_public_key_pem.is_empty()
+        && let Err(e) = jsonwebtoken::DecodingKey::from_rsa_pem(auth.token_rsa_public_key_pem.as_bytes())
+    {
+        errors.push("auth.token_rsa_public_key_pem", format!("not an RSA public key in PEM: {e}"));
+    }
+    if !auth.token_ecdsa_public_key_pem.is_empty()
+        && let Err(e) = jsonwebtoken::DecodingKey::from_ec_pem(auth.token_ecdsa_public_key_pem.as_bytes())
+    {
+        errors.push("auth.token_ecdsa_public_key_pem", format!("not an ECDSA public key in PEM: {e}"));
+    }
+
+    let has_key = |algorithm: &str| match algorithm {
+        "HS256" => !auth.token_hmac_secret.is_empty(),
+        "RS256" => !auth.token_rsa_public_key_pem.is_empty(),
+        "ES256" => !auth.token_ecdsa_public_key_pem.is_empty(),
+        _ => false,
+    };
+    if !allow_anonymous && !auth.algorithms.is_empty() && !auth.algorithms.iter().any(|a| has_key(a)) {
+        errors.push(
+            "auth.algorithms",
+            "no listed algorithm has a key, so no client could connect: set \
+             auth.token_hmac_secret, auth.token_rsa_public_key_pem or \
+             auth.token_ecdsa_public_key_pem, or enable client.allow_anonymous",
+        );
+    }
+}
+
+fn validate_api(api: &ApiConfig, errors: &mut Errors) {
+    if api.key.is_empty() {
+        errors.push("api.key", "must not be empty");
+    }
+    errors.positive("api.max_body_bytes", api.max_body_bytes as u64);
+    errors.positive("api.idempotency_ttl_secs", api.idempotency_ttl_secs);
+}
+
+fn validate_channels(channels: &ChannelsConfig, errors: &mut Errors) {
+    if !(1..=MAX_CHANNEL_NAME_BYTES).contains(&channels.max_name_bytes) {
+        errors.push(
+            "channels.max_name_bytes",
+            format!("must be in 1..={MAX_CHANNEL_NAME_BYTES} (got {})", channels.max_name_bytes),
+        );
+    }
+    validate_channel_options("channels", &channels.options(), errors);
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, namespace) in channels.namespaces.iter().enumerate() {
+        let prefix = format!("channels.namespaces[{i}]");
+        let name = namespace.name.as_str();
+        if !is_namespace_name(name) {
+            errors.push(format!("{prefix}.name"), format!("{name:?} does not match {NAMESPACE_NAME_PATTERN}"));
+        } else if let Some(first) = seen.insert(name, i) {
+            errors.push(
+                format!("{prefix}.name"),
+                format!("duplicate namespace {name:?} (first at channels.namespaces[{first}])"),
+            );
+        }
+        validate_channel_options(&prefix, &namespace.options(), errors);
+    }
+}
+
+/// `^[-a-zA-Z0-9_]{2,}$` without a regex engine.
+fn is_namespace_name(name: &str) -> bool {
+    name.len() >= 2 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn validate_channel_options(prefix: &str, options: &ChannelOptions, errors: &mut Errors) {
+    match (options.history_size > 0, options.history_ttl_secs > 0) {
+        (true, false) => errors.push(
+            format!("{prefix}.history_ttl_secs"),
+            format!("must be greater than 0 when {prefix}.history_size is set (both or neither)"),
+        ),
+        (false, true) => errors.push(
+            format!("{prefix}.history_size"),
+            format!("must be greater than 0 when {prefix}.history_ttl_secs is set (both or neither)"),
+        ),
+        _ => {}
+    }
+    if options.history_meta_ttl_secs < options.history_ttl_secs {
+        errors.push(
+            format!("{prefix}.history_meta_ttl_secs"),
+            format!("must be at least {prefix}.history_ttl_secs ({})", options.history_ttl_secs),
+        );
+    }
+    if !options.history_enabled() {
+        for (flag, set) in [("force_recovery", options.force_recovery), ("allow_recovery", options.allow_recovery)] {
+            if set {
+                errors.push(
+                    format!("{prefix}.{flag}"),
+                    format!(
+                        "requires history ({prefix}.history_size and \
+                         {prefix}.history_ttl_secs greater than 0)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn validate_dev_credentials(config: &Config, errors: &mut Errors) {
+    let Ok(listen) = config.server.listen.parse::<SocketAddr>() else {
+        return;
+    };
+    if listen.ip().is_loopback() {
+        return;
+    }
+    for key in config.dev_credentials_in_use() {
+        errors.push(
+            key,
+            format!(
+                "still the shipped development value while server.listen ({listen}) is not \
+                 a loopback address; set your own value"
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schema::NamespaceConfig;
+    use super::*;
+
+    fn errors(config: &Config) -> Vec<FieldError> {
+        match config.validate() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.errors().to_vec(),
+        }
+    }
+
+    /// Asserts `config` fails with an error at exactly `path` whose message
+    /// contains `fragment`.
+    #[track_caller]
+    fn assert_rejects(config: &Config, path: &str, fragment: &str) {
+        let errors = errors(config);
+        assert!(
+            errors.iter().any(|e| e.path == path && e.message.contains(fragment)),
+            "expected an error at {path} containing {fragment:?}, got {errors:#?}"
+        );
+    }
+
+    fn with(edit: impl FnOnce(&mut Config)) -> Config {
+        let mut config = Config::default();
+        edit(&mut config);
+        config
+    }
+
+    fn namespace(name: &str) -> NamespaceConfig {
+        NamespaceConfig { name: name.into(), ..NamespaceConfig::default() }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(errors(&Config::default()), Vec::new());
+    }
+
+    #[test]
+    fn version_must_be_1() {
+        assert_rejects(&with(|c| c.version = 2), "version", "unsupported version 2");
+    }
+
+    #[test]
+    fn listen_must_be_a_socket_address() {
+        let config = with(|c| c.server.listen = "localhost:8000".into());
+        assert_rejects(&config, "server.listen", "not an ip:port");
+        assert!(with(|c| c.server.listen = "[::1]:8000".into()).validate().is_ok());
+    }
+
+    #[test]
+    fn server_limits_must_be_positive() {
+        assert_rejects(&with(|c| c.server.max_connections = 0), "server.max_connections", "greater than 0");
+        assert_rejects(
+            &with(|c| c.server.header_read_timeout_secs = 0),
+            "server.header_read_timeout_secs",
+            "greater than 0",
+        );
+        assert_rejects(
+            &with(|c| c.server.max_header_bytes = 100),
+            "server.max_header_bytes",
+            "at least 1024 (got 100)",
+        );
+    }
+
+    #[test]
+    fn tls_paths_come_in_pairs() {
+        let config = with(|c| c.server.tls.cert_path = "cert.pem".into());
+        assert_rejects(&config, "server.tls.key_path", "must be set");
+        let config = with(|c| c.server.tls.key_path = "key.pem".into());
+        assert_rejects(&config, "server.tls.cert_path", "must be set");
+        let config = with(|c| {
+            c.server.tls.cert_path = "cert.pem".into();
+            c.server.tls.key_path = "key.pem".into();
+        });
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn origins_accept_exact_wildcard_port_and_ipv6() {
+        for origin in [
+            "https://app.example.com",
+            "http://localhost:3000",
+            "https://*.example.com",
+            "https://*.example.com:8443",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://[::1]",
+            "chrome-extension://abcdef",
+        ] {
+            assert_eq!(check_origin(origin), Ok(()), "{origin}");
+        }
+    }
+
+    #[test]
+    fn origins_reject_malformed_entries() {
+        for origin in [
+            "app.example.com",
+            "https://",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://user@app.example.com",
+            "https://*.*.example.com",
+            "https://a.*.example.com",
+            "https://*",
+            "*://example.com",
+            "https://App.Example.com",
+            "HTTPS://example.com",
+            "https://example.com:0",
+            "https://example.com:99999",
+            "https://example.com:",
+            "https://-bad.example.com",
+            "https://[::1",
+            "https://[nope]:1",
+        ] {
+            assert!(check_origin(origin).is_err(), "{origin} should be rejected");
+        }
+        let config = with(|c| c.server.allowed_origins = vec!["https://ok.com".into(), "nope".into()]);
+        assert_rejects(&config, "server.allowed_origins[1]", "\"nope\" is not a valid origin");
+        assert_eq!(errors(&config).len(), 1);
+    }
+
+    #[test]
+    fn pong_timeout_must_be_positive_and_below_ping_interval() {
+        let config = with(|c| c.client.pong_timeout_secs = 25);
+        assert_rejects(&config, "client.pong_timeout_secs", "must be less than client.ping_interval_secs (25)");
+        assert_rejects(&with(|c| c.client.pong_timeout_secs = 0), "client.pong_timeout_secs", "greater than 0");
+        assert_rejects(
+            &with(|c| c.client.ping_interval_secs = 0),
+            "client.pong_timeout_secs",
+            "must be less than client.ping_interval_secs (0)",
+        );
+    }
+
+    #[test]
+    fn client_limits() {
+        assert_rejects(&with(|c| c.client.connect_timeout_secs = 0), "client.connect_timeout_secs", "greater than 0");
+        assert_rejects(
+            &with(|c| c.client.max_frame_bytes = 1023),
+            "client.max_frame_bytes",
+            "at least 1024 (got 1023)",
+        );
+        assert!(with(|c| c.client.max_frame_bytes = 1024).validate().is_ok());
+        assert_rejects(
+            &with(|c| c.client.queue_max_bytes = 65_535),
+            "client.queue_max_bytes",
+            "at least client.write_batch_max_bytes (65536)",
+        );
+        for (path, edit) in [
+            ("client.write_batch_max_bytes", (|c: &mut Config| c.client.write_batch_max_bytes = 0) as fn(&mut Config)),
+            ("client.ws_read_buffer_bytes", |c| c.client.ws_read_buffer_bytes = 0),
+            ("client.ws_write_buffer_bytes", |c| c.client.ws_write_buffer_bytes = 0),
+            ("client.max_channels_per_connection", |c| c.client.max_channels_per_connection = 0),
+            ("client.recovery_max_publication_limit", |c| c.client.recovery_max_publication_limit = 0),
+            ("client.history_max_publication_limit", |c| c.client.history_max_publication_limit = 0),
+            ("api.max_body_bytes", |c| c.api.max_body_bytes = 0),
+            ("api.idempotency_ttl_secs", |c| c.api.idempotency_ttl_secs = 0),
+        ] {
+            assert_rejects(&with(edit), path, "greater than 0");
+        }
+    }
+
+    #[test]
+    fn zero_disables_command_rate_limit() {
+        assert!(with(|c| c.client.max_commands_per_sec = 0).validate().is_ok());
+    }
+
+    #[test]
+    fn algorithms_must_be_known_unique_and_non_empty() {
+        assert_rejects(&with(|c| c.auth.algorithms.clear()), "auth.algorithms", "at least one");
+        let config = with(|c| c.auth.algorithms = vec!["HS256".into(), "HS512".into()]);
+        assert_rejects(&config, "auth.algorithms[1]", "\"HS512\" is not one of");
+        let config = with(|c| c.auth.algorithms = vec!["HS256".into(), "HS256".into()]);
+        assert_rejects(&config, "auth.algorithms[1]", "duplicate \"HS256\" (first at auth.algorithms[0])");
+    }
+
+    #[test]
+    fn some_listed_algorithm_needs_a_key_unless_anonymous() {
+        let config = with(|c| c.auth.algorithms = vec!["RS256".into(), "ES256".into()]);
+        assert_rejects(&config, "auth.algorithms", "no listed algorithm has a key");
+        let config = with(|c| c.auth.token_hmac_secret.clear());
+        assert_rejects(&config, "auth.algorithms", "no listed algorithm has a key");
+        let config = with(|c| {
+            c.auth.token_hmac_secret.clear();
+            c.client.allow_anonymous = true;
+        });
+        assert!(config.validate().is_ok());
+        // A listed algorithm without a key is merely unusable.
+        let config = with(|c| c.auth.algorithms = vec!["HS256".into(), "RS256".into()]);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn public_keys_must_be_pem() {
+        let config = with(|c| c.auth.token_rsa_public_key_pem = "not pem".into());
+        assert_rejects(&config, "auth.token_rsa_public_key_pem", "not an RSA public key");
+        let config = with(|c| c.auth.token_ecdsa_public_key_pem = "not pem".into());
+        assert_rejects(&config, "auth.token_ecdsa_public_key_pem", "not an ECDSA public key");
+    }
+
+    #[test]
+    fn api_key_must_not_be_empty() {
+        assert_rejects(&with(|c| c.api.key.clear()), "api.key", "must not be empty");
+    }
+
+    #[test]
+    fn max_name_bytes_is_bounded() {
+        assert_rejects(&with(|c| c.channels.max_name_bytes = 0), "channels.max_name_bytes", "1..=1024 (got 0)");
+        assert_rejects(&with(|c| c.channels.max_name_bytes = 1025), "channels.max_name_bytes", "1..=1024 (got 1025)");
+        assert!(with(|c| c.channels.max_name_bytes = 1024).validate().is_ok());
+    }
+
+    #[test]
+    fn namespace_names_match_the_pattern_and_are_unique() {
+        let config = with(|c| {
+            c.channels.namespaces = vec![namespace("chat"), namespace("a"), namespace("chat"), namespace("a:b")]
+        });
+        assert_rejects(&config, "channels.namespaces[1].name", r#""a" does not match ^[-a-zA-Z0-9_]{2,}$"#);
+        assert_rejects(
+            &config,
+            "channels.namespaces[2].name",
+            "duplicate namespace \"chat\" (first at channels.namespaces[0])",
+        );
+        assert_rejects(&config, "channels.namespaces[3].name", "does not match");
+        assert_rejects(
+            &with(|c| c.channels.namespaces = vec![namespace("")]),
+            "channels.namespaces[0].name",
+            "does not match",
+        );
+        assert!(with(|c| c.channels.namespaces = vec![namespace("Chat-room_2")]).validate().is_ok());
+    }
+
+    #[test]
+    fn history_size_and_ttl_come_together() {
+        let config = with(|c| c.channels.history_size = 10);
+        assert_rejects(&config, "channels.history_ttl_secs", "both or neither");
+        let config = with(|c| {
+            let mut ns = namespace("chat");
+            ns.history_ttl_secs = 60;
+            c.channels.namespaces = vec![ns];
+        });
+        assert_rejects(&config, "channels.namespaces[0].history_size", "both or neither");
+    }
+
+    #[test]
+    fn history_meta_ttl_outlives_history_ttl() {
+        let config = with(|c| {
+            c.channels.history_size = 10;
+            c.channels.history_ttl_secs = 600;
+            c.channels.history_meta_ttl_secs = 599;
+        });
+        assert_rejects(&config, "channels.history_meta_ttl_secs", "at least channels.history_ttl_secs (600)");
+    }
+
+    #[test]
+    fn recovery_requires_history() {
+        let config = with(|c| {
+            c.channels.force_recovery = true;
+            let mut ns = namespace("chat");
+            ns.allow_recovery = true;
+            c.channels.namespaces = vec![ns];
+        });
+        assert_rejects(&config, "channels.force_recovery", "requires history");
+        assert_rejects(&config, "channels.namespaces[0].allow_recovery", "requires history");
+        let config = with(|c| {
+            c.channels.force_recovery = true;
+            c.channels.history_size = 10;
+            c.channels.history_ttl_secs = 60;
+        });
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn dev_credentials_are_refused_off_loopback() {
+        let config = with(|c| c.server.listen = "0.0.0.0:8000".into());
+        assert_rejects(&config, "auth.token_hmac_secret", "0.0.0.0:8000) is not a loopback");
+        assert_rejects(&config, "api.key", "development value");
+        assert_eq!(config.dev_credentials_in_use(), ["auth.token_hmac_secret", "api.key"]);
+
+        let config = with(|c| {
+            c.server.listen = "0.0.0.0:8000".into();
+            c.auth.token_hmac_secret = "a real secret".into();
+            c.api.key = "a real key".into();
+        });
+        assert!(config.validate().is_ok());
+        assert!(config.dev_credentials_in_use().is_empty());
+        assert!(with(|c| c.server.listen = "[::1]:80".into()).validate().is_ok());
+    }
+
+    #[test]
+    fn every_violation_is_reported_together() {
+        let config = with(|c| {
+            c.version = 3;
+            c.server.max_connections = 0;
+            c.client.pong_timeout_secs = 30;
+            c.channels.namespaces = vec![namespace("a")];
+        });
+        let paths: Vec<String> = errors(&config).into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            ["version", "server.max_connections", "client.pong_timeout_secs", "channels.namespaces[0].name"]
+        );
+        let text = config.validate().unwrap_err().to_string();
+        assert!(text.starts_with("config is invalid (4 errors)\n"), "{text}");
+    }
+}
