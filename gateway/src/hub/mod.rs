@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Delivery, MemoryBroker};
 use crate::channel::{self, Outbox, Registry, SubscriberId};
-use crate::config::{ChannelOptions, Config};
+use crate::config::{ChannelOptions, Config, NamespaceTable};
 use crate::history::StreamOptions;
 use crate::presence::{Presence, PresenceStats};
 use crate::protocol::{
@@ -87,6 +87,7 @@ impl Delivery for Fanout {
 /// Shared node state. One per process (or per test gateway).
 pub struct Hub {
     config: Arc<Config>,
+    namespaces: NamespaceTable,
     verifier: TokenVerifier,
     registry: Arc<Registry>,
     broker: MemoryBroker,
@@ -112,6 +113,7 @@ impl Hub {
             .max_capacity(1_000_000)
             .build();
         Ok(Arc::new(Self {
+            namespaces: config.channels.namespace_table(),
             config,
             verifier,
             registry,
@@ -164,7 +166,7 @@ impl Hub {
     /// Options of `channel`: validates the name and resolves its namespace.
     pub fn channel_options(&self, channel: &str) -> Result<ChannelOptions, ErrorCode> {
         channel::validate_name(channel, self.config.channels.max_name_bytes).map_err(|_| ErrorCode::BadRequest)?;
-        self.config.channels.resolve(channel).ok_or(ErrorCode::UnknownChannel)
+        self.namespaces.resolve(channel).cloned().ok_or(ErrorCode::UnknownChannel)
     }
 
     /// Publishes to a channel: assigns the stream position and delivers to

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::hub::{Hub, HubError};
 
 pub use origin::origin_allowed;
@@ -28,6 +28,8 @@ pub use origin::origin_allowed;
 /// Why the server could not start or run. Always the operator's to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Hub(#[from] HubError),
     #[error("server.tls: {0}")]
@@ -52,6 +54,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    // Callers may build a Config in code (tests, embedders): never serve an
+    // unchecked one.
+    config.validate()?;
     let config = Arc::new(config);
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
