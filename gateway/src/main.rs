@@ -16,7 +16,6 @@ use serde_json::value::RawValue;
 use switchboard::config::{Config, ConfigError};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
 
 /// Exit code for configuration and usage errors (`EX_USAGE`).
 const EXIT_CONFIG: u8 = 64;
@@ -118,7 +117,7 @@ fn serve(path: Option<&Path>) -> ExitCode {
         Ok(config) => config,
         Err(error) => return config_failure(path, &error),
     };
-    init_tracing();
+    switchboard::telemetry::init_logging();
     for key in config.dev_credentials_in_use() {
         warn!(
             key,
@@ -193,18 +192,6 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = &'stat
             _ = interrupt.recv() => "SIGINT",
         }
     })
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_tracing() {
-    let (filter, rejected) = match EnvFilter::try_from_default_env() {
-        Ok(filter) => (filter, None),
-        Err(error) => (EnvFilter::new("info"), std::env::var_os("RUST_LOG").map(|_| error)),
-    };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    if let Some(error) = rejected {
-        warn!(%error, "ignoring RUST_LOG, logging at info");
-    }
 }
 
 /// Claims of a connection token, or of a subscription token when `channel`
