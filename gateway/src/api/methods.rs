@@ -34,17 +34,28 @@ fn parse<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
     serde_json::from_str(params.get()).map_err(ApiError::bad_request)
 }
 
-/// Publication content: `data` (JSON) or `b64data`, which must decode to
-/// JSON as long as only the JSON protocol is served.
-struct Content {
+/// Params of `publish` (`channel`) and `broadcast` (`channels`). One struct
+/// for both because serde's `flatten` buffers fields and cannot hand raw
+/// JSON to `Payload`. Content is `data` (JSON) or `b64data`, which must
+/// decode to JSON as long as only the JSON protocol is served.
+#[derive(Deserialize)]
+struct PublishParams {
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    channels: Vec<String>,
     data: Option<Payload>,
+    #[serde(default)]
     b64data: Option<String>,
+    #[serde(default)]
     skip_history: bool,
+    #[serde(default)]
     tags: HashMap<String, String>,
+    #[serde(default)]
     idempotency_key: Option<String>,
 }
 
-impl Content {
+impl PublishParams {
     fn request(&self, channel: String) -> Result<PublishRequest, ApiError> {
         let data = match (&self.data, &self.b64data) {
             (Some(data), _) => data.clone(),
@@ -65,36 +76,6 @@ impl Content {
             idempotency_key: self.idempotency_key.clone(),
         })
     }
-}
-
-// serde's `flatten` buffers fields and cannot hand raw JSON to `Payload`,
-// so the content fields are repeated here rather than flattened.
-#[derive(Deserialize)]
-struct Publish {
-    channel: String,
-    data: Option<Payload>,
-    #[serde(default)]
-    b64data: Option<String>,
-    #[serde(default)]
-    skip_history: bool,
-    #[serde(default)]
-    tags: HashMap<String, String>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Broadcast {
-    channels: Vec<String>,
-    data: Option<Payload>,
-    #[serde(default)]
-    b64data: Option<String>,
-    #[serde(default)]
-    skip_history: bool,
-    #[serde(default)]
-    tags: HashMap<String, String>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -182,33 +163,21 @@ fn disconnect_code(spec: Option<DisconnectSpec>) -> Result<DisconnectCode, ApiEr
 pub(super) fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, ApiError> {
     match method {
         "publish" => {
-            let p: Publish = parse(params)?;
-            let content = Content {
-                data: p.data,
-                b64data: p.b64data,
-                skip_history: p.skip_history,
-                tags: p.tags,
-                idempotency_key: p.idempotency_key,
-            };
-            let req = content.request(p.channel)?;
-            Ok(position(hub.publish(req)?))
+            let p: PublishParams = parse(params)?;
+            if p.channel.is_empty() {
+                return Err(ApiError::bad_request("channel required"));
+            }
+            Ok(position(hub.publish(p.request(p.channel.clone())?)?))
         }
         "broadcast" => {
-            let b: Broadcast = parse(params)?;
+            let b: PublishParams = parse(params)?;
             if b.channels.is_empty() {
                 return Err(ApiError::bad_request("channels required"));
             }
-            let content = Content {
-                data: b.data,
-                b64data: b.b64data,
-                skip_history: b.skip_history,
-                tags: b.tags,
-                idempotency_key: b.idempotency_key,
-            };
             let responses: Vec<Value> = b
                 .channels
-                .into_iter()
-                .map(|channel| match content.request(channel).and_then(|r| hub.publish(r).map_err(ApiError::from)) {
+                .iter()
+                .map(|channel| match b.request(channel.clone()).and_then(|r| hub.publish(r).map_err(ApiError::from)) {
                     Ok(pos) => json!({ "result": position(pos) }),
                     Err(e) => json!({ "error": e }),
                 })
