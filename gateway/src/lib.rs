@@ -23,6 +23,7 @@ pub mod channel;
 pub mod config;
 pub mod history;
 pub mod hub;
+pub mod plugin;
 pub mod presence;
 pub mod protocol;
 pub mod telemetry;

@@ -160,28 +160,31 @@ fn disconnect_code(spec: Option<DisconnectSpec>) -> Result<DisconnectCode, ApiEr
 }
 
 /// Runs one method.
-pub(super) fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, ApiError> {
+pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, ApiError> {
     match method {
         "publish" => {
             let p: PublishParams = parse(params)?;
             if p.channel.is_empty() {
                 return Err(ApiError::bad_request("channel required"));
             }
-            Ok(position(hub.publish(p.request(p.channel.clone())?)?))
+            Ok(position(hub.publish(p.request(p.channel.clone())?).await?))
         }
         "broadcast" => {
             let b: PublishParams = parse(params)?;
             if b.channels.is_empty() {
                 return Err(ApiError::bad_request("channels required"));
             }
-            let responses: Vec<Value> = b
-                .channels
-                .iter()
-                .map(|channel| match b.request(channel.clone()).and_then(|r| hub.publish(r).map_err(ApiError::from)) {
+            let mut responses: Vec<Value> = Vec::with_capacity(b.channels.len());
+            for channel in &b.channels {
+                let published = match b.request(channel.clone()) {
+                    Ok(r) => hub.publish(r).await.map_err(ApiError::from),
+                    Err(e) => Err(e),
+                };
+                responses.push(match published {
                     Ok(pos) => json!({ "result": position(pos) }),
                     Err(e) => json!({ "error": e }),
-                })
-                .collect();
+                });
+            }
             Ok(json!({ "responses": responses }))
         }
         "subscribe" => {
@@ -237,22 +240,20 @@ pub(super) fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, 
         "info" => Ok(json!({ "nodes": [hub.info()] })),
         "batch" => {
             let batch: Batch<'_> = parse(params)?;
-            let replies: Vec<Value> = batch
-                .commands
-                .into_iter()
-                .map(|command| {
-                    let mut entries = command.into_iter();
-                    match (entries.next(), entries.next()) {
-                        (Some((method, params)), None) if method != "batch" && exists(&method) => {
-                            match call(hub, &method, params) {
-                                Ok(result) => json!({ method: result }),
-                                Err(e) => json!({ "error": e }),
-                            }
+            let mut replies: Vec<Value> = Vec::with_capacity(batch.commands.len());
+            for command in batch.commands {
+                let mut entries = command.into_iter();
+                replies.push(match (entries.next(), entries.next()) {
+                    (Some((method, params)), None) if method != "batch" && exists(&method) => {
+                        // Boxed: an async fn cannot recurse into itself unboxed.
+                        match Box::pin(call(hub, &method, params)).await {
+                            Ok(result) => json!({ method: result }),
+                            Err(e) => json!({ "error": e }),
                         }
-                        _ => json!({ "error": ApiError::bad_request("each command needs exactly one known method") }),
                     }
-                })
-                .collect();
+                    _ => json!({ "error": ApiError::bad_request("each command needs exactly one known method") }),
+                });
+            }
             Ok(json!({ "replies": replies }))
         }
         _ => Err(ApiError { code: 404, message: format!("unknown method {method:?}") }),

@@ -35,6 +35,12 @@ impl From<ErrorCode> for ApiError {
     }
 }
 
+impl From<crate::protocol::ReplyError> for ApiError {
+    fn from(error: crate::protocol::ReplyError) -> Self {
+        Self { code: error.code, message: error.message }
+    }
+}
+
 impl ApiError {
     fn bad_request(message: impl std::fmt::Display) -> Self {
         Self { code: ErrorCode::BadRequest.code(), message: format!("bad request: {message}") }
@@ -94,7 +100,7 @@ pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Byt
         Ok(p) => p,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::bad_request(e)),
     };
-    let outcome = methods::call(hub, &method, params);
+    let outcome = methods::call(hub, &method, params).await;
     let envelope = match outcome {
         Ok(result) => serde_json::json!({ "result": result }),
         Err(error) => serde_json::json!({ "error": error }),

@@ -27,6 +27,12 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// `[engine]`: where history, presence and fan-out live.
     pub engine: EngineConfig,
+    /// `[[plugins]]`: WASM plugins, each loaded once at start. Default none.
+    pub plugins: Vec<PluginConfig>,
+    /// `[pipelines]`: which plugins run at each hook, in order.
+    pub pipelines: PipelinesConfig,
+    /// `[plugin_runtime]`: the shared WASM engine.
+    pub plugin_runtime: PluginRuntimeConfig,
 }
 
 impl Default for Config {
@@ -39,6 +45,9 @@ impl Default for Config {
             api: ApiConfig::default(),
             channels: ChannelsConfig::default(),
             engine: EngineConfig::default(),
+            plugins: Vec::new(),
+            pipelines: PipelinesConfig::default(),
+            plugin_runtime: PluginRuntimeConfig::default(),
         }
     }
 }
@@ -224,6 +233,122 @@ pub enum EngineKind {
     Memory,
 }
 
+/// What a hook does when a plugin fails (trap, timeout, busy pool, quarantine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Fail closed: refuse the operation with code 100 (internal, temporary).
+    #[default]
+    Deny,
+    /// Fail open: accept the operation as it stands and stop the pipeline.
+    Pass,
+    /// Ignore this plugin and continue with the next one in the pipeline.
+    Skip,
+}
+
+/// Host interfaces a plugin may be granted (`grants`).
+pub const PLUGIN_GRANTS: &[&str] = &["log", "kv", "metrics", "http", "clock", "random"];
+
+/// `[[plugins]]`: one WASM component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// Unique name that pipelines refer to. Required.
+    pub name: String,
+    /// Path of the component (`.wasm`). Required.
+    pub path: String,
+    /// Expected lowercase hex SHA-256 of the file; unchecked when absent. Default none.
+    pub sha256: Option<String>,
+    /// Largest linear memory one instance may grow to; growing past it traps. Default 33554432.
+    pub memory_max_bytes: usize,
+    /// Wall-clock budget of one hook call, host calls excluded. Default 5.
+    pub timeout_ms: u64,
+    /// Warm instances kept; also the most concurrent calls into this plugin.
+    /// A call waits up to `timeout_ms` for a free instance, then `on_error`
+    /// applies. Default 4.
+    pub pool_size: usize,
+    /// `deny`, `pass` or `skip` when the plugin fails. Default `deny`.
+    pub on_error: OnError,
+    /// Hosts (`host` or `host:port`) `http.fetch` may reach. Default `[]`.
+    pub allowed_hosts: Vec<String>,
+    /// Host interfaces the plugin may import: `log`, `kv`, `metrics`, `http`,
+    /// `clock`, `random`. A component importing another one is refused at
+    /// load. Default all but `http`.
+    pub grants: Vec<String>,
+    /// Passed to the plugin's `init` as JSON. Default `{}`.
+    pub config: toml::Table,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            path: String::new(),
+            sha256: None,
+            memory_max_bytes: 32 * 1024 * 1024,
+            timeout_ms: 5,
+            pool_size: 4,
+            on_error: OnError::Deny,
+            allowed_hosts: Vec::new(),
+            grants: ["log", "kv", "metrics", "clock", "random"].map(str::to_owned).to_vec(),
+            config: toml::Table::new(),
+        }
+    }
+}
+
+/// `[pipelines]`: plugin names per hook, run in order. Empty: no plugin runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelinesConfig {
+    /// After token verification, before the connect reply. Default `[]`.
+    pub connect: Vec<String>,
+    /// Before a client subscription is attached. Default `[]`.
+    pub subscribe: Vec<String>,
+    /// Before every publish (client and API), ahead of the ordered engine
+    /// publish; a namespace's `publish_pipeline` replaces it. Default `[]`.
+    pub publish: Vec<String>,
+    /// Client `rpc` calls; without plugins `rpc` answers 104. Default `[]`.
+    pub rpc: Vec<String>,
+    /// Receive batched lifecycle events off the hot path. Default `[]`.
+    pub events: Vec<String>,
+}
+
+/// `[plugin_runtime]`: the one WASM engine all plugins share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginRuntimeConfig {
+    /// Directory of compiled artifacts, keyed by wasm SHA-256, engine
+    /// settings and wasmtime version. Empty: `switchboard-plugin-cache` under
+    /// the system temp dir. Default empty.
+    pub cache_dir: String,
+    /// Epoch ticker period; timeouts fire within one tick. 1..=5. Default 1.
+    pub epoch_tick_ms: u64,
+    /// Consecutive faults (trap, timeout) that quarantine a plugin. Default 5.
+    pub breaker_faults: u32,
+    /// Quarantine before the first reload; doubles per failed reload up to 60 s. Default 1000.
+    pub breaker_backoff_ms: u64,
+    /// How often plugin files are checked for changes (hot reload); 0 disables. Default 1000.
+    pub watch_interval_ms: u64,
+    /// Events queued for `events` plugins; when full new events are dropped. Default 10000.
+    pub events_queue_max: usize,
+    /// Most events handed to `on-events` in one call. Default 256.
+    pub events_batch_max: usize,
+}
+
+impl Default for PluginRuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: String::new(),
+            epoch_tick_ms: 1,
+            breaker_faults: 5,
+            breaker_backoff_ms: 1000,
+            watch_interval_ms: 1000,
+            events_queue_max: 10_000,
+            events_batch_max: 256,
+        }
+    }
+}
+
 /// Declares the per-channel option fields once and expands them into both the
 /// `[channels]` table (options of channels without a namespace) and each
 /// `[[channels.namespaces]]` table. serde cannot combine `flatten` with
@@ -327,6 +452,9 @@ channel_options! {
     pub struct NamespaceConfig {
         /// The namespace, matching `^[-a-zA-Z0-9_]{2,}$`. Required.
         pub name: String = String::new(),
+        /// Replaces `pipelines.publish` for this namespace when set (`[]`: no
+        /// plugins). Default none.
+        pub publish_pipeline: Option<Vec<String>> = None,
     }
 }
 

@@ -41,6 +41,11 @@ fn scan(text: &str) -> Keys {
     for line in text.lines().map(str::trim) {
         if let Some(comment) = line.strip_prefix('#') {
             let comment = comment.trim();
+            if let Some((header, true)) = header_of(comment) {
+                // A commented `[[…]]` example documents an array of tables
+                // that is empty by default.
+                keys.array_tables.insert(header);
+            }
             if line == NAMESPACE_EXAMPLE_HEADER {
                 in_example = true;
                 keys.array_tables.insert("channels.namespaces".into());

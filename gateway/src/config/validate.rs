@@ -9,7 +9,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use super::error::{ConfigError, FieldError};
 use super::schema::{
     ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DEV_API_KEY, DEV_TOKEN_HMAC_SECRET,
-    ServerConfig,
+    PLUGIN_GRANTS, ServerConfig,
 };
 
 /// The only schema version.
@@ -37,6 +37,7 @@ impl Config {
         validate_auth(&self.auth, self.client.allow_anonymous, &mut errors);
         validate_api(&self.api, &mut errors);
         validate_channels(&self.channels, &mut errors);
+        validate_plugins(self, &mut errors);
         validate_dev_credentials(self, &mut errors);
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
     }
@@ -259,6 +260,69 @@ fn validate_channels(channels: &ChannelsConfig, errors: &mut Errors) {
         }
         validate_channel_options(&prefix, &namespace.options(), errors);
     }
+}
+
+fn validate_plugins(config: &Config, errors: &mut Errors) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, plugin) in config.plugins.iter().enumerate() {
+        let prefix = format!("plugins[{i}]");
+        if plugin.name.is_empty() {
+            errors.push(format!("{prefix}.name"), "must not be empty");
+        } else if let Some(first) = seen.insert(plugin.name.as_str(), i) {
+            errors.push(
+                format!("{prefix}.name"),
+                format!("duplicate plugin {:?} (first at plugins[{first}])", plugin.name),
+            );
+        }
+        if plugin.path.is_empty() {
+            errors.push(format!("{prefix}.path"), "must not be empty");
+        }
+        if let Some(hash) = &plugin.sha256
+            && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            errors.push(format!("{prefix}.sha256"), "must be 64 lowercase hex digits");
+        }
+        errors.positive(&format!("{prefix}.memory_max_bytes"), plugin.memory_max_bytes as u64);
+        errors.positive(&format!("{prefix}.timeout_ms"), plugin.timeout_ms);
+        errors.positive(&format!("{prefix}.pool_size"), plugin.pool_size as u64);
+        for (j, grant) in plugin.grants.iter().enumerate() {
+            if !PLUGIN_GRANTS.contains(&grant.as_str()) {
+                errors.push(
+                    format!("{prefix}.grants[{j}]"),
+                    format!("{grant:?} is not one of {}", PLUGIN_GRANTS.join(", ")),
+                );
+            }
+        }
+        if !plugin.allowed_hosts.is_empty() && !plugin.grants.iter().any(|g| g == "http") {
+            errors.push(format!("{prefix}.allowed_hosts"), "requires \"http\" in grants");
+        }
+    }
+    let pipelines = &config.pipelines;
+    let mut check = |path: String, names: &[String]| {
+        for (j, name) in names.iter().enumerate() {
+            if !seen.contains_key(name.as_str()) {
+                errors.push(format!("{path}[{j}]"), format!("unknown plugin {name:?} (not in [[plugins]])"));
+            }
+        }
+    };
+    check("pipelines.connect".into(), &pipelines.connect);
+    check("pipelines.subscribe".into(), &pipelines.subscribe);
+    check("pipelines.publish".into(), &pipelines.publish);
+    check("pipelines.rpc".into(), &pipelines.rpc);
+    check("pipelines.events".into(), &pipelines.events);
+    for (i, namespace) in config.channels.namespaces.iter().enumerate() {
+        if let Some(names) = &namespace.publish_pipeline {
+            check(format!("channels.namespaces[{i}].publish_pipeline"), names);
+        }
+    }
+    let runtime = &config.plugin_runtime;
+    if !(1..=5).contains(&runtime.epoch_tick_ms) {
+        errors.push("plugin_runtime.epoch_tick_ms", format!("must be in 1..=5 (got {})", runtime.epoch_tick_ms));
+    }
+    errors.positive("plugin_runtime.breaker_faults", u64::from(runtime.breaker_faults));
+    errors.positive("plugin_runtime.breaker_backoff_ms", runtime.breaker_backoff_ms);
+    errors.positive("plugin_runtime.events_queue_max", runtime.events_queue_max as u64);
+    errors.positive("plugin_runtime.events_batch_max", runtime.events_batch_max as u64);
 }
 
 /// `^[-a-zA-Z0-9_]{2,}$` without a regex engine.
@@ -547,6 +611,38 @@ mod tests {
             "does not match",
         );
         assert!(with(|c| c.channels.namespaces = vec![namespace("Chat-room_2")]).validate().is_ok());
+    }
+
+    #[test]
+    fn plugins_need_unique_names_known_pipelines_and_budgets() {
+        use super::super::schema::PluginConfig;
+        let plugin = |name: &str| PluginConfig { name: name.into(), path: "p.wasm".into(), ..PluginConfig::default() };
+        let config = with(|c| {
+            c.plugins = vec![
+                plugin("a"),
+                plugin("a"),
+                PluginConfig { timeout_ms: 0, pool_size: 0, memory_max_bytes: 0, ..plugin("b") },
+            ];
+            c.plugins[1].grants.push("fs".into());
+            c.plugins[2].allowed_hosts.push("example.com".into());
+            c.pipelines.publish = vec!["a".into(), "nope".into()];
+            c.pipelines.events = vec!["ghost".into()];
+            c.plugin_runtime.epoch_tick_ms = 10;
+            let mut ns = namespace("chat");
+            ns.publish_pipeline = Some(vec!["b".into(), "missing".into()]);
+            c.channels.namespaces.push(ns);
+        });
+        assert_rejects(&config, "plugins[1].name", "duplicate plugin \"a\" (first at plugins[0])");
+        assert_rejects(&config, "plugins[1].grants[5]", "\"fs\" is not one of log, kv, metrics, http, clock, random");
+        assert_rejects(&config, "plugins[2].timeout_ms", "greater than 0");
+        assert_rejects(&config, "plugins[2].pool_size", "greater than 0");
+        assert_rejects(&config, "plugins[2].memory_max_bytes", "greater than 0");
+        assert_rejects(&config, "plugins[2].allowed_hosts", "requires \"http\" in grants");
+        assert_rejects(&config, "pipelines.publish[1]", "unknown plugin \"nope\"");
+        assert_rejects(&config, "pipelines.events[0]", "unknown plugin \"ghost\"");
+        assert_rejects(&config, "channels.namespaces[0].publish_pipeline[1]", "unknown plugin \"missing\"");
+        assert_rejects(&config, "plugin_runtime.epoch_tick_ms", "must be in 1..=5 (got 10)");
+        assert_eq!(errors(&config).len(), 10, "{:#?}", errors(&config));
     }
 
     #[test]

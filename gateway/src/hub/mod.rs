@@ -27,9 +27,10 @@ use crate::broker::{Delivery, MemoryBroker};
 use crate::channel::{self, Outbox, Registry, SubscriberId};
 use crate::config::{ChannelOptions, Config, NamespaceTable};
 use crate::history::StreamOptions;
+use crate::plugin::{self, PluginHost, PublishOutcome};
 use crate::presence::{Presence, PresenceStats};
 use crate::protocol::{
-    ClientInfo, DisconnectCode, ErrorCode, JoinLeave, Payload, Publication, Push, Reply, StreamPosition,
+    ClientInfo, DisconnectCode, ErrorCode, JoinLeave, Payload, Publication, Push, Reply, ReplyError, StreamPosition,
     encode_publication_push, encode_reply,
 };
 
@@ -100,11 +101,31 @@ pub struct Hub {
     node_id: String,
     started: Instant,
     shutdown: CancellationToken,
+    plugins: Option<PluginHost>,
+}
+
+/// The error reply for a plugin's refusal. Code 100 (a failing plugin under
+/// `on_error = "deny"`) is temporary, like any internal error.
+pub(crate) fn rejection_error(rejection: plugin::Rejection) -> ReplyError {
+    ReplyError {
+        temporary: rejection.code == ErrorCode::Internal.code(),
+        code: rejection.code,
+        message: rejection.reason,
+    }
 }
 
 impl Hub {
-    /// Builds the hub. Fails only on unusable auth keys.
+    /// Builds the hub without plugins. Fails only on unusable auth keys.
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Result<Arc<Self>, HubError> {
+        Self::with_plugins(config, shutdown, None)
+    }
+
+    /// Builds the hub with a loaded plugin runtime.
+    pub fn with_plugins(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        plugins: Option<PluginHost>,
+    ) -> Result<Arc<Self>, HubError> {
         let verifier = TokenVerifier::from_config(&config.auth)?;
         let registry = Arc::new(Registry::new());
         let broker = MemoryBroker::new(Arc::new(Fanout { registry: registry.clone() }));
@@ -127,11 +148,24 @@ impl Hub {
             node_id: uuid::Uuid::new_v4().to_string(),
             started: Instant::now(),
             shutdown,
+            plugins,
         }))
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The plugin runtime, when plugins are configured.
+    pub fn plugins(&self) -> Option<&PluginHost> {
+        self.plugins.as_ref()
+    }
+
+    /// Queues a lifecycle event for `events` plugins; free when none listen.
+    pub(crate) fn emit(&self, event: impl FnOnce() -> plugin::Event) {
+        if let Some(plugins) = self.plugins.as_ref().filter(|p| p.wants_events()) {
+            plugins.emit(event());
+        }
     }
 
     /// Cancelled when the node starts shutting down.
@@ -169,21 +203,48 @@ impl Hub {
         self.namespaces.resolve(channel).cloned().ok_or(ErrorCode::UnknownChannel)
     }
 
-    /// Publishes to a channel: assigns the stream position and delivers to
-    /// every subscriber in one ordered step. An `idempotency_key` seen within
-    /// `api.idempotency_ttl_secs` returns the first result and publishes nothing.
-    pub fn publish(&self, req: PublishRequest) -> Result<StreamPosition, ErrorCode> {
+    /// Publishes to a channel: runs the channel's publish pipeline, then
+    /// assigns the stream position and delivers to every subscriber in one
+    /// ordered step. An `idempotency_key` seen within
+    /// `api.idempotency_ttl_secs` returns the first result and publishes
+    /// nothing. A plugin's `drop` answers with an empty position; its `deny`
+    /// is the error.
+    pub async fn publish(&self, mut req: PublishRequest) -> Result<StreamPosition, ReplyError> {
         let options = self.channel_options(&req.channel)?;
-        let Some(key) = req.idempotency_key.clone().filter(|k| !k.is_empty()) else {
+        let key = req.idempotency_key.clone().filter(|k| !k.is_empty()).map(|k| (req.channel.clone(), k));
+        if let Some(position) = key.as_ref().and_then(|k| self.idempotency.get(k)) {
+            return Ok(position);
+        }
+        // The pipeline runs before the engine's ordered publish and under no
+        // hub lock.
+        if let Some(plugins) = self.plugins.as_ref().filter(|p| p.has_publish_pipeline(&req.channel)) {
+            match plugins.on_publish(plugin_message(&req)).await {
+                PublishOutcome::Pass(message) => {
+                    if message.data != *req.data.as_bytes() {
+                        let text = std::str::from_utf8(&message.data).map_err(|_| replaced_not_json())?;
+                        req.data = Payload::from_json(text).map_err(|_| replaced_not_json())?;
+                    }
+                    req.tags = message.tags.into_iter().collect();
+                }
+                PublishOutcome::Drop => return Ok(StreamPosition::default()),
+                PublishOutcome::Deny(rejection) => return Err(rejection_error(rejection)),
+            }
+        }
+        let Some(cache_key) = key else {
             return Ok(self.publish_now(req, &options));
         };
         // moka runs the init closure once per key even under concurrent calls.
-        let cache_key = (req.channel.clone(), key);
         Ok(self.idempotency.get_with(cache_key, || self.publish_now(req, &options)))
     }
 
     fn publish_now(&self, req: PublishRequest, options: &ChannelOptions) -> StreamPosition {
         let history = if req.skip_history { None } else { StreamOptions::from_channel_options(options) };
+        self.emit(|| {
+            let (client, user) = req.info.as_ref().map_or(("", ""), |i| (i.client.as_str(), i.user.as_str()));
+            let mut event = plugin::Event::new(plugin::EventKind::Publish, client, user, &req.channel);
+            event.data = req.data.as_bytes().clone();
+            event
+        });
         let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
         self.broker.publish(&req.channel, publication, history.as_ref())
     }
@@ -315,6 +376,28 @@ impl Hub {
             }
             self.users.remove_if(&entry.user, |_, ids| ids.is_empty());
         }
+    }
+}
+
+fn replaced_not_json() -> ReplyError {
+    ReplyError {
+        code: ErrorCode::Internal.code(),
+        message: "publish pipeline replaced the data with invalid json".into(),
+        temporary: false,
+    }
+}
+
+/// The publish request as the publish pipeline sees it.
+fn plugin_message(req: &PublishRequest) -> plugin::Message {
+    let mut tags: Vec<(String, String)> = req.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    tags.sort();
+    plugin::Message {
+        channel: req.channel.clone(),
+        publisher: req.info.as_ref().map(|i| plugin::Publisher { user: i.user.clone(), client: i.client.clone() }),
+        data: req.data.as_bytes().clone(),
+        tags,
+        content_type: "application/json".into(),
+        trace: plugin::TraceContext::default(),
     }
 }
 

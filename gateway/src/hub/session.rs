@@ -17,16 +17,17 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::auth::TokenError;
-use super::{ConnectionSlot, Hub, PublishRequest, VERSION, ping_frame};
+use super::{ConnectionSlot, Hub, PublishRequest, VERSION, ping_frame, rejection_error};
 use crate::channel::{Outbox, SubscriberId, user_limited_users};
 use crate::config::ChannelOptions;
 use crate::history::{Recovery, StreamOptions};
+use crate::plugin::{self, ConnectOutcome, EventKind};
 use crate::protocol::codes::UNSUBSCRIBE_SERVER;
 use crate::protocol::{
     ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty, ErrorCode, HistoryRequest,
     HistoryResult, Payload, PresenceResult, PresenceStatsResult, Push, RefreshRequest, RefreshResult, Reply,
-    ReplyError, Request, StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribePush, SubscribeRequest,
-    SubscribeResult, UnsubscribePush, decode_commands, encode_reply,
+    ReplyError, Request, RpcRequest, RpcResult, StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribePush,
+    SubscribeRequest, SubscribeResult, UnsubscribePush, decode_commands, encode_reply,
 };
 
 /// What a transport hands the session.
@@ -58,6 +59,12 @@ enum Failure {
 impl From<ErrorCode> for Failure {
     fn from(code: ErrorCode) -> Self {
         Self::Error(code.into())
+    }
+}
+
+impl From<ReplyError> for Failure {
+    fn from(error: ReplyError) -> Self {
+        Self::Error(error)
     }
 }
 
@@ -164,6 +171,13 @@ impl Session {
         };
         self.outbox.close(code);
         self.cleanup();
+        if let Some(conn) = &self.conn {
+            self.hub.emit(|| {
+                let mut event = plugin::Event::new(EventKind::Disconnect, &conn.client, &conn.user, "");
+                event.code = u32::from(code.code);
+                event
+            });
+        }
         code
     }
 
@@ -217,7 +231,7 @@ impl Session {
         for command in commands {
             // Any command proves the client is alive.
             self.pong_deadline = None;
-            self.handle_command(command)?;
+            self.handle_command(command).await?;
         }
         Ok(())
     }
@@ -238,7 +252,7 @@ impl Session {
         Ok(self.rate.count <= limit)
     }
 
-    fn handle_command(&mut self, Command { id, request }: Command) -> Result<(), DisconnectCode> {
+    async fn handle_command(&mut self, Command { id, request }: Command) -> Result<(), DisconnectCode> {
         if matches!(request, Request::Pong) {
             return Ok(());
         }
@@ -259,18 +273,18 @@ impl Session {
             return self.reply(&Reply::error(id, ErrorCode::TooManyRequests.into()));
         }
         let outcome = match request {
-            Request::Connect(req) => self.connect(id, req),
-            Request::Subscribe(req) => self.subscribe(id, req),
+            Request::Connect(req) => self.connect(id, req).await,
+            Request::Subscribe(req) => self.subscribe(id, req).await,
             Request::Unsubscribe(req) => {
                 self.unsubscribe(&req.channel);
                 Ok(Reply { id, unsubscribe: Some(Empty {}), ..Reply::default() })
             }
-            Request::Publish(req) => self.publish(id, req.channel, req.data),
+            Request::Publish(req) => self.publish(id, req.channel, req.data).await,
             Request::Presence(req) => self.presence(id, &req.channel),
             Request::PresenceStats(req) => self.presence_stats(id, &req.channel),
             Request::History(req) => self.history(id, req),
             Request::Ping => Ok(Reply { id, ping: Some(Empty {}), ..Reply::default() }),
-            Request::Rpc(_) => Err(ErrorCode::MethodNotFound.into()),
+            Request::Rpc(req) => self.rpc(id, req).await,
             Request::Refresh(req) => self.refresh(id, req),
             Request::SubRefresh(req) => self.sub_refresh(id, req),
             Request::Pong | Request::Send(_) => unreachable!("handled above"),
@@ -298,7 +312,7 @@ impl Session {
         }
     }
 
-    fn connect(&mut self, id: u32, req: ConnectRequest) -> Result<Reply, Failure> {
+    async fn connect(&mut self, id: u32, req: ConnectRequest) -> Result<Reply, Failure> {
         let config = self.hub.config().client.clone();
         let claims = if req.token.is_empty() {
             if !config.allow_anonymous {
@@ -315,11 +329,46 @@ impl Session {
                 }
             }
         };
-        let (user, info, expires_at, channels) = match claims {
+        let (mut user, mut info, mut expires_at, mut channels) = match claims {
             Some(c) => (c.user, c.info, c.expires_at, c.channels),
             None => (String::new(), None, None, Vec::new()),
         };
         let client = uuid::Uuid::new_v4().to_string();
+        if let Some(plugins) = self.hub.plugins().filter(|p| p.has_connect_pipeline()) {
+            let claims = serde_json::json!({
+                "sub": user,
+                "exp": expires_at,
+                "channels": channels,
+                "info": info.as_ref().and_then(|i| serde_json::from_slice::<serde_json::Value>(i.as_bytes()).ok()),
+            });
+            let request = plugin::ConnectInfo {
+                client: client.clone(),
+                transport: "websocket".into(),
+                user: user.clone(),
+                claims: claims.to_string(),
+                data: req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default(),
+                name: req.name.clone(),
+                version: req.version.clone(),
+                trace: plugin::TraceContext::default(),
+            };
+            match plugins.on_connect(request).await {
+                ConnectOutcome::Keep => {}
+                ConnectOutcome::Allow(principal) => {
+                    user = principal.user;
+                    info =
+                        principal.info.map(|i| Payload::from_json(&String::from_utf8_lossy(&i))).transpose().map_err(
+                            |_| ReplyError {
+                                code: ErrorCode::Internal.code(),
+                                message: "connect plugin returned info that is not json".into(),
+                                temporary: false,
+                            },
+                        )?;
+                    channels = principal.channels;
+                    expires_at = principal.expires_at;
+                }
+                ConnectOutcome::Deny(rejection) => return Err(rejection_error(rejection).into()),
+            }
+        }
         let now = Instant::now();
         let mut result = ConnectResult {
             client: client.clone(),
@@ -335,6 +384,7 @@ impl Session {
             self.expire_deadline = Some(now + Duration::from_secs(ttl + config.expired_close_delay_secs));
         }
         self.hub.register_client(&client, &user, self.outbox.clone(), self.control_tx.clone());
+        self.hub.emit(|| plugin::Event::new(EventKind::Connect, &client, &user, ""));
         self.conn = Some(Connected { client, user, info });
         self.next_ping = Some(now + Duration::from_secs(config.ping_interval_secs));
 
@@ -356,7 +406,7 @@ impl Session {
         Ok(Reply::default())
     }
 
-    fn subscribe(&mut self, id: u32, req: SubscribeRequest) -> Result<Reply, Failure> {
+    async fn subscribe(&mut self, id: u32, req: SubscribeRequest) -> Result<Reply, Failure> {
         let options = self.hub.channel_options(&req.channel)?;
         if self.subs.contains_key(&req.channel) {
             return Err(ErrorCode::AlreadySubscribed.into());
@@ -382,6 +432,21 @@ impl Session {
             }
         } else if !options.allow_subscribe_for_client || (user.is_empty() && !options.allow_subscribe_for_anonymous) {
             return Err(ErrorCode::PermissionDenied.into());
+        }
+        if let Some(plugins) = self.hub.plugins().filter(|p| p.has_subscribe_pipeline()) {
+            let request = plugin::SubscribeInfo {
+                client: self.conn.as_ref().map(|c| c.client.clone()).unwrap_or_default(),
+                user: user.clone(),
+                channel: req.channel.clone(),
+                data: req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default(),
+                trace: plugin::TraceContext::default(),
+            };
+            plugins.on_subscribe(request).await.map_err(rejection_error)?;
+            // The plugin ran without the session's state pinned: re-check
+            // what it may have raced with (a server-side subscribe).
+            if self.subs.contains_key(&req.channel) {
+                return Err(ErrorCode::AlreadySubscribed.into());
+            }
         }
         let channel = req.channel.clone();
         self.attach(&channel, options, Some(&req), false, chan_info, |result, _| {
@@ -436,6 +501,7 @@ impl Session {
         });
 
         self.subs.insert(channel.to_owned(), Subscription { options: options.clone(), chan_info: chan_info.clone() });
+        self.emit_membership(channel, EventKind::Subscribe, options.join_leave.then_some(EventKind::Join));
         if options.presence || options.join_leave {
             let info = self.client_info(chan_info);
             if options.presence {
@@ -459,10 +525,31 @@ impl Session {
             let info = self.client_info(sub.chan_info);
             self.hub.broker.leave(channel, &info);
         }
+        self.emit_membership(channel, EventKind::Unsubscribe, sub.options.join_leave.then_some(EventKind::Leave));
         true
     }
 
-    fn publish(&mut self, id: u32, channel: String, data: Option<Payload>) -> Result<Reply, Failure> {
+    /// Emits subscribe/unsubscribe (plus join/leave) and, when this
+    /// connection was the first in or last out, channel occupied/vacated.
+    fn emit_membership(&self, channel: &str, kind: EventKind, join_leave: Option<EventKind>) {
+        let Some(plugins) = self.hub.plugins().filter(|p| p.wants_events()) else { return };
+        let (client, user) = self.conn.as_ref().map_or(("", ""), |c| (c.client.as_str(), c.user.as_str()));
+        plugins.emit(plugin::Event::new(kind, client, user, channel));
+        if let Some(kind) = join_leave {
+            plugins.emit(plugin::Event::new(kind, client, user, channel));
+        }
+        let subscribers = self.hub.registry.num_subscribers(channel);
+        let edge = match kind {
+            EventKind::Subscribe if subscribers == 1 => Some(EventKind::ChannelOccupied),
+            EventKind::Unsubscribe if subscribers == 0 => Some(EventKind::ChannelVacated),
+            _ => None,
+        };
+        if let Some(kind) = edge {
+            plugins.emit(plugin::Event::new(kind, "", "", channel));
+        }
+    }
+
+    async fn publish(&mut self, id: u32, channel: String, data: Option<Payload>) -> Result<Reply, Failure> {
         let options = self.hub.channel_options(&channel)?;
         let subscribed = self.subs.get(&channel);
         if !(options.allow_publish_for_client || (options.allow_publish_for_subscriber && subscribed.is_some())) {
@@ -470,8 +557,29 @@ impl Session {
         }
         let data = data.ok_or(ErrorCode::BadRequest)?;
         let info = self.client_info(subscribed.and_then(|s| s.chan_info.clone()));
-        self.hub.publish(PublishRequest { channel, data, info: Some(info), ..PublishRequest::default() })?;
+        self.hub.publish(PublishRequest { channel, data, info: Some(info), ..PublishRequest::default() }).await?;
         Ok(Reply { id, publish: Some(Empty {}), ..Reply::default() })
+    }
+
+    /// Answers `rpc` through the rpc pipeline; 104 when none is configured.
+    async fn rpc(&mut self, id: u32, req: RpcRequest) -> Result<Reply, Failure> {
+        let Some(plugins) = self.hub.plugins().filter(|p| p.has_rpc_pipeline()) else {
+            return Err(ErrorCode::MethodNotFound.into());
+        };
+        let data = req.data.map(Payload::into_bytes).unwrap_or_default();
+        match plugins.on_rpc(&req.method, data).await {
+            Some(Ok(bytes)) => {
+                let text = std::str::from_utf8(&bytes).map_err(|_| ErrorCode::Internal)?;
+                let data = if text.is_empty() {
+                    None
+                } else {
+                    Some(Payload::from_json(text).map_err(|_| ErrorCode::Internal)?)
+                };
+                Ok(Reply { id, rpc: Some(RpcResult { data }), ..Reply::default() })
+            }
+            Some(Err(rejection)) => Err(rejection_error(rejection).into()),
+            None => Err(ErrorCode::MethodNotFound.into()),
+        }
     }
 
     fn check_subscriber_permission(&self, channel: &str, allowed: fn(&ChannelOptions) -> bool) -> Result<(), Failure> {

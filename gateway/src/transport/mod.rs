@@ -22,6 +22,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::hub::{Hub, HubError};
+use crate::plugin::{PluginError, PluginHost};
 
 pub use origin::origin_allowed;
 
@@ -32,6 +33,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Hub(#[from] HubError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     #[error("server.tls: {0}")]
     Tls(String),
     #[error("listener: {0}")]
@@ -47,6 +50,28 @@ where
     tracker.spawn(future.instrument(tracing::debug_span!("task", name)));
 }
 
+/// Reloads every plugin on SIGHUP; a plugin whose new file fails keeps its
+/// running version.
+async fn reload_on_sighup(plugins: PluginHost, shutdown: CancellationToken) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; plugin reload only on file change");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some(()) = hangup.recv() => {
+                info!("SIGHUP: reloading plugins");
+                let failed = plugins.reload_all().await.len();
+                info!(failed, "plugin reload done");
+            }
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then drains. Binding is the caller's
 /// job, so tests pass a listener on `127.0.0.1:0`.
 pub async fn run(
@@ -60,7 +85,17 @@ pub async fn run(
     let config = Arc::new(config);
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let hub = Hub::new(config.clone(), root.child_token())?;
+    // Every plugin is compiled (or loaded from cache) and initialized before
+    // the listener serves anything: a broken plugin fails the start.
+    let plugins = if config.plugins.is_empty() {
+        None
+    } else {
+        Some(PluginHost::from_config(&config, root.child_token()).await?)
+    };
+    let hub = Hub::with_plugins(config.clone(), root.child_token(), plugins.clone())?;
+    if let Some(plugins) = plugins {
+        spawn_named(&tracker, "plugin-reload-on-sighup", reload_on_sighup(plugins, root.child_token()));
+    }
     let tls = tls::acceptor(&config.server.tls)?;
     spawn_named(&tracker, "hub-maintenance", hub.clone().run_maintenance(Duration::from_secs(30)));
     info!(addr = %listener.local_addr()?, tls = tls.is_some(), "switchboard listening");

@@ -1,0 +1,351 @@
+//! One loaded plugin version: its `InstancePre`, the hooks it exports, and
+//! its bounded pool of warm, initialized instances.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use super::bindings::{connect_hook, events_hook, lifecycle, publish_hook, rpc_hook, subscribe_hook, types};
+use super::host::{HostState, PluginShared};
+use super::{Hook, PluginError};
+use crate::config::PluginConfig;
+
+/// The WIT package prefix of host interfaces in import names.
+const PACKAGE: &str = "switchboard:plugin/";
+/// Budget of one instance's `init`, far above any hook's.
+const INIT_BUDGET: Duration = Duration::from_secs(2);
+
+/// The host interface named by an import like `switchboard:plugin/kv@0.1.0`.
+pub fn host_interface(import: &str) -> Option<&str> {
+    let rest = import.strip_prefix(PACKAGE)?;
+    Some(rest.split_once('@').map_or(rest, |(name, _)| name))
+}
+
+/// Refuses a component that imports a host interface it was not granted,
+/// naming the first such interface.
+pub fn check_grants(plugin: &str, imports: &[String], grants: &[String]) -> Result<(), PluginError> {
+    for import in imports {
+        let Some(interface) = host_interface(import) else { continue };
+        if interface == "types" || grants.iter().any(|g| g == interface) {
+            continue;
+        }
+        return Err(PluginError::Ungranted {
+            plugin: plugin.to_owned(),
+            interface: interface.to_owned(),
+            granted: grants.join(", "),
+        });
+    }
+    Ok(())
+}
+
+/// Export indices of the hooks a component implements.
+#[derive(Clone)]
+pub struct Hooks {
+    lifecycle: lifecycle::GuestIndices,
+    pub connect: Option<connect_hook::GuestIndices>,
+    pub subscribe: Option<subscribe_hook::GuestIndices>,
+    pub publish: Option<publish_hook::GuestIndices>,
+    pub rpc: Option<rpc_hook::GuestIndices>,
+    pub events: Option<events_hook::GuestIndices>,
+}
+
+impl Hooks {
+    pub fn exports(&self, hook: Hook) -> bool {
+        match hook {
+            Hook::Init => true,
+            Hook::Connect => self.connect.is_some(),
+            Hook::Subscribe => self.subscribe.is_some(),
+            Hook::Publish => self.publish.is_some(),
+            Hook::Rpc => self.rpc.is_some(),
+            Hook::Events => self.events.is_some(),
+        }
+    }
+}
+
+/// A live instance with its store and typed hook handles.
+pub struct Warm {
+    store: Store<HostState>,
+    connect: Option<connect_hook::Guest>,
+    subscribe: Option<subscribe_hook::Guest>,
+    publish: Option<publish_hook::Guest>,
+    rpc: Option<rpc_hook::Guest>,
+    events: Option<events_hook::Guest>,
+}
+
+/// A hook invocation with its guest-side arguments.
+pub enum Call {
+    Connect(types::ConnectRequest),
+    Subscribe(types::SubscribeRequest),
+    Publish(types::Message),
+    Rpc(String, Vec<u8>),
+    Events(Vec<types::Event>),
+}
+
+impl Call {
+    pub fn hook(&self) -> Hook {
+        match self {
+            Self::Connect(_) => Hook::Connect,
+            Self::Subscribe(_) => Hook::Subscribe,
+            Self::Publish(_) => Hook::Publish,
+            Self::Rpc(..) => Hook::Rpc,
+            Self::Events(_) => Hook::Events,
+        }
+    }
+}
+
+/// What a hook returned.
+pub enum Returned {
+    Connect(types::ConnectResult),
+    Subscribe(types::Verdict),
+    Publish(types::PublishResult),
+    Rpc(Result<Vec<u8>, types::RpcError>),
+    Events,
+}
+
+/// One compiled, linked and initialized version of a plugin.
+pub struct Version {
+    pub config: PluginConfig,
+    pub shared: Arc<PluginShared>,
+    pub sha256: String,
+    pub hooks: Hooks,
+    pre: InstancePre<HostState>,
+    init_config: String,
+    idle: parking_lot::Mutex<Vec<Warm>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A checked-out instance. Dropping it without [`Version::finish`] discards
+/// the instance (its pool slot comes back, the instance does not).
+pub struct Lease {
+    warm: Option<Warm>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Version {
+    /// Links `component` with the granted host interfaces, detects its hooks
+    /// and fills the pool with `pool_size` initialized instances.
+    pub async fn load(
+        engine: &Engine,
+        component: &Component,
+        config: &PluginConfig,
+        shared: Arc<PluginShared>,
+        sha256: String,
+    ) -> Result<Self, PluginError> {
+        let name = config.name.as_str();
+        let imports: Vec<String> =
+            component.component_type().imports(engine).map(|(import, _)| import.to_owned()).collect();
+        check_grants(name, &imports, &config.grants)?;
+
+        let link_err = |e: wasmtime::Error| PluginError::Link { plugin: name.to_owned(), reason: format!("{e:#}") };
+        let mut linker: Linker<HostState> = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
+        use super::bindings::switchboard::plugin as host;
+        for grant in &config.grants {
+            let added = match grant.as_str() {
+                "log" => host::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s),
+                "kv" => host::kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s),
+                "metrics" => host::metrics::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s),
+                "http" => host::http::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s),
+                "clock" => host::clock::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s),
+                "random" => host::random::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s),
+                _ => Ok(()),
+            };
+            added.map_err(link_err)?;
+        }
+        host::types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_err)?;
+        let pre = linker.instantiate_pre(component).map_err(link_err)?;
+
+        let missing = |e: wasmtime::Error| PluginError::MissingExport {
+            plugin: name.to_owned(),
+            interface: "lifecycle".into(),
+            reason: format!("{e:#}"),
+        };
+        let hooks = Hooks {
+            lifecycle: lifecycle::GuestIndices::new(&pre).map_err(missing)?,
+            connect: connect_hook::GuestIndices::new(&pre).ok(),
+            subscribe: subscribe_hook::GuestIndices::new(&pre).ok(),
+            publish: publish_hook::GuestIndices::new(&pre).ok(),
+            rpc: rpc_hook::GuestIndices::new(&pre).ok(),
+            events: events_hook::GuestIndices::new(&pre).ok(),
+        };
+        let init_config = serde_json::to_string(&config.config).map_err(|e| PluginError::Init {
+            plugin: name.to_owned(),
+            reason: format!("config is not representable as json: {e}"),
+        })?;
+        let version = Self {
+            config: config.clone(),
+            shared,
+            sha256,
+            hooks,
+            pre,
+            init_config,
+            idle: parking_lot::Mutex::new(Vec::with_capacity(config.pool_size)),
+            permits: Arc::new(Semaphore::new(config.pool_size)),
+        };
+        for _ in 0..config.pool_size {
+            let warm = version.instantiate().await?;
+            version.idle.lock().push(warm);
+        }
+        Ok(version)
+    }
+
+    /// A fresh instance with `init` already run.
+    async fn instantiate(&self) -> Result<Warm, PluginError> {
+        let name = &self.config.name;
+        let mut store =
+            Store::new(self.pre.engine(), HostState::new(self.shared.clone(), self.config.memory_max_bytes));
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            match state.deadline {
+                Some(deadline) if Instant::now() >= deadline => {
+                    state.timed_out = true;
+                    Ok(UpdateDeadline::Interrupt)
+                }
+                // Give the executor a turn each tick: a long call never
+                // starves the sessions sharing its worker thread.
+                _ => Ok(UpdateDeadline::Yield(1)),
+            }
+        });
+        store.data_mut().deadline = Some(Instant::now() + INIT_BUDGET);
+        store.set_epoch_deadline(1);
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| PluginError::Init { plugin: name.clone(), reason: format!("instantiate: {e:#}") })?;
+        let fail = |e: wasmtime::Error| PluginError::Init { plugin: name.clone(), reason: format!("{e:#}") };
+        let lifecycle = self.hooks.lifecycle.load(&mut store, &instance).map_err(fail)?;
+        let connect = self.hooks.connect.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let subscribe =
+            self.hooks.subscribe.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let publish = self.hooks.publish.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let rpc = self.hooks.rpc.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let events = self.hooks.events.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        match lifecycle.call_init(&mut store, &self.init_config).await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return Err(PluginError::Init { plugin: name.clone(), reason }),
+            Err(e) => return Err(fail(e)),
+        }
+        store.data_mut().deadline = None;
+        Ok(Warm { store, connect, subscribe, publish, rpc, events })
+    }
+
+    /// Checks out an instance, waiting up to `timeout_ms` for a free one;
+    /// an empty slot (a discarded instance) is refilled with a fresh one.
+    pub async fn acquire(&self, hook: Hook) -> Result<Lease, PluginError> {
+        let wait = Duration::from_millis(self.config.timeout_ms);
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| PluginError::Busy {
+                    plugin: self.config.name.clone(),
+                    hook,
+                    pool_size: self.config.pool_size,
+                    waited_ms: self.config.timeout_ms,
+                })?
+                .map_err(|_| PluginError::Runtime("plugin pool closed".into()))?,
+        };
+        let idle = self.idle.lock().pop();
+        let warm = match idle {
+            Some(warm) => warm,
+            None => self.instantiate().await?,
+        };
+        Ok(Lease { warm: Some(warm), _permit: permit })
+    }
+
+    /// Returns a healthy instance to the pool.
+    pub fn finish(&self, mut lease: Lease) {
+        if let Some(warm) = lease.warm.take() {
+            self.idle.lock().push(warm);
+        }
+    }
+
+    /// Runs `call` on the leased instance within `timeout_ms` (time spent in
+    /// host calls excluded). On error the caller drops the lease, which
+    /// discards the instance.
+    pub async fn invoke(&self, lease: &mut Lease, call: Call) -> Result<Returned, PluginError> {
+        let hook = call.hook();
+        let warm = lease.warm.as_mut().expect("a lease holds its instance until finished");
+        let store = &mut warm.store;
+        store.data_mut().deadline = Some(Instant::now() + Duration::from_millis(self.config.timeout_ms));
+        store.data_mut().timed_out = false;
+        store.set_epoch_deadline(1);
+        let not_exported = || PluginError::MissingExport {
+            plugin: self.config.name.clone(),
+            interface: hook.interface().into(),
+            reason: "not exported".into(),
+        };
+        let result = match call {
+            Call::Connect(req) => match &warm.connect {
+                Some(g) => g.call_on_connect(&mut *store, &req).await.map(Returned::Connect),
+                None => return Err(not_exported()),
+            },
+            Call::Subscribe(req) => match &warm.subscribe {
+                Some(g) => g.call_on_subscribe(&mut *store, &req).await.map(Returned::Subscribe),
+                None => return Err(not_exported()),
+            },
+            Call::Publish(msg) => match &warm.publish {
+                Some(g) => g.call_on_publish(&mut *store, &msg).await.map(Returned::Publish),
+                None => return Err(not_exported()),
+            },
+            Call::Rpc(method, data) => match &warm.rpc {
+                Some(g) => g.call_on_rpc(&mut *store, &method, &data).await.map(Returned::Rpc),
+                None => return Err(not_exported()),
+            },
+            Call::Events(events) => match &warm.events {
+                Some(g) => g.call_on_events(&mut *store, &events).await.map(|()| Returned::Events),
+                None => return Err(not_exported()),
+            },
+        };
+        store.data_mut().deadline = None;
+        result.map_err(|e| self.fault(hook, store.data().timed_out, e))
+    }
+
+    fn fault(&self, hook: Hook, timed_out: bool, error: wasmtime::Error) -> PluginError {
+        let plugin = self.config.name.clone();
+        // `{:?}` carries the wasm backtrace.
+        tracing::warn!(%plugin, %hook, sha256 = %self.sha256, error = ?error, "plugin call failed");
+        if timed_out || error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return PluginError::Timeout { plugin, hook, timeout_ms: self.config.timeout_ms };
+        }
+        let trap = match error.downcast_ref::<Trap>() {
+            Some(trap) => format!("{trap}"),
+            None => format!("{}", error.root_cause()),
+        };
+        PluginError::Trap { plugin, hook, trap }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_interface_names_strip_package_and_version() {
+        assert_eq!(host_interface("switchboard:plugin/kv@0.1.0"), Some("kv"));
+        assert_eq!(host_interface("switchboard:plugin/http"), Some("http"));
+        assert_eq!(host_interface("wasi:cli/environment@0.2.6"), None);
+    }
+
+    #[test]
+    fn ungranted_imports_are_refused_by_name() {
+        let grants = vec!["log".to_owned(), "kv".to_owned()];
+        let imports = vec![
+            "wasi:io/streams@0.2.6".to_owned(),
+            "switchboard:plugin/types@0.1.0".to_owned(),
+            "switchboard:plugin/log@0.1.0".to_owned(),
+            "switchboard:plugin/http@0.1.0".to_owned(),
+        ];
+        let err = check_grants("hook", &imports, &grants).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "plugin hook imports switchboard:plugin/http, which is not granted (grants: log, kv)"
+        );
+        assert!(check_grants("hook", &imports[..3], &grants).is_ok());
+    }
+}

@@ -1,0 +1,826 @@
+//! WASM plugins: the sandboxed hooks operators chain in `[pipelines]`.
+//!
+//! Owns the one wasmtime `Engine` (epoch ticker, pooling allocator, compile
+//! cache), every plugin's warm instance pool, circuit breakers, hot reload
+//! and the batched event queue. Its public API speaks gateway types only:
+//! wasmtime types never leave this module. It holds no hub state and takes
+//! no hub lock; callers must not hold one across a call into it.
+
+mod bindings;
+mod host;
+mod instance;
+mod runtime;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wasmtime::Engine;
+
+use crate::config::{Config, OnError, PluginConfig};
+use bindings::types;
+use instance::{Call, Returned, Version};
+
+pub use host::MetricsRegistry;
+pub use runtime::{WASMTIME_VERSION, cache_key as compile_cache_key};
+
+/// Longest quarantine between reload attempts of a tripped plugin.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Error code of a refusal caused by a failing plugin under `on_error = "deny"`.
+const PLUGIN_FAILED_CODE: u32 = 100;
+
+/// A hook (or `init`), as named in errors and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Init,
+    Connect,
+    Subscribe,
+    Publish,
+    Rpc,
+    Events,
+}
+
+impl Hook {
+    /// The WIT interface that exports the hook.
+    pub fn interface(self) -> &'static str {
+        match self {
+            Self::Init => "lifecycle",
+            Self::Connect => "connect-hook",
+            Self::Subscribe => "subscribe-hook",
+            Self::Publish => "publish-hook",
+            Self::Rpc => "rpc-hook",
+            Self::Events => "events-hook",
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Init => "init",
+            Self::Connect => "on-connect",
+            Self::Subscribe => "on-subscribe",
+            Self::Publish => "on-publish",
+            Self::Rpc => "on-rpc",
+            Self::Events => "on-events",
+        })
+    }
+}
+
+/// Everything that can go wrong loading or calling a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {plugin}: cannot read {path}: {reason}")]
+    Read { plugin: String, path: String, reason: String },
+    #[error("plugin {plugin}: sha256 mismatch (expected {expected}, file has {actual})")]
+    Integrity { plugin: String, expected: String, actual: String },
+    #[error("plugin {plugin}: compile failed: {reason}")]
+    Compile { plugin: String, reason: String },
+    #[error("plugin {plugin} imports switchboard:plugin/{interface}, which is not granted (grants: {granted})")]
+    Ungranted { plugin: String, interface: String, granted: String },
+    #[error("plugin {plugin}: link failed: {reason}")]
+    Link { plugin: String, reason: String },
+    #[error("plugin {plugin}: does not export {interface}: {reason}")]
+    MissingExport { plugin: String, interface: String, reason: String },
+    #[error("plugin {plugin}: init failed: {reason}")]
+    Init { plugin: String, reason: String },
+    #[error("plugin {plugin}: {hook} trapped: {trap}")]
+    Trap { plugin: String, hook: Hook, trap: String },
+    #[error("plugin {plugin}: {hook} timed out (budget {timeout_ms} ms)")]
+    Timeout { plugin: String, hook: Hook, timeout_ms: u64 },
+    #[error("plugin {plugin}: {hook}: pool busy ({pool_size} instances, waited {waited_ms} ms)")]
+    Busy { plugin: String, hook: Hook, pool_size: usize, waited_ms: u64 },
+    #[error("plugin {plugin}: {hook}: quarantined after {faults} consecutive faults")]
+    Quarantined { plugin: String, hook: Hook, faults: u32 },
+    #[error("plugin runtime: {0}")]
+    Runtime(String),
+}
+
+impl PluginError {
+    /// Faults count towards the circuit breaker; back-pressure does not.
+    fn is_fault(&self) -> bool {
+        matches!(self, Self::Trap { .. } | Self::Timeout { .. } | Self::Init { .. })
+    }
+}
+
+/// A refusal sent to the client as an error reply (or to the API caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: u32,
+    pub reason: String,
+}
+
+impl Rejection {
+    fn plugin_failed(plugin: &str) -> Self {
+        Self { code: PLUGIN_FAILED_CODE, reason: format!("plugin {plugin} unavailable") }
+    }
+}
+
+/// W3C trace context; empty strings when not traced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    pub traceparent: String,
+    pub tracestate: String,
+}
+
+/// Who published a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Publisher {
+    pub user: String,
+    pub client: String,
+}
+
+/// A publication on its way through the publish pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    pub channel: String,
+    /// None for server API publishes.
+    pub publisher: Option<Publisher>,
+    pub data: Bytes,
+    pub tags: Vec<(String, String)>,
+    pub content_type: String,
+    pub trace: TraceContext,
+}
+
+/// The publish pipeline's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Publish this message (the input, or a plugin's replacement).
+    Pass(Message),
+    /// Accept without delivering anything.
+    Drop,
+    /// Refuse with a code and reason.
+    Deny(Rejection),
+}
+
+/// What the gateway knows about a connecting client.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectInfo {
+    pub client: String,
+    pub transport: String,
+    pub user: String,
+    /// Token claims as JSON (`{}` when none).
+    pub claims: String,
+    pub data: Bytes,
+    pub name: String,
+    pub version: String,
+    pub trace: TraceContext,
+}
+
+/// Who a connection is, as a connect plugin decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub info: Option<Bytes>,
+    pub channels: Vec<String>,
+    /// Unix seconds.
+    pub expires_at: Option<u64>,
+}
+
+/// The connect pipeline's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    /// Keep the gateway's own decision.
+    Keep,
+    /// Use this principal instead.
+    Allow(Principal),
+    Deny(Rejection),
+}
+
+/// A subscribe attempt.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeInfo {
+    pub client: String,
+    pub user: String,
+    pub channel: String,
+    pub data: Bytes,
+    pub trace: TraceContext,
+}
+
+/// Lifecycle event kinds delivered to `events` plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Connect,
+    Disconnect,
+    Subscribe,
+    Unsubscribe,
+    Publish,
+    Join,
+    Leave,
+    ChannelOccupied,
+    ChannelVacated,
+}
+
+/// One lifecycle event.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    pub kind: Option<EventKind>,
+    pub at_ms: u64,
+    pub client: String,
+    pub user: String,
+    pub channel: String,
+    pub data: Bytes,
+    pub code: u32,
+}
+
+impl Event {
+    pub fn new(kind: EventKind, client: &str, user: &str, channel: &str) -> Self {
+        let at_ms = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            kind: Some(kind),
+            at_ms,
+            client: client.to_owned(),
+            user: user.to_owned(),
+            channel: channel.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Consecutive-fault counter with quarantine.
+#[derive(Debug, Default)]
+struct Breaker {
+    faults: u32,
+    quarantined_until: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Breaker {
+    /// Records a fault; true when it trips the breaker (quarantine starts).
+    fn fault(&mut self, threshold: u32, base: Duration, now: Instant) -> bool {
+        self.faults += 1;
+        if self.faults < threshold || self.quarantined_until.is_some() {
+            return false;
+        }
+        self.backoff = if self.backoff.is_zero() { base } else { (self.backoff * 2).min(MAX_BACKOFF) };
+        self.quarantined_until = Some(now + self.backoff);
+        true
+    }
+
+    fn success(&mut self) {
+        self.faults = 0;
+    }
+
+    fn quarantined(&self, now: Instant) -> bool {
+        self.quarantined_until.is_some_and(|until| now < until)
+    }
+
+    /// A reload succeeded: serve again, keep the backoff for the next trip.
+    fn reset(&mut self) {
+        self.faults = 0;
+        self.quarantined_until = None;
+    }
+}
+
+/// One configured plugin: its current version, swapped atomically on reload.
+struct Plugin {
+    config: PluginConfig,
+    shared: Arc<host::PluginShared>,
+    current: ArcSwap<Version>,
+    breaker: parking_lot::Mutex<Breaker>,
+    /// Modification time of the file the current version came from.
+    mtime: parking_lot::Mutex<Option<SystemTime>>,
+}
+
+struct Inner {
+    engine: Engine,
+    cache_dir: PathBuf,
+    _ticker: runtime::EpochTicker,
+    plugins: HashMap<String, Arc<Plugin>>,
+    connect: Vec<Arc<Plugin>>,
+    subscribe: Vec<Arc<Plugin>>,
+    publish: Vec<Arc<Plugin>>,
+    publish_by_namespace: HashMap<String, Vec<Arc<Plugin>>>,
+    rpc: Vec<Arc<Plugin>>,
+    events: Vec<Arc<Plugin>>,
+    events_tx: Option<mpsc::Sender<Event>>,
+    metrics: Arc<MetricsRegistry>,
+    breaker_faults: u32,
+    breaker_backoff: Duration,
+    shutdown: CancellationToken,
+}
+
+/// The plugin runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+/// How a load went, for logs and benches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    Cache,
+    Compiled,
+}
+
+async fn read_and_compile(
+    engine: &Engine,
+    cache_dir: &std::path::Path,
+    config: &PluginConfig,
+) -> Result<(wasmtime::component::Component, String, Option<SystemTime>, LoadSource), PluginError> {
+    let name = config.name.clone();
+    let path = config.path.clone();
+    let (engine, dir, expected) = (engine.clone(), cache_dir.to_owned(), config.sha256.clone());
+    // Hashing and compiling are CPU-bound: never on a runtime worker.
+    tokio::task::spawn_blocking(move || {
+        let read_err =
+            |e: std::io::Error| PluginError::Read { plugin: name.clone(), path: path.clone(), reason: e.to_string() };
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let wasm = std::fs::read(&path).map_err(read_err)?;
+        let sha256 = runtime::sha256_hex(&wasm);
+        if let Some(expected) = expected.filter(|e| *e != sha256) {
+            return Err(PluginError::Integrity { plugin: name, expected, actual: sha256 });
+        }
+        let (component, origin) = runtime::load_component(&engine, &dir, &name, &wasm, &sha256)?;
+        let source = match origin {
+            runtime::Origin::Cache => LoadSource::Cache,
+            runtime::Origin::Compiled => LoadSource::Compiled,
+        };
+        Ok((component, sha256, mtime, source))
+    })
+    .await
+    .map_err(|e| PluginError::Runtime(format!("compile task: {e}")))?
+}
+
+impl PluginHost {
+    /// Compiles (or loads from cache), links and initializes every
+    /// configured plugin, checks each pipeline's plugins export its hook,
+    /// and starts the epoch ticker, file watcher and event delivery. Tasks
+    /// stop when `shutdown` is cancelled.
+    pub async fn from_config(config: &Config, shutdown: CancellationToken) -> Result<Self, PluginError> {
+        let engine = runtime::build_engine(&config.plugins)?;
+        let runtime_config = &config.plugin_runtime;
+        let ticker = runtime::EpochTicker::start(engine.clone(), Duration::from_millis(runtime_config.epoch_tick_ms))?;
+        let cache_dir = runtime::cache_dir(runtime_config);
+        let metrics = Arc::new(MetricsRegistry::default());
+        let mut plugins = HashMap::new();
+        for plugin_config in &config.plugins {
+            let shared =
+                Arc::new(host::PluginShared::new(&plugin_config.name, &plugin_config.allowed_hosts, metrics.clone()));
+            let (component, sha256, mtime, source) = read_and_compile(&engine, &cache_dir, plugin_config).await?;
+            let version = Version::load(&engine, &component, plugin_config, shared.clone(), sha256).await?;
+            tracing::info!(plugin = %plugin_config.name, ?source, sha256 = %version.sha256, "plugin loaded");
+            plugins.insert(
+                plugin_config.name.clone(),
+                Arc::new(Plugin {
+                    config: plugin_config.clone(),
+                    shared,
+                    current: ArcSwap::from_pointee(version),
+                    breaker: parking_lot::Mutex::new(Breaker::default()),
+                    mtime: parking_lot::Mutex::new(mtime),
+                }),
+            );
+        }
+
+        let resolve = |names: &[String], hook: Hook| -> Result<Vec<Arc<Plugin>>, PluginError> {
+            names
+                .iter()
+                .map(|name| {
+                    let plugin = plugins
+                        .get(name)
+                        .ok_or_else(|| PluginError::Runtime(format!("pipeline names unknown plugin {name:?}")))?;
+                    if !plugin.current.load().hooks.exports(hook) {
+                        return Err(PluginError::MissingExport {
+                            plugin: name.clone(),
+                            interface: hook.interface().into(),
+                            reason: format!("required by its place in the {hook} pipeline"),
+                        });
+                    }
+                    Ok(plugin.clone())
+                })
+                .collect()
+        };
+        let pipelines = &config.pipelines;
+        let mut publish_by_namespace = HashMap::new();
+        for namespace in &config.channels.namespaces {
+            if let Some(names) = &namespace.publish_pipeline {
+                publish_by_namespace.insert(namespace.name.clone(), resolve(names, Hook::Publish)?);
+            }
+        }
+        let events = resolve(&pipelines.events, Hook::Events)?;
+        let (events_tx, events_rx) = if events.is_empty() {
+            (None, None)
+        } else {
+            let (tx, rx) = mpsc::channel(runtime_config.events_queue_max);
+            (Some(tx), Some(rx))
+        };
+        let host = Self {
+            inner: Arc::new(Inner {
+                connect: resolve(&pipelines.connect, Hook::Connect)?,
+                subscribe: resolve(&pipelines.subscribe, Hook::Subscribe)?,
+                publish: resolve(&pipelines.publish, Hook::Publish)?,
+                rpc: resolve(&pipelines.rpc, Hook::Rpc)?,
+                publish_by_namespace,
+                events,
+                events_tx,
+                engine,
+                cache_dir,
+                _ticker: ticker,
+                plugins,
+                metrics,
+                breaker_faults: runtime_config.breaker_faults,
+                breaker_backoff: Duration::from_millis(runtime_config.breaker_backoff_ms),
+                shutdown,
+            }),
+        };
+        if let Some(rx) = events_rx {
+            tokio::spawn(host.clone().deliver_events(rx, runtime_config.events_batch_max));
+        }
+        if runtime_config.watch_interval_ms > 0 {
+            tokio::spawn(host.clone().watch_files(Duration::from_millis(runtime_config.watch_interval_ms)));
+        }
+        Ok(host)
+    }
+
+    /// Counters and histograms recorded by and about plugins.
+    pub fn metrics(&self) -> &MetricsRegistry {
+        &self.inner.metrics
+    }
+
+    /// The SHA-256 of the wasm `plugin` currently runs.
+    pub fn version_of(&self, plugin: &str) -> Option<String> {
+        self.inner.plugins.get(plugin).map(|p| p.current.load().sha256.clone())
+    }
+
+    fn publish_pipeline(&self, channel: &str) -> &[Arc<Plugin>] {
+        crate::config::channel_namespace(channel)
+            .and_then(|ns| self.inner.publish_by_namespace.get(ns))
+            .unwrap_or(&self.inner.publish)
+    }
+
+    /// Whether publishes to `channel` go through any plugin.
+    pub fn has_publish_pipeline(&self, channel: &str) -> bool {
+        !self.publish_pipeline(channel).is_empty()
+    }
+
+    pub fn has_connect_pipeline(&self) -> bool {
+        !self.inner.connect.is_empty()
+    }
+
+    pub fn has_subscribe_pipeline(&self) -> bool {
+        !self.inner.subscribe.is_empty()
+    }
+
+    pub fn has_rpc_pipeline(&self) -> bool {
+        !self.inner.rpc.is_empty()
+    }
+
+    /// Calls one hook with breaker, pool and fault handling.
+    async fn call(&self, plugin: &Arc<Plugin>, call: Call) -> Result<Returned, PluginError> {
+        let hook = call.hook();
+        let name = &plugin.config.name;
+        {
+            let breaker = plugin.breaker.lock();
+            if breaker.quarantined(Instant::now()) {
+                return Err(PluginError::Quarantined { plugin: name.clone(), hook, faults: breaker.faults });
+            }
+        }
+        // In-flight calls keep the version they started on across a swap.
+        let version = plugin.current.load_full();
+        let result = match version.acquire(hook).await {
+            Ok(mut lease) => {
+                let result = version.invoke(&mut lease, call).await;
+                if result.is_ok() {
+                    version.finish(lease);
+                }
+                // On error the lease drops here: the instance is discarded.
+                result
+            }
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => plugin.breaker.lock().success(),
+            Err(e) => {
+                self.inner.metrics.counter_add(name, "plugin_errors", &[("hook".into(), hook.to_string())], 1);
+                if e.is_fault() {
+                    let tripped = plugin.breaker.lock().fault(
+                        self.inner.breaker_faults,
+                        self.inner.breaker_backoff,
+                        Instant::now(),
+                    );
+                    if tripped {
+                        tracing::error!(plugin = %name, faults = self.inner.breaker_faults, "plugin quarantined");
+                        tokio::spawn(self.clone().recover(plugin.clone()));
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// Waits out the quarantine, then reloads the plugin; retries with a
+    /// doubling backoff while the reload fails.
+    async fn recover(self, plugin: Arc<Plugin>) {
+        loop {
+            let until = plugin.breaker.lock().quarantined_until;
+            let Some(until) = until else { return };
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(until.into()) => {}
+            }
+            match self.reload_plugin(&plugin).await {
+                Ok(()) => {
+                    plugin.breaker.lock().reset();
+                    tracing::info!(plugin = %plugin.config.name, "plugin reloaded after quarantine");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(plugin = %plugin.config.name, error = %e, "plugin reload failed; staying quarantined");
+                    let mut breaker = plugin.breaker.lock();
+                    breaker.backoff = (breaker.backoff * 2).min(MAX_BACKOFF);
+                    breaker.quarantined_until = Some(Instant::now() + breaker.backoff);
+                }
+            }
+        }
+    }
+
+    /// Compiles, links and initializes the plugin's file again, then swaps
+    /// it in; calls already running finish on the old version.
+    async fn reload_plugin(&self, plugin: &Plugin) -> Result<(), PluginError> {
+        let (component, sha256, mtime, source) =
+            read_and_compile(&self.inner.engine, &self.inner.cache_dir, &plugin.config).await?;
+        let version =
+            Version::load(&self.inner.engine, &component, &plugin.config, plugin.shared.clone(), sha256).await?;
+        for hook in [Hook::Connect, Hook::Subscribe, Hook::Publish, Hook::Rpc, Hook::Events] {
+            if plugin.current.load().hooks.exports(hook) && !version.hooks.exports(hook) {
+                return Err(PluginError::MissingExport {
+                    plugin: plugin.config.name.clone(),
+                    interface: hook.interface().into(),
+                    reason: "the running version exports it and pipelines may rely on it".into(),
+                });
+            }
+        }
+        tracing::info!(plugin = %plugin.config.name, ?source, sha256 = %version.sha256, "plugin version swapped in");
+        plugin.current.store(Arc::new(version));
+        *plugin.mtime.lock() = mtime;
+        Ok(())
+    }
+
+    /// Reloads every plugin (SIGHUP). A plugin whose new version fails to
+    /// load keeps running the old one; the errors are returned.
+    pub async fn reload_all(&self) -> Vec<PluginError> {
+        let mut errors = Vec::new();
+        for plugin in self.inner.plugins.values() {
+            if let Err(e) = self.reload_plugin(plugin).await {
+                tracing::error!(plugin = %plugin.config.name, error = %e, "plugin reload failed; keeping the running version");
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    async fn watch_files(self, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for plugin in self.inner.plugins.values() {
+                let now = std::fs::metadata(&plugin.config.path).and_then(|m| m.modified()).ok();
+                let known = *plugin.mtime.lock();
+                if now.is_some() && now != known {
+                    tracing::info!(plugin = %plugin.config.name, "plugin file changed; reloading");
+                    if let Err(e) = self.reload_plugin(plugin).await {
+                        tracing::error!(plugin = %plugin.config.name, error = %e, "hot reload failed; keeping the running version");
+                        // Do not retry the same broken file every tick.
+                        *plugin.mtime.lock() = now;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the connect pipeline. A principal from one plugin is what the
+    /// next one sees as the user.
+    pub async fn on_connect(&self, mut info: ConnectInfo) -> ConnectOutcome {
+        let mut outcome = ConnectOutcome::Keep;
+        for plugin in &self.inner.connect {
+            let req = types::ConnectRequest {
+                client: info.client.clone(),
+                transport: info.transport.clone(),
+                user: info.user.clone(),
+                claims: info.claims.clone(),
+                data: info.data.to_vec(),
+                name: info.name.clone(),
+                version: info.version.clone(),
+                trace: to_trace(&info.trace),
+            };
+            match self.call(plugin, Call::Connect(req)).await {
+                Ok(Returned::Connect(types::ConnectResult::Pass)) => {}
+                Ok(Returned::Connect(types::ConnectResult::Allow(p))) => {
+                    info.user = p.user.clone();
+                    outcome = ConnectOutcome::Allow(Principal {
+                        user: p.user,
+                        info: p.info.map(Bytes::from),
+                        channels: p.channels,
+                        expires_at: p.expires_at,
+                    });
+                }
+                Ok(Returned::Connect(types::ConnectResult::Deny(r))) => return ConnectOutcome::Deny(from_reject(r)),
+                Ok(_) => unreachable!("connect returns a connect result"),
+                Err(_) => match plugin.config.on_error {
+                    OnError::Deny => return ConnectOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
+                    OnError::Pass => return outcome,
+                    OnError::Skip => {}
+                },
+            }
+        }
+        outcome
+    }
+
+    /// Runs the subscribe pipeline: every plugin must allow.
+    pub async fn on_subscribe(&self, info: SubscribeInfo) -> Result<(), Rejection> {
+        for plugin in &self.inner.subscribe {
+            let req = types::SubscribeRequest {
+                client: info.client.clone(),
+                user: info.user.clone(),
+                channel: info.channel.clone(),
+                data: info.data.to_vec(),
+                trace: to_trace(&info.trace),
+            };
+            match self.call(plugin, Call::Subscribe(req)).await {
+                Ok(Returned::Subscribe(types::Verdict::Allow)) => {}
+                Ok(Returned::Subscribe(types::Verdict::Deny(r))) => return Err(from_reject(r)),
+                Ok(_) => unreachable!("subscribe returns a verdict"),
+                Err(_) => match plugin.config.on_error {
+                    OnError::Deny => return Err(Rejection::plugin_failed(&plugin.config.name)),
+                    OnError::Pass => return Ok(()),
+                    OnError::Skip => {}
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the publish pipeline of `message.channel` in order: a
+    /// replacement feeds the next plugin; drop and deny stop the chain.
+    pub async fn on_publish(&self, mut message: Message) -> PublishOutcome {
+        let pipeline = self.publish_pipeline(&message.channel);
+        for plugin in pipeline {
+            let msg = types::Message {
+                channel: message.channel.clone(),
+                publisher: message
+                    .publisher
+                    .as_ref()
+                    .map(|p| types::Publisher { user: p.user.clone(), client: p.client.clone() }),
+                data: message.data.to_vec(),
+                tags: message.tags.clone(),
+                content_type: message.content_type.clone(),
+                trace: to_trace(&message.trace),
+            };
+            match self.call(plugin, Call::Publish(msg)).await {
+                Ok(Returned::Publish(types::PublishResult::Pass)) => {}
+                Ok(Returned::Publish(types::PublishResult::Replace(m))) => {
+                    // The channel is fixed by the caller's permission check:
+                    // a plugin may rewrite content, not redirect it.
+                    message.data = Bytes::from(m.data);
+                    message.tags = m.tags;
+                    message.content_type = m.content_type;
+                }
+                Ok(Returned::Publish(types::PublishResult::Drop)) => return PublishOutcome::Drop,
+                Ok(Returned::Publish(types::PublishResult::Deny(r))) => return PublishOutcome::Deny(from_reject(r)),
+                Ok(_) => unreachable!("publish returns a publish result"),
+                Err(_) => match plugin.config.on_error {
+                    OnError::Deny => return PublishOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
+                    OnError::Pass => return PublishOutcome::Pass(message),
+                    OnError::Skip => {}
+                },
+            }
+        }
+        PublishOutcome::Pass(message)
+    }
+
+    /// Runs the rpc pipeline: the first plugin that does not answer 104
+    /// (method not found) answers. None when no rpc plugin is configured.
+    pub async fn on_rpc(&self, method: &str, data: Bytes) -> Option<Result<Bytes, Rejection>> {
+        if self.inner.rpc.is_empty() {
+            return None;
+        }
+        for plugin in &self.inner.rpc {
+            match self.call(plugin, Call::Rpc(method.to_owned(), data.to_vec())).await {
+                Ok(Returned::Rpc(Ok(bytes))) => return Some(Ok(Bytes::from(bytes))),
+                Ok(Returned::Rpc(Err(e))) if e.code == 104 => {}
+                Ok(Returned::Rpc(Err(e))) => return Some(Err(Rejection { code: e.code, reason: e.message })),
+                Ok(_) => unreachable!("rpc returns an rpc result"),
+                Err(_) => match plugin.config.on_error {
+                    OnError::Deny | OnError::Pass => {
+                        return Some(Err(Rejection::plugin_failed(&plugin.config.name)));
+                    }
+                    OnError::Skip => {}
+                },
+            }
+        }
+        Some(Err(Rejection { code: 104, reason: "method not found".into() }))
+    }
+
+    /// Queues a lifecycle event for the `events` plugins without waiting.
+    /// When the queue is full the event is dropped and counted.
+    pub fn emit(&self, event: Event) {
+        let Some(tx) = &self.inner.events_tx else { return };
+        if tx.try_send(event).is_err() {
+            self.inner.metrics.counter_add("host", "events_dropped", &[], 1);
+        }
+    }
+
+    /// Whether anyone listens to [`PluginHost::emit`].
+    pub fn wants_events(&self) -> bool {
+        self.inner.events_tx.is_some()
+    }
+
+    async fn deliver_events(self, mut rx: mpsc::Receiver<Event>, batch_max: usize) {
+        let mut batch = Vec::with_capacity(batch_max);
+        loop {
+            let received = tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                n = rx.recv_many(&mut batch, batch_max) => n,
+            };
+            if received == 0 {
+                return;
+            }
+            let events: Vec<types::Event> = batch.drain(..).map(to_event).collect();
+            for plugin in &self.inner.events {
+                if let Err(e) = self.call(plugin, Call::Events(events.clone())).await {
+                    tracing::warn!(plugin = %plugin.config.name, error = %e, lost = events.len(), "event batch not delivered");
+                }
+            }
+        }
+    }
+}
+
+fn to_trace(trace: &TraceContext) -> types::TraceContext {
+    types::TraceContext { traceparent: trace.traceparent.clone(), tracestate: trace.tracestate.clone() }
+}
+
+fn from_reject(r: types::Reject) -> Rejection {
+    Rejection { code: r.code, reason: r.reason }
+}
+
+fn to_event(event: Event) -> types::Event {
+    use types::EventKind as K;
+    let kind = match event.kind.unwrap_or(EventKind::Publish) {
+        EventKind::Connect => K::Connect,
+        EventKind::Disconnect => K::Disconnect,
+        EventKind::Subscribe => K::Subscribe,
+        EventKind::Unsubscribe => K::Unsubscribe,
+        EventKind::Publish => K::Publish,
+        EventKind::Join => K::Join,
+        EventKind::Leave => K::Leave,
+        EventKind::ChannelOccupied => K::ChannelOccupied,
+        EventKind::ChannelVacated => K::ChannelVacated,
+    };
+    types::Event {
+        kind,
+        at_ms: event.at_ms,
+        client: event.client,
+        user: event.user,
+        channel: event.channel,
+        data: event.data.to_vec(),
+        code: event.code,
+        trace: types::TraceContext { traceparent: String::new(), tracestate: String::new() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_trips_after_n_faults_and_backs_off() {
+        let mut b = Breaker::default();
+        let now = Instant::now();
+        let base = Duration::from_millis(100);
+        assert!(!b.fault(3, base, now));
+        b.success();
+        assert!(!b.fault(3, base, now));
+        assert!(!b.fault(3, base, now));
+        assert!(!b.quarantined(now), "2 consecutive faults after a success do not trip at 3");
+        assert!(b.fault(3, base, now));
+        assert!(b.quarantined(now));
+        assert!(!b.quarantined(now + base), "quarantine lasts the backoff");
+        assert!(!b.fault(3, base, now), "no second trip while quarantined");
+        b.reset();
+        assert!(!b.quarantined(now));
+        for _ in 0..2 {
+            b.fault(3, base, now);
+        }
+        assert!(b.fault(3, base, now));
+        assert_eq!(b.backoff, base * 2, "the backoff doubles per trip");
+    }
+
+    #[test]
+    fn hooks_are_named_by_interface_and_function() {
+        assert_eq!(Hook::Publish.to_string(), "on-publish");
+        assert_eq!(Hook::Publish.interface(), "publish-hook");
+        let err = PluginError::Timeout { plugin: "p".into(), hook: Hook::Publish, timeout_ms: 5 };
+        assert_eq!(err.to_string(), "plugin p: on-publish timed out (budget 5 ms)");
+    }
+}
