@@ -379,5 +379,36 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// Builds the test guest `plugins/testing/<name>` for `wasm32-wasip2`
+/// (release) once per test process and returns its `.wasm`. Cargo's own
+/// fingerprinting makes repeat builds cheap; artifacts go to
+/// `$CARGO_TARGET_DIR/test-guests` (or `target/test-guests`).
+pub fn test_guest(name: &str) -> Result<std::path::PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_owned();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("test-guests");
+    let wasm = target.join("wasm32-wasip2/release").join(format!("switchboard_test_{}.wasm", name.replace('-', "_")));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|b| b == name) {
+        return Ok(wasm);
+    }
+    let manifest = root.join("plugins/testing").join(name).join("Cargo.toml");
+    let output = std::process::Command::new("cargo")
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&root)
+        .output()
+        .context("run cargo for a test guest")?;
+    if !output.status.success() {
+        bail!("building test guest {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    built.push(name.to_owned());
+    Ok(wasm)
+}
+
 #[cfg(test)]
 mod suites;

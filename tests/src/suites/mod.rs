@@ -7,6 +7,7 @@ mod history;
 mod lifecycle;
 mod ordering;
 mod origin;
+mod plugins;
 mod presence;
 mod protocol_errors;
 mod recovery;

@@ -7,14 +7,26 @@
 //!   instance (so a test can tell a fresh instance from a reused one); data
 //!   containing `panic` panics (a trap) first.
 //! - `pass` (default): publish unchanged.
+//!
+//! The other hooks behave the same in every mode:
+//! - connect: user `mallory` is denied (4030); user `alias` becomes
+//!   `renamed` with info `{"via":"plugin"}`; anyone else passes.
+//! - subscribe: channels containing `secret` are denied (4031).
+//! - rpc: `echo` returns its data; `events` returns the event counts the
+//!   events hook stored in kv; other methods are 104.
+//! - events: counts each event kind in kv (`events:<kind>`).
 
 wit_bindgen::generate!({
     path: "../../../plugin-sdk/wit",
-    world: "publish-plugin",
+    world: "plugin",
 });
 
-use exports::switchboard::plugin::{lifecycle, publish_hook};
-use switchboard::plugin::types::{Message, PublishResult, Reject};
+use exports::switchboard::plugin::{connect_hook, events_hook, lifecycle, publish_hook, rpc_hook, subscribe_hook};
+use switchboard::plugin::kv;
+use switchboard::plugin::types::{
+    ConnectRequest, ConnectResult, Event, EventKind, Message, Principal, PublishResult, Reject, RpcError,
+    SubscribeRequest, Verdict,
+};
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +60,72 @@ impl publish_hook::Guest for Transform {
                 PublishResult::Replace(Message { data: format!("{{\"calls\":{n}}}").into_bytes(), ..msg })
             }
             _ => PublishResult::Pass,
+        }
+    }
+}
+
+impl connect_hook::Guest for Transform {
+    fn on_connect(req: ConnectRequest) -> ConnectResult {
+        match req.user.as_str() {
+            "mallory" => ConnectResult::Deny(Reject { code: 4030, reason: "mallory is banned".into() }),
+            "alias" => ConnectResult::Allow(Principal {
+                user: "renamed".into(),
+                info: Some(b"{\"via\":\"plugin\"}".to_vec()),
+                channels: Vec::new(),
+                expires_at: None,
+            }),
+            _ => ConnectResult::Pass,
+        }
+    }
+}
+
+impl subscribe_hook::Guest for Transform {
+    fn on_subscribe(req: SubscribeRequest) -> Verdict {
+        if req.channel.contains("secret") {
+            Verdict::Deny(Reject { code: 4031, reason: "secret channel".into() })
+        } else {
+            Verdict::Allow
+        }
+    }
+}
+
+const KINDS: [&str; 9] =
+    ["connect", "disconnect", "subscribe", "unsubscribe", "publish", "join", "leave", "occupied", "vacated"];
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Connect => KINDS[0],
+        EventKind::Disconnect => KINDS[1],
+        EventKind::Subscribe => KINDS[2],
+        EventKind::Unsubscribe => KINDS[3],
+        EventKind::Publish => KINDS[4],
+        EventKind::Join => KINDS[5],
+        EventKind::Leave => KINDS[6],
+        EventKind::ChannelOccupied => KINDS[7],
+        EventKind::ChannelVacated => KINDS[8],
+    }
+}
+
+impl rpc_hook::Guest for Transform {
+    fn on_rpc(method: String, data: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+        match method.as_str() {
+            "echo" => Ok(data),
+            "events" => {
+                let counts: Vec<String> = KINDS
+                    .iter()
+                    .map(|k| format!("\"{k}\":{}", kv::incr(&format!("events:{k}"), 0, None)))
+                    .collect();
+                Ok(format!("{{{}}}", counts.join(",")).into_bytes())
+            }
+            _ => Err(RpcError { code: 104, message: "method not found".into() }),
+        }
+    }
+}
+
+impl events_hook::Guest for Transform {
+    fn on_events(events: Vec<Event>) {
+        for event in events {
+            kv::incr(&format!("events:{}", kind_name(event.kind)), 1, None);
         }
     }
 }
