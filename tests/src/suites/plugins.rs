@@ -17,6 +17,9 @@ fn plugin(name: &str, guest: &str, mode: &str) -> PluginConfig {
         name: name.into(),
         path: test_guest(guest).expect("build test guest").display().to_string(),
         config,
+        // Generous: debug builds on a loaded 2-core box; the hostile tests
+        // set their own budgets.
+        timeout_ms: 1000,
         ..PluginConfig::default()
     }
 }
@@ -302,5 +305,96 @@ async fn a_pipeline_plugin_must_export_its_hook() -> anyhow::Result<()> {
         error,
         "plugin pub-only: does not export connect-hook: required by its place in the on-connect pipeline"
     );
+    Ok(())
+}
+
+/// The `data` of what the publish pipeline of channel `x` makes of `data`.
+async fn run_publish(host: &switchboard::plugin::PluginHost, data: &str) -> String {
+    let message = switchboard::plugin::Message {
+        channel: "x".into(),
+        data: data.as_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    match host.on_publish(message).await {
+        switchboard::plugin::PublishOutcome::Pass(m) => String::from_utf8_lossy(&m.data).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Polls the pipeline until it answers `want` for `data`, within [`WAIT`].
+async fn until_publish_gives(host: &switchboard::plugin::PluginHost, data: &str, want: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = run_publish(host, data).await;
+        if got == want || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_changed_file_or_reload_swaps_in_a_fresh_version_and_a_broken_one_is_refused() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("switchboard-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("counter.wasm");
+    let wasm = std::fs::read(test_guest("transform")?)?;
+    std::fs::write(&path, &wasm)?;
+    let mut config = plugin_config(
+        vec![PluginConfig {
+            pool_size: 1,
+            path: path.display().to_string(),
+            ..plugin("counter", "transform", "count")
+        }],
+        vec![],
+    );
+    config.pipelines.publish = vec!["counter".into()];
+    config.plugin_runtime.watch_interval_ms = 10;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let host = switchboard::plugin::PluginHost::from_config(&config, shutdown.clone()).await?;
+    assert_eq!(run_publish(&host, "{}").await, r#"{"calls":1}"#);
+    assert_eq!(run_publish(&host, "{}").await, r#"{"calls":2}"#);
+
+    // A broken file is refused; the running version keeps serving.
+    std::fs::write(&path, b"not wasm")?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(run_publish(&host, "{}").await, r#"{"calls":3}"#, "the old version still serves");
+
+    // Rewriting the file (new mtime) reloads: a new version with fresh instances.
+    std::fs::write(&path, &wasm)?;
+    assert_eq!(until_publish_gives(&host, "{}", r#"{"calls":1}"#).await, r#"{"calls":1}"#);
+
+    // SIGHUP's path: reload everything on demand.
+    assert_eq!(run_publish(&host, "{}").await, r#"{"calls":2}"#);
+    assert!(host.reload_all().await.is_empty());
+    assert_eq!(run_publish(&host, "{}").await, r#"{"calls":1}"#);
+    shutdown.cancel();
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+#[tokio::test]
+async fn repeated_faults_quarantine_the_plugin_until_a_reload() -> anyhow::Result<()> {
+    let mut config = plugin_config(
+        vec![PluginConfig { pool_size: 1, on_error: OnError::Skip, ..plugin("flaky", "transform", "count") }],
+        vec![],
+    );
+    config.pipelines.publish = vec!["flaky".into()];
+    config.plugin_runtime.breaker_faults = 2;
+    config.plugin_runtime.breaker_backoff_ms = 300;
+    config.plugin_runtime.watch_interval_ms = 0;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let host = switchboard::plugin::PluginHost::from_config(&config, shutdown.clone()).await?;
+    assert_eq!(run_publish(&host, "{}").await, r#"{"calls":1}"#);
+    // Two consecutive traps trip the breaker (on_error skip passes the data on).
+    assert_eq!(run_publish(&host, r#""panic""#).await, r#""panic""#);
+    assert_eq!(run_publish(&host, r#""panic""#).await, r#""panic""#);
+    // Quarantined: the plugin is not called, on_error applies at once.
+    let started = Instant::now();
+    assert_eq!(run_publish(&host, "{}").await, "{}", "a quarantined plugin is skipped");
+    assert!(started.elapsed() < Duration::from_millis(100));
+    // After the backoff the plugin is reloaded and serves again.
+    assert_eq!(until_publish_gives(&host, "{}", r#"{"calls":1}"#).await, r#"{"calls":1}"#);
+    shutdown.cancel();
     Ok(())
 }
