@@ -9,6 +9,7 @@
 //! - [`history`]: per-channel streams with offsets and epochs.
 //! - [`presence`]: who is in which channel.
 //! - [`broker`]: engines that order, store and deliver publications.
+//! - [`plugin`]: sandboxed WASM hooks (wasmtime); uses `config` only.
 //! - [`hub`]: node state and the session state machine; the one place that
 //!   combines the modules above.
 //! - [`api`]: the server HTTP API.

@@ -261,7 +261,9 @@ pub struct PluginConfig {
     pub sha256: Option<String>,
     /// Largest linear memory one instance may grow to; growing past it traps. Default 33554432.
     pub memory_max_bytes: usize,
-    /// Wall-clock budget of one hook call, host calls excluded. Default 5.
+    /// Budget of one hook call, counted in epoch ticks while the guest runs
+    /// (host calls and time yielded to other tasks excluded); a call is
+    /// stopped within this plus one tick. Default 5.
     pub timeout_ms: u64,
     /// Warm instances kept; also the most concurrent calls into this plugin.
     /// A call waits up to `timeout_ms` for a free instance, then `on_error`

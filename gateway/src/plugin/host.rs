@@ -120,8 +120,10 @@ fn expiry(ttl_ms: Option<u64>) -> Option<std::time::Instant> {
 pub struct HostState {
     pub shared: Arc<PluginShared>,
     pub limits: StoreLimits,
-    /// When the running call must end; host call time pushes it back.
-    pub deadline: Option<std::time::Instant>,
+    /// Epoch ticks the running call may still spend in wasm. Ticks are
+    /// counted only while the guest runs, so time spent in host calls or
+    /// yielded to other tasks is not charged to the plugin.
+    pub ticks_left: u64,
     /// Set by the epoch callback when it interrupts a call at its deadline.
     pub timed_out: bool,
     wasi: WasiCtx,
@@ -133,7 +135,7 @@ impl HostState {
         Self {
             shared,
             limits: StoreLimitsBuilder::new().memory_size(memory_max_bytes).trap_on_grow_failure(true).build(),
-            deadline: None,
+            ticks_left: 0,
             timed_out: false,
             // No preopens, env, args, stdio or sockets: std guests link, but
             // have no ambient access.
@@ -204,12 +206,10 @@ impl metrics::Host for HostState {
 
 impl http::Host for HostState {
     async fn fetch(&mut self, req: http::Request) -> Result<http::Response, String> {
-        let started = std::time::Instant::now();
+        // Waiting on the network is not charged to the guest's budget (the
+        // epoch callback only counts ticks while wasm runs); the fetch has
+        // its own timeout.
         let result = fetch(&self.shared, req).await;
-        // Time spent waiting on the network is not the guest's CPU budget.
-        if let Some(deadline) = self.deadline.as_mut() {
-            *deadline += started.elapsed();
-        }
         if let Err(reason) = &result {
             tracing::warn!(plugin = %self.shared.name, %reason, "plugin http.fetch refused or failed");
         }

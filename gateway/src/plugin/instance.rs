@@ -2,7 +2,7 @@
 //! its bounded pool of warm, initialized instances.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
@@ -39,6 +39,15 @@ pub fn check_grants(plugin: &str, imports: &[String], grants: &[String]) -> Resu
         });
     }
     Ok(())
+}
+
+/// Epoch callbacks a call may survive. The first tick lands anywhere within
+/// the first tick period, so a call is interrupted at the
+/// `ceil(budget / tick) + 1`-th tick: after at least `budget` and at most
+/// `budget` plus one tick of running.
+fn budget_ticks(budget: Duration, tick: Duration) -> u64 {
+    let tick = tick.as_micros().max(1);
+    u64::try_from(budget.as_micros().div_ceil(tick)).unwrap_or(u64::MAX)
 }
 
 /// Export indices of the hooks a component implements.
@@ -113,6 +122,7 @@ pub struct Version {
     pub hooks: Hooks,
     pre: InstancePre<HostState>,
     init_config: String,
+    tick: Duration,
     idle: parking_lot::Mutex<Vec<Warm>>,
     permits: Arc<Semaphore>,
 }
@@ -133,6 +143,7 @@ impl Version {
         config: &PluginConfig,
         shared: Arc<PluginShared>,
         sha256: String,
+        tick: Duration,
     ) -> Result<Self, PluginError> {
         let name = config.name.as_str();
         let imports: Vec<String> =
@@ -182,6 +193,7 @@ impl Version {
             hooks,
             pre,
             init_config,
+            tick,
             idle: parking_lot::Mutex::new(Vec::with_capacity(config.pool_size)),
             permits: Arc::new(Semaphore::new(config.pool_size)),
         };
@@ -200,17 +212,16 @@ impl Version {
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
-            match state.deadline {
-                Some(deadline) if Instant::now() >= deadline => {
-                    state.timed_out = true;
-                    Ok(UpdateDeadline::Interrupt)
-                }
-                // Give the executor a turn each tick: a long call never
-                // starves the sessions sharing its worker thread.
-                _ => Ok(UpdateDeadline::Yield(1)),
+            if state.ticks_left == 0 {
+                state.timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
             }
+            state.ticks_left -= 1;
+            // Give the executor a turn each tick: a long call never starves
+            // the sessions sharing its worker thread.
+            Ok(UpdateDeadline::Yield(1))
         });
-        store.data_mut().deadline = Some(Instant::now() + INIT_BUDGET);
+        store.data_mut().ticks_left = self.budget_ticks(INIT_BUDGET);
         store.set_epoch_deadline(1);
         let instance = self
             .pre
@@ -230,8 +241,11 @@ impl Version {
             Ok(Err(reason)) => return Err(PluginError::Init { plugin: name.clone(), reason }),
             Err(e) => return Err(fail(e)),
         }
-        store.data_mut().deadline = None;
         Ok(Warm { store, connect, subscribe, publish, rpc, events })
+    }
+
+    fn budget_ticks(&self, budget: Duration) -> u64 {
+        budget_ticks(budget, self.tick)
     }
 
     /// Checks out an instance, waiting up to `timeout_ms` for a free one;
@@ -272,7 +286,7 @@ impl Version {
         let hook = call.hook();
         let warm = lease.warm.as_mut().expect("a lease holds its instance until finished");
         let store = &mut warm.store;
-        store.data_mut().deadline = Some(Instant::now() + Duration::from_millis(self.config.timeout_ms));
+        store.data_mut().ticks_left = self.budget_ticks(Duration::from_millis(self.config.timeout_ms));
         store.data_mut().timed_out = false;
         store.set_epoch_deadline(1);
         let not_exported = || PluginError::MissingExport {
@@ -302,7 +316,6 @@ impl Version {
                 None => return Err(not_exported()),
             },
         };
-        store.data_mut().deadline = None;
         result.map_err(|e| self.fault(hook, store.data().timed_out, e))
     }
 
@@ -324,6 +337,15 @@ impl Version {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_become_whole_ticks_rounded_up() {
+        let ms = Duration::from_millis;
+        assert_eq!(budget_ticks(ms(5), ms(1)), 5);
+        assert_eq!(budget_ticks(ms(5), ms(2)), 3);
+        assert_eq!(budget_ticks(ms(1), ms(5)), 1);
+        assert_eq!(budget_ticks(Duration::from_secs(2), ms(1)), 2000);
+    }
 
     #[test]
     fn host_interface_names_strip_package_and_version() {

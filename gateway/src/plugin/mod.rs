@@ -304,6 +304,7 @@ struct Inner {
     metrics: Arc<MetricsRegistry>,
     breaker_faults: u32,
     breaker_backoff: Duration,
+    tick: Duration,
     shutdown: CancellationToken,
 }
 
@@ -357,7 +358,8 @@ impl PluginHost {
     pub async fn from_config(config: &Config, shutdown: CancellationToken) -> Result<Self, PluginError> {
         let engine = runtime::build_engine(&config.plugins)?;
         let runtime_config = &config.plugin_runtime;
-        let ticker = runtime::EpochTicker::start(engine.clone(), Duration::from_millis(runtime_config.epoch_tick_ms))?;
+        let tick = Duration::from_millis(runtime_config.epoch_tick_ms);
+        let ticker = runtime::EpochTicker::start(engine.clone(), tick)?;
         let cache_dir = runtime::cache_dir(runtime_config);
         let metrics = Arc::new(MetricsRegistry::default());
         let mut plugins = HashMap::new();
@@ -365,7 +367,7 @@ impl PluginHost {
             let shared =
                 Arc::new(host::PluginShared::new(&plugin_config.name, &plugin_config.allowed_hosts, metrics.clone()));
             let (component, sha256, mtime, source) = read_and_compile(&engine, &cache_dir, plugin_config).await?;
-            let version = Version::load(&engine, &component, plugin_config, shared.clone(), sha256).await?;
+            let version = Version::load(&engine, &component, plugin_config, shared.clone(), sha256, tick).await?;
             tracing::info!(plugin = %plugin_config.name, ?source, sha256 = %version.sha256, "plugin loaded");
             plugins.insert(
                 plugin_config.name.clone(),
@@ -427,6 +429,7 @@ impl PluginHost {
                 metrics,
                 breaker_faults: runtime_config.breaker_faults,
                 breaker_backoff: Duration::from_millis(runtime_config.breaker_backoff_ms),
+                tick,
                 shutdown,
             }),
         };
@@ -546,8 +549,15 @@ impl PluginHost {
     async fn reload_plugin(&self, plugin: &Plugin) -> Result<(), PluginError> {
         let (component, sha256, mtime, source) =
             read_and_compile(&self.inner.engine, &self.inner.cache_dir, &plugin.config).await?;
-        let version =
-            Version::load(&self.inner.engine, &component, &plugin.config, plugin.shared.clone(), sha256).await?;
+        let version = Version::load(
+            &self.inner.engine,
+            &component,
+            &plugin.config,
+            plugin.shared.clone(),
+            sha256,
+            self.inner.tick,
+        )
+        .await?;
         for hook in [Hook::Connect, Hook::Subscribe, Hook::Publish, Hook::Rpc, Hook::Events] {
             if plugin.current.load().hooks.exports(hook) && !version.hooks.exports(hook) {
                 return Err(PluginError::MissingExport {
