@@ -22,7 +22,7 @@ stamp="node_modules/.switchboard-lock.sha256"
 want="$(sha256sum package-lock.json | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     say "npm ci"
-    npm ci --no-audit --no-fund
+    npm ci --no-audit --no-fund --ignore-scripts
     echo "$want" > "$stamp"
 fi
 
