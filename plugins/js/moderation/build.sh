@@ -26,7 +26,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "$want" > "$stamp"
 fi
 
-say "node --test test/"
+say "node --test test/moderation.test.js"
 node --test --test-reporter=spec test/moderation.test.js
 
 mkdir -p dist
