@@ -6,6 +6,7 @@
 # It first installs what the SDK suites need when missing or out of date:
 #   tests/sdk/js/node_modules       `npm ci` from the committed lockfile
 #   tests/sdk/python/.venv          a venv with requirements.txt installed
+# and builds the JavaScript and Python plugins (scripts/build-lang-plugins.sh).
 # Needs: cargo, node + npm, python3 (with venv). Usage: ./scripts/test.sh
 set -euo pipefail
 
@@ -35,6 +36,10 @@ if [[ ! -x "$PY_DIR/.venv/bin/python" || ! -f "$py_stamp" || "$(cat "$py_stamp")
     echo "$py_want" > "$py_stamp"
 fi
 export SWITCHBOARD_PY="${SWITCHBOARD_PY:-$ROOT/$PY_DIR/.venv/bin/python}"
+
+# --- Plugins in JavaScript and Python: built from source, logic tests run -----
+say "scripts/build-lang-plugins.sh"
+"$ROOT/scripts/build-lang-plugins.sh"
 
 # --- Rust --------------------------------------------------------------------
 say "cargo fmt --all -- --check"
