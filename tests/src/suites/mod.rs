@@ -8,6 +8,7 @@ mod lifecycle;
 mod ordering;
 mod origin;
 mod presence;
+mod protobuf;
 mod protocol_errors;
 mod recovery;
 mod sdk_js;
