@@ -12,6 +12,7 @@ mod protobuf;
 mod protocol_errors;
 mod recovery;
 mod sdk_js;
+mod sdk_js_protobuf;
 mod sdk_python;
 mod server_side;
 mod slow;

@@ -24,7 +24,7 @@ use crate::*;
 /// What the Protobuf client reads.
 #[derive(Debug)]
 enum PbFrame {
-    Reply(proto::Reply),
+    Reply(Box<proto::Reply>),
     Close(u16, String),
 }
 
@@ -68,8 +68,8 @@ impl PbClient {
         let mut skipped = Vec::new();
         let reply = loop {
             match self.next_frame().await? {
-                PbFrame::Reply(r) if r.id == id => break r,
-                PbFrame::Reply(r) => skipped.push(r),
+                PbFrame::Reply(r) if r.id == id => break *r,
+                PbFrame::Reply(r) => skipped.push(*r),
                 PbFrame::Close(code, reason) => bail!("closed {code} {reason:?} while waiting for reply {id}"),
             }
         };
@@ -89,7 +89,7 @@ impl PbClient {
     async fn next_frame(&mut self) -> Result<PbFrame> {
         loop {
             if let Some(r) = self.pending.pop_front() {
-                return Ok(PbFrame::Reply(r));
+                return Ok(PbFrame::Reply(Box::new(r)));
             }
             let msg = tokio::time::timeout(WAIT, self.ws.next()).await.context("timed out waiting for a frame")?;
             match msg {
@@ -118,14 +118,14 @@ impl PbClient {
     /// The next publication push, skipping join and leave pushes.
     async fn next_publication(&mut self) -> Result<(String, proto::Publication)> {
         loop {
-            match self.next_frame().await? {
-                PbFrame::Reply(proto::Reply {
-                    push: Some(proto::Push { channel, publication: Some(p), .. }), ..
-                }) => {
-                    return Ok((channel, p));
-                }
-                PbFrame::Reply(proto::Reply { push: Some(p), .. }) if p.join.is_some() || p.leave.is_some() => {}
-                other => bail!("expected a publication push, got {other:?}"),
+            let reply = match self.next_frame().await? {
+                PbFrame::Reply(r) => *r,
+                PbFrame::Close(code, reason) => bail!("closed {code} {reason:?} while waiting for a publication"),
+            };
+            match reply.push {
+                Some(proto::Push { channel, publication: Some(p), .. }) => return Ok((channel, p)),
+                Some(p) if p.join.is_some() || p.leave.is_some() => {}
+                _ => bail!("expected a publication push, got {reply:?}"),
             }
         }
     }
