@@ -283,3 +283,22 @@ async fn wrong_frames_on_a_protobuf_connection_close_it() -> Result<()> {
     assert_eq!(pb.expect_close().await?.0, 3501);
     gw.shutdown().await
 }
+
+#[tokio::test]
+async fn json_client_recovering_a_binary_publication_is_closed_with_3506() -> Result<()> {
+    let gw = TestGateway::start().await?;
+    let api = gw.api();
+    let first = api.result("publish", json!({ "channel": "chat:hist", "data": { "n": 1 } })).await?;
+    api.result("publish", json!({ "channel": "chat:hist", "b64data": b64(BINARY) })).await?;
+    let (mut js, _) = gw.connect("js").await?;
+    let epoch = first["epoch"].as_str().context("epoch")?;
+    js.send(json!({ "subscribe": { "channel": "chat:hist", "recover": true, "offset": 1, "epoch": epoch } })).await?;
+    assert_eq!(js.expect_close().await?, (3506, "inappropriate protocol".to_owned()));
+    // JSON recovery without binary publications still works.
+    let (mut js, _) = gw.connect("js").await?;
+    let reply = js
+        .call(json!({ "subscribe": { "channel": "chat:hist", "recover": true, "offset": 2, "epoch": epoch } }))
+        .await?;
+    assert_eq!(reply["subscribe"]["recovered"], true, "{reply}");
+    gw.shutdown().await
+}
