@@ -36,8 +36,9 @@ fn parse<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
 
 /// Params of `publish` (`channel`) and `broadcast` (`channels`). One struct
 /// for both because serde's `flatten` buffers fields and cannot hand raw
-/// JSON to `Payload`. Content is `data` (JSON) or `b64data`, which must
-/// decode to JSON as long as only the JSON protocol is served.
+/// JSON to `Payload`. Content is `data` (JSON) or `b64data`: any bytes,
+/// delivered untouched to Protobuf clients; JSON subscribers can receive
+/// them only if they are JSON (otherwise fan-out closes them with 3506).
 #[derive(Deserialize)]
 struct PublishParams {
     #[serde(default)]
@@ -61,9 +62,10 @@ impl PublishParams {
             (Some(data), _) => data.clone(),
             (None, Some(b64)) => {
                 let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(ApiError::bad_request)?;
-                let text = std::str::from_utf8(&raw).map_err(ApiError::bad_request)?;
-                Payload::from_json(text)
-                    .map_err(|_| ApiError::bad_request("b64data must hold json for json clients"))?
+                if raw.is_empty() {
+                    return Err(ApiError::bad_request("data required"));
+                }
+                Payload::from_binary(raw.into())
             }
             (None, None) => return Err(ApiError::bad_request("data required")),
         };

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -30,7 +29,6 @@ use crate::history::StreamOptions;
 use crate::presence::{Presence, PresenceStats};
 use crate::protocol::{
     ClientInfo, DisconnectCode, ErrorCode, JoinLeave, Payload, Publication, Push, Reply, StreamPosition,
-    encode_publication_push, encode_reply,
 };
 
 use auth::TokenVerifier;
@@ -56,8 +54,8 @@ struct ClientEntry {
     control: mpsc::Sender<Control>,
 }
 
-/// Fan-out target of the engine: encodes each message once and shares the
-/// bytes with every local subscriber.
+/// Fan-out target of the engine: encodes each message once per encoding
+/// present and shares the bytes with every local subscriber.
 struct Fanout {
     registry: Arc<Registry>,
 }
@@ -67,20 +65,21 @@ impl Delivery for Fanout {
         if self.registry.num_subscribers(channel) == 0 {
             return;
         }
-        let frame = encode_publication_push(channel, publication);
-        self.registry.fanout(channel, &frame);
+        self.registry.fanout(channel, |encoding| encoding.encode_publication_push(channel, publication));
     }
 
     fn join(&self, channel: &str, info: &ClientInfo) {
         let push =
             Push { channel: channel.to_owned(), join: Some(JoinLeave { info: info.clone() }), ..Push::default() };
-        self.registry.fanout(channel, &encode_reply(&Reply::push(push)));
+        let reply = Reply::push(push);
+        self.registry.fanout(channel, |encoding| encoding.encode_reply(&reply));
     }
 
     fn leave(&self, channel: &str, info: &ClientInfo) {
         let push =
             Push { channel: channel.to_owned(), leave: Some(JoinLeave { info: info.clone() }), ..Push::default() };
-        self.registry.fanout(channel, &encode_reply(&Reply::push(push)));
+        let reply = Reply::push(push);
+        self.registry.fanout(channel, |encoding| encoding.encode_reply(&reply));
     }
 }
 
@@ -340,9 +339,4 @@ pub struct NodeInfo {
     pub num_channels: usize,
     #[serde(rename = "uptime")]
     pub uptime_secs: u64,
-}
-
-/// Encodes a ping: the empty object.
-pub(crate) fn ping_frame() -> Bytes {
-    Bytes::from_static(b"{}")
 }

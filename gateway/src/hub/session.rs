@@ -17,25 +17,27 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::auth::TokenError;
-use super::{ConnectionSlot, Hub, PublishRequest, VERSION, ping_frame};
+use super::{ConnectionSlot, Hub, PublishRequest, VERSION};
 use crate::channel::{Outbox, SubscriberId, user_limited_users};
 use crate::config::ChannelOptions;
 use crate::history::{Recovery, StreamOptions};
 use crate::protocol::codes::UNSUBSCRIBE_SERVER;
 use crate::protocol::{
-    ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty, ErrorCode, HistoryRequest,
+    ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty, Encoding, ErrorCode, HistoryRequest,
     HistoryResult, Payload, PresenceResult, PresenceStatsResult, Push, RefreshRequest, RefreshResult, Reply,
     ReplyError, Request, StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribePush, SubscribeRequest,
-    SubscribeResult, UnsubscribePush, decode_commands, encode_reply,
+    SubscribeResult, UnsubscribePush,
 };
 
 /// What a transport hands the session.
 #[derive(Debug)]
 pub enum Inbound {
-    /// One text frame: newline-separated JSON commands.
+    /// One text frame: newline-separated JSON commands. A Protobuf session
+    /// does not accept it (3506).
     Text(Bytes),
-    /// A binary frame, which the JSON protocol does not accept (3506).
-    Binary,
+    /// One binary frame: length-delimited Protobuf commands. A JSON session
+    /// does not accept it (3506).
+    Binary(Bytes),
     /// A frame over `client.max_frame_bytes` (closed with 1009).
     TooLarge,
     /// The client closed the connection or it failed.
@@ -93,6 +95,7 @@ pub struct Session {
     hub: Arc<Hub>,
     id: SubscriberId,
     outbox: Arc<Outbox>,
+    encoding: Encoding,
     control_tx: mpsc::Sender<Control>,
     control_rx: mpsc::Receiver<Control>,
     conn: Option<Connected>,
@@ -105,13 +108,20 @@ pub struct Session {
     _slot: ConnectionSlot,
 }
 
+/// Encodes for a connection; a reply its encoding cannot carry (binary
+/// payloads, e.g. recovered publications, for JSON) ends it with 3506.
+fn encode(encoding: Encoding, reply: &Reply) -> Result<Bytes, DisconnectCode> {
+    encoding.encode_reply(reply).map_err(|_| DisconnectCode::INAPPROPRIATE_PROTOCOL)
+}
+
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl Session {
-    /// A new, not yet connected session holding a connection slot.
-    pub fn new(hub: Arc<Hub>, slot: ConnectionSlot) -> Self {
+    /// A new, not yet connected session holding a connection slot, speaking
+    /// `encoding` for its whole life.
+    pub fn new(hub: Arc<Hub>, slot: ConnectionSlot, encoding: Encoding) -> Self {
         let client = &hub.config().client;
         let outbox = Arc::new(Outbox::new(client.queue_max_bytes));
         let connect_deadline = Instant::now() + Duration::from_secs(client.connect_timeout_secs);
@@ -120,6 +130,7 @@ impl Session {
             id: hub.next_subscriber_id(),
             hub,
             outbox,
+            encoding,
             control_tx,
             control_rx,
             conn: None,
@@ -150,8 +161,13 @@ impl Session {
                 code = outbox.closed() => break code,
                 _ = shutdown.cancelled() => Err(DisconnectCode::SHUTDOWN),
                 frame = inbound.next() => match frame {
-                    Some(Inbound::Text(bytes)) => self.handle_frame(&bytes).await,
-                    Some(Inbound::Binary) => Err(DisconnectCode::INAPPROPRIATE_PROTOCOL),
+                    // A frame of the other kind means the client speaks the
+                    // other protocol: 3506 both ways.
+                    Some(Inbound::Text(bytes)) if self.encoding == Encoding::Json => self.handle_frame(&bytes).await,
+                    Some(Inbound::Binary(bytes)) if self.encoding == Encoding::Protobuf => {
+                        self.handle_frame(&bytes).await
+                    }
+                    Some(Inbound::Text(_) | Inbound::Binary(_)) => Err(DisconnectCode::INAPPROPRIATE_PROTOCOL),
                     Some(Inbound::TooLarge) => Err(DisconnectCode::MESSAGE_TOO_BIG),
                     Some(Inbound::Closed) | None => Err(DisconnectCode::CONNECTION_CLOSED),
                 },
@@ -191,7 +207,7 @@ impl Session {
         }
         if let Some(ping_at) = self.next_ping.filter(|t| now >= *t) {
             let client = &self.hub.config().client;
-            self.send(ping_frame())?;
+            self.send(self.encoding.ping())?;
             if self.pong_deadline.is_none() {
                 self.pong_deadline = Some(now + Duration::from_secs(client.pong_timeout_secs));
             }
@@ -205,12 +221,12 @@ impl Session {
     }
 
     fn reply(&self, reply: &Reply) -> Result<(), DisconnectCode> {
-        self.send(encode_reply(reply))
+        self.send(encode(self.encoding, reply)?)
     }
 
     /// Handles one inbound frame of commands.
     async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), DisconnectCode> {
-        let commands = decode_commands(frame).map_err(|e| {
+        let commands = self.encoding.decode_commands(frame).map_err(|e| {
             debug!(error = %e, "malformed frame");
             DisconnectCode::BAD_REQUEST
         })?;
@@ -350,9 +366,10 @@ impl Session {
             let sub = self.attach(&channel, options, recover, true, None, |_, _| None);
             result.subs.insert(channel, sub);
         }
-        let pushed = self.outbox.push_front(encode_reply(&Reply { id, connect: Some(result), ..Reply::default() }));
+        let reply = encode(self.encoding, &Reply { id, connect: Some(result), ..Reply::default() });
+        let pushed = reply.map(|frame| self.outbox.push_front(frame).map_err(|_| DisconnectCode::SLOW));
         self.outbox.release();
-        pushed.map_err(|_| DisconnectCode::SLOW)?;
+        pushed??;
         Ok(Reply::default())
     }
 
@@ -384,8 +401,9 @@ impl Session {
             return Err(ErrorCode::PermissionDenied.into());
         }
         let channel = req.channel.clone();
+        let encoding = self.encoding;
         self.attach(&channel, options, Some(&req), false, chan_info, |result, _| {
-            Some(encode_reply(&Reply { id, subscribe: Some(result.clone()), ..Reply::default() }))
+            Some(encode(encoding, &Reply { id, subscribe: Some(result.clone()), ..Reply::default() }))
         });
         Ok(Reply::default())
     }
@@ -393,7 +411,8 @@ impl Session {
     /// Joins `channel`: under the channel's lock, reads the stream position and
     /// any recovery, registers for live publications, and queues whatever
     /// `announce` returns (the subscribe reply or push) so that it precedes
-    /// every live publication. Then records presence and announces the join.
+    /// every live publication; an announcement this connection's encoding
+    /// cannot carry closes it. Then records presence and announces the join.
     fn attach(
         &mut self,
         channel: &str,
@@ -401,7 +420,7 @@ impl Session {
         req: Option<&SubscribeRequest>,
         server_side: bool,
         chan_info: Option<Payload>,
-        announce: impl FnOnce(&SubscribeResult, bool) -> Option<Bytes>,
+        announce: impl FnOnce(&SubscribeResult, bool) -> Option<Result<Bytes, DisconnectCode>>,
     ) -> SubscribeResult {
         let history = StreamOptions::from_channel_options(&options);
         let asked_recoverable = req.is_some_and(|r| r.recoverable);
@@ -411,6 +430,7 @@ impl Session {
             req.filter(|r| r.recover).map(|r| StreamPosition { offset: r.offset, epoch: r.epoch.clone() });
         let max_recover = self.hub.config().client.recovery_max_publication_limit;
         let (id, outbox, registry) = (self.id, self.outbox.clone(), self.hub.registry.clone());
+        let encoding = self.encoding;
 
         let result = self.hub.broker.subscribe(channel, history.as_ref(), |mut view| {
             let mut result = SubscribeResult::default();
@@ -427,10 +447,14 @@ impl Session {
                     result.publications = publications;
                 }
             }
-            registry.add(channel, id, outbox.clone());
-            if let Some(frame) = announce(&result, server_side) {
+            registry.add(channel, id, outbox.clone(), encoding);
+            match announce(&result, server_side) {
                 // Overflow closes the outbox (3008); the run loop sees it.
-                let _ = outbox.push(frame);
+                Some(Ok(frame)) => {
+                    let _ = outbox.push(frame);
+                }
+                Some(Err(code)) => outbox.close(code),
+                None => {}
             }
             result
         });
@@ -552,6 +576,7 @@ impl Session {
                     return Ok(());
                 }
                 let Ok(options) = self.hub.channel_options(&channel) else { return Ok(()) };
+                let encoding = self.encoding;
                 self.attach(&channel, options, None, true, None, |result, _| {
                     let push = SubscribePush {
                         recoverable: result.recoverable,
@@ -560,11 +585,8 @@ impl Session {
                         positioned: result.positioned,
                         data: None,
                     };
-                    Some(encode_reply(&Reply::push(Push {
-                        channel: channel.clone(),
-                        subscribe: Some(push),
-                        ..Push::default()
-                    })))
+                    let push = Push { channel: channel.clone(), subscribe: Some(push), ..Push::default() };
+                    Some(encode(encoding, &Reply::push(push)))
                 });
                 Ok(())
             }
@@ -607,7 +629,7 @@ mod tests {
 
     fn start(config: Config) -> Harness {
         let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
-        let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"));
+        let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
         let outbox = session.outbox();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let inbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));

@@ -2,6 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::EncodeError;
 use super::types::{Command, Publication, RawCommand, Reply, Request};
 
 /// Most commands accepted in one frame; a larger batch is a bad request.
@@ -21,6 +22,10 @@ pub enum DecodeError {
     UnknownCommand,
     #[error("too many commands in one frame (max {MAX_COMMANDS_PER_FRAME})")]
     TooManyCommands,
+    #[error("truncated or invalid length prefix")]
+    BadLength,
+    #[error("invalid command protobuf: {0}")]
+    Protobuf(String),
 }
 
 /// Decodes one frame of newline-separated JSON commands. Blank lines are
@@ -95,27 +100,26 @@ fn into_command(raw: RawCommand) -> Result<Command, DecodeError> {
     Ok(Command { id, request: found.unwrap_or(Request::Pong) })
 }
 
-/// Encodes one reply as a single JSON line (no trailing newline).
-pub fn encode_reply(reply: &Reply) -> Bytes {
+/// Encodes one reply as a single JSON line (no trailing newline). Fails only
+/// when the reply carries a binary payload, which JSON cannot embed.
+pub fn encode_reply(reply: &Reply) -> Result<Bytes, EncodeError> {
     let mut buf = BytesMut::with_capacity(128);
-    encode_reply_into(reply, &mut buf);
-    buf.freeze()
+    encode_reply_into(reply, &mut buf)?;
+    Ok(buf.freeze())
 }
 
-/// Appends one reply to `buf`.
-pub fn encode_reply_into(reply: &Reply, buf: &mut BytesMut) {
-    // Serializing our own types into memory cannot fail: every Payload was
-    // validated as JSON when it was built.
+/// Appends one reply to `buf`; on error `buf` may hold a partial reply.
+pub fn encode_reply_into(reply: &Reply, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    // Serializing our own types into memory fails only on a binary Payload:
+    // every JSON one was validated when it was built.
     let writer = (&mut *buf).writer();
-    if let Err(e) = serde_json::to_writer(writer, reply) {
-        unreachable!("reply encoding failed: {e}");
-    }
+    serde_json::to_writer(writer, reply).map_err(|_| EncodeError::BinaryPayload)
 }
 
 /// Encodes the `pub` push for `publication` in `channel` without cloning
 /// the publication: the hot path encodes each publication exactly once and
 /// shares the bytes with every subscriber.
-pub fn encode_publication_push(channel: &str, publication: &Publication) -> Bytes {
+pub fn encode_publication_push(channel: &str, publication: &Publication) -> Result<Bytes, EncodeError> {
     #[derive(serde::Serialize)]
     struct Envelope<'a> {
         push: PushRef<'a>,
@@ -128,14 +132,12 @@ pub fn encode_publication_push(channel: &str, publication: &Publication) -> Byte
     }
     let mut buf = BytesMut::with_capacity(64 + channel.len() + publication.data.len());
     let envelope = Envelope { push: PushRef { channel, publication } };
-    if let Err(e) = serde_json::to_writer((&mut buf).writer(), &envelope) {
-        unreachable!("publication encoding failed: {e}");
-    }
-    buf.freeze()
+    serde_json::to_writer((&mut buf).writer(), &envelope).map_err(|_| EncodeError::BinaryPayload)?;
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::protocol::{Payload, Publication, Push};
     use proptest::prelude::*;
@@ -192,7 +194,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            encode_reply(&reply).as_ref(),
+            encode_reply(&reply).unwrap().as_ref(),
             br#"{"push":{"channel":"chat:1","pub":{"data":{"text":"hi"},"offset":15}}}"#
         );
     }
@@ -204,11 +206,14 @@ mod tests {
             channel: "c".into(),
             publication: Some(publication.clone()),
             ..Default::default()
-        }));
-        assert_eq!(encode_publication_push("c", &publication), owned);
+        }))
+        .unwrap();
+        assert_eq!(encode_publication_push("c", &publication).unwrap(), owned);
+        let binary = Publication { data: Payload::from_binary(bytes::Bytes::from_static(&[0xff])), ..publication };
+        assert_eq!(encode_publication_push("c", &binary), Err(EncodeError::BinaryPayload));
     }
 
-    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    pub(crate) fn json_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
@@ -244,7 +249,7 @@ mod tests {
 
             // Encoding embeds the bytes verbatim and stays one line.
             let reply = Reply::push(Push { channel: "c".into(), publication: Some(Publication { data: payload, offset: 1, ..Default::default() }), ..Default::default() });
-            let bytes = encode_reply(&reply);
+            let bytes = encode_reply(&reply).unwrap();
             prop_assert!(!bytes.contains(&b'\n'));
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             prop_assert_eq!(&v["push"]["pub"]["data"], &value);

@@ -1,9 +1,14 @@
 //! The bidirectional WebSocket transport (`/connection/websocket`).
 //!
 //! One connection runs two halves in one task: the session loop reading
-//! frames, and the writer draining the session's outbox in batches (queued
-//! messages joined with `\n` into one frame). Disconnects travel in the close
-//! frame, as the SDKs expect.
+//! frames, and the writer draining the session's outbox in batches. The
+//! `centrifuge-protobuf` subprotocol selects Protobuf: batches go out as one
+//! binary frame of concatenated length-prefixed messages. Otherwise JSON:
+//! one text frame of messages joined with `\n`. A frame of the other kind
+//! ends the connection with 3506 either way (Centrifugo ignores the frame
+//! type and would fail to decode it instead, with 3501; a wrong frame type
+//! is the clearer signal of a client speaking the wrong protocol).
+//! Disconnects travel in the close frame, as the SDKs expect.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +35,7 @@ use super::http::json;
 use super::{origin_allowed, spawn_named};
 use crate::channel::Outbox;
 use crate::hub::{Hub, Inbound, Session};
-use crate::protocol::DisconnectCode;
+use crate::protocol::{DisconnectCode, Encoding};
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -49,6 +54,12 @@ fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &s
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
+
+/// The subprotocol a Protobuf client asks for in `Sec-WebSocket-Protocol`.
+pub const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
+/// The JSON subprotocol, echoed when offered (clients that offer one fail
+/// the handshake when the server selects none).
+const JSON_SUBPROTOCOL: &str = "centrifuge-json";
 
 /// Validates the upgrade request and answers 101, spawning the session.
 pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTracker) -> Response<Full<Bytes>> {
@@ -73,6 +84,14 @@ pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTrack
         return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"shutting down"}"#);
     }
 
+    let (encoding, subprotocol) = if header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, PROTOBUF_SUBPROTOCOL) {
+        (Encoding::Protobuf, Some(PROTOBUF_SUBPROTOCOL))
+    } else if header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, JSON_SUBPROTOCOL) {
+        (Encoding::Json, Some(JSON_SUBPROTOCOL))
+    } else {
+        (Encoding::Json, None)
+    };
+
     let client = &hub.config().client;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(client.ws_read_buffer_bytes)
@@ -85,7 +104,7 @@ pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTrack
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
-                serve(ws, hub_for_task).await;
+                serve(ws, hub_for_task, encoding).await;
             }
             Err(e) => debug!(error = %e, "websocket upgrade failed"),
         }
@@ -99,23 +118,26 @@ pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTrack
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
+    if let Some(protocol) = subprotocol {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    }
     resp
 }
 
-async fn serve(ws: Ws, hub: Arc<Hub>) {
+async fn serve(ws: Ws, hub: Arc<Hub>, encoding: Encoding) {
     let (mut sink, mut stream) = ws.split();
     let Some(slot) = hub.try_acquire_connection() else {
         let _ = sink.send(close_message(DisconnectCode::CONNECTION_LIMIT)).await;
         linger(sink.reunite(stream).ok()).await;
         return;
     };
-    let session = Session::new(hub.clone(), slot);
+    let session = Session::new(hub.clone(), slot, encoding);
     let outbox = session.outbox();
     let max_batch = hub.config().client.write_batch_max_bytes;
     let inbound = stream.by_ref().filter_map(|msg| {
         std::future::ready(match msg {
             Ok(Message::Text(text)) => Some(Inbound::Text(Bytes::from(text))),
-            Ok(Message::Binary(_)) => Some(Inbound::Binary),
+            Ok(Message::Binary(bytes)) => Some(Inbound::Binary(bytes)),
             Ok(Message::Close(_)) => Some(Inbound::Closed),
             // tungstenite answers pings itself on the next flush.
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
@@ -126,7 +148,7 @@ async fn serve(ws: Ws, hub: Arc<Hub>) {
             }
         })
     });
-    let (code, sent_close) = tokio::join!(session.run(inbound), write_loop(&mut sink, &outbox, max_batch));
+    let (code, sent_close) = tokio::join!(session.run(inbound), write_loop(&mut sink, &outbox, max_batch, encoding));
     debug!(code = code.code, reason = code.reason, "session ended");
     if sent_close {
         linger(sink.reunite(stream).ok()).await;
@@ -134,7 +156,7 @@ async fn serve(ws: Ws, hub: Arc<Hub>) {
 }
 
 /// Drains the outbox into the socket. Returns whether a close frame was sent.
-async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batch: usize) -> bool {
+async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batch: usize, encoding: Encoding) -> bool {
     let mut batch = Vec::new();
     loop {
         if let Some(code) = outbox.next_batch(&mut batch, max_batch).await {
@@ -146,10 +168,14 @@ async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batc
             let _ = sink.send(close_message(code)).await;
             return true;
         }
-        let frame = join_batch(&mut batch);
-        let sent = match Utf8Bytes::try_from(frame) {
-            Ok(text) => sink.send(Message::Text(text)).await,
-            Err(_) => Ok(()),
+        let sent = if encoding.is_binary() {
+            // Length prefixes delimit the messages: plain concatenation.
+            sink.send(Message::Binary(join_batch(&mut batch, b""))).await
+        } else {
+            match Utf8Bytes::try_from(join_batch(&mut batch, b"\n")) {
+                Ok(text) => sink.send(Message::Text(text)).await,
+                Err(_) => Ok(()),
+            }
         };
         if sent.is_err() {
             outbox.close(DisconnectCode::WRITE_ERROR);
@@ -159,16 +185,16 @@ async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batc
 }
 
 /// One frame for the batch: shared bytes as-is for a single message, else
-/// the messages joined with `\n`.
-fn join_batch(batch: &mut Vec<Bytes>) -> Bytes {
+/// the messages joined with `separator`.
+fn join_batch(batch: &mut Vec<Bytes>, separator: &[u8]) -> Bytes {
     if batch.len() == 1 {
         return batch.pop().expect("one element");
     }
-    let len = batch.iter().map(|b| b.len() + 1).sum::<usize>();
+    let len = batch.iter().map(|b| b.len() + separator.len()).sum::<usize>();
     let mut out = BytesMut::with_capacity(len);
     for (i, part) in batch.drain(..).enumerate() {
         if i > 0 {
-            out.extend_from_slice(b"\n");
+            out.extend_from_slice(separator);
         }
         out.extend_from_slice(&part);
     }
