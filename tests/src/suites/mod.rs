@@ -17,3 +17,4 @@ mod slow;
 mod slowloris;
 mod smoke;
 mod timers;
+mod transports;
