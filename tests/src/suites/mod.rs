@@ -11,6 +11,7 @@ mod presence;
 mod protocol_errors;
 mod recovery;
 mod sdk_js;
+mod sdk_js_fallback;
 mod sdk_python;
 mod server_side;
 mod slow;
