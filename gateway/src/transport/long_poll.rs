@@ -225,10 +225,11 @@ impl PollSession {
     }
 
     fn respond(&self, hub: &Hub, id: &str, seq: u64, messages: &[Bytes]) -> Response<Body> {
-        let head = serde_json::json!({ "session": id, "node": hub.node_id(), "seq": seq }).to_string();
-        let mut out = BytesMut::with_capacity(head.len() + 16 + messages.iter().map(|m| m.len() + 1).sum::<usize>());
-        out.put_slice(&head.as_bytes()[..head.len() - 1]);
-        out.put_slice(br#","messages":["#);
+        // Keys in the documented order: session, node, seq, messages.
+        let quote = |s: &str| serde_json::to_string(s).expect("a string encodes");
+        let head = format!(r#"{{"session":{},"node":{},"seq":{seq},"messages":["#, quote(id), quote(hub.node_id()));
+        let mut out = BytesMut::with_capacity(head.len() + 2 + messages.iter().map(|m| m.len() + 1).sum::<usize>());
+        out.put_slice(head.as_bytes());
         for (i, message) in messages.iter().enumerate() {
             if i > 0 {
                 out.put_u8(b',');

@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod client;
+mod curl;
 mod history;
 mod lifecycle;
 mod ordering;
