@@ -399,3 +399,38 @@ async fn long_poll_delivers_batches_once_and_resends_an_unacknowledged_one() -> 
     assert_eq!(emulate(&gw, &session, &node, &[json!({})]).await?, 404);
     Ok(())
 }
+
+/// Waits until the node counts `n` connected clients.
+async fn wait_clients(gw: &TestGateway, n: u64) -> Result<()> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let info = gw.api().result("info", json!({})).await?;
+        if info["nodes"][0]["num_clients"] == json!(n) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("num_clients stayed {} (want {n})", info["nodes"][0]["num_clients"]);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_drops_its_stream_ends_its_session() -> Result<()> {
+    let gw = TestGateway::start().await?;
+    let connect = json!({"id": 1, "connect": {"token": user_token("quitter")}}).to_string();
+    let mut emulated = HttpStream::open(gw.addr, "POST", "/connection/http_stream", &[], &connect).await?;
+    let reply = next_message(&mut emulated).await?;
+    let (session, node) = (reply["connect"]["session"].clone(), reply["connect"]["node"].clone());
+    let body = json!({"token": user_token("quitter")}).to_string();
+    let mut uni = HttpStream::open(gw.addr, "POST", "/connection/uni_http_stream", &[], &body).await?;
+    next_message(&mut uni).await?;
+    wait_clients(&gw, 2).await?;
+    drop(emulated);
+    drop(uni);
+    wait_clients(&gw, 0).await?;
+    let status =
+        emulate(&gw, session.as_str().unwrap_or_default(), node.as_str().unwrap_or_default(), &[json!({})]).await?;
+    assert_eq!(status, 404);
+    Ok(())
+}
