@@ -289,6 +289,38 @@ pub(super) async fn handle(req: Request<Incoming>, hub: &Arc<Hub>, tracker: &Tas
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::hub::{Inbound, Session};
+
+    #[tokio::test(start_paused = true)]
+    async fn one_way_sessions_are_pinged_but_never_closed_for_a_missing_pong() {
+        let mut config = Config::default();
+        config.client.allow_anonymous = true;
+        let hub = Hub::new(Arc::new(config), tokio_util::sync::CancellationToken::new()).expect("hub");
+        let options = SessionOptions {
+            kind: TransportKind::Unidirectional,
+            session_id: "s1".to_owned(),
+            ..SessionOptions::default()
+        };
+        let session = Session::with_options(hub.clone(), hub.try_acquire_connection().expect("slot"), options);
+        let outbox = session.outbox();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        tx.send(Inbound::Text(connect_command(b"{}", None).expect("object"))).await.expect("queued");
+        let task = tokio::spawn(session.run(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))));
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch, 1 << 16).await, None);
+        let connect: Value = serde_json::from_slice(&batch[0]).expect("json");
+        assert_eq!(connect["connect"]["session"], json!("s1"));
+        assert_eq!(connect["connect"].get("pong"), None, "{connect}");
+        assert_eq!(connect["connect"].get("node"), None, "only emulation names the node");
+        for _ in 0..3 {
+            batch.clear();
+            assert_eq!(outbox.next_batch(&mut batch, 1 << 16).await, None);
+            assert_eq!(batch, [Bytes::from_static(b"{}")]);
+        }
+        assert!(!task.is_finished(), "75 s of unanswered pings must not close a one-way session");
+        drop(tx);
+    }
 
     #[test]
     fn pushes_lose_the_envelope_without_copying() {
