@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::emulation::{self, Emulation};
-use super::stream::{Body, json_response};
+use super::stream::{Body, check_origin, json_response, preflight, with_cors};
 use super::{long_poll, uni, uni_websocket, websocket};
 use crate::api;
 use crate::hub::Hub;
@@ -74,6 +74,16 @@ impl Connection {
     }
 }
 
+/// The HTTP transports browsers may call cross-origin (CORS applies).
+const BROWSER_HTTP_PATHS: [&str; 6] = [
+    "/connection/http_stream",
+    "/connection/sse",
+    "/emulation",
+    "/connection/uni_sse",
+    "/connection/uni_http_stream",
+    "/connection/long_poll",
+];
+
 async fn route(
     req: Request<Incoming>,
     hub: Arc<Hub>,
@@ -81,19 +91,19 @@ async fn route(
     emulation: Arc<Emulation>,
 ) -> Response<Body> {
     let path = req.uri().path();
+    if BROWSER_HTTP_PATHS.contains(&path) {
+        if req.method() == Method::OPTIONS {
+            return preflight(req.headers(), &hub);
+        }
+        let origin = match check_origin(req.headers(), &hub) {
+            Ok(origin) => origin,
+            Err(refused) => return refused.response(),
+        };
+        return with_cors(route_http_transport(req, hub, tracker, emulation).await, origin);
+    }
     match (req.method(), path) {
         (&Method::GET, "/connection/websocket") => boxed(websocket::upgrade(req, hub, &tracker)),
-        (&Method::POST, "/connection/http_stream") => {
-            emulation::handle_stream(req, &hub, &tracker, &emulation, false).await
-        }
-        (&Method::GET | &Method::POST, "/connection/sse") => {
-            emulation::handle_stream(req, &hub, &tracker, &emulation, true).await
-        }
-        (&Method::POST, "/emulation") => emulation::handle_post(req, &hub, &emulation).await,
-        (&Method::GET | &Method::POST, "/connection/uni_sse") => uni::handle(req, &hub, &tracker, true).await,
-        (&Method::POST, "/connection/uni_http_stream") => uni::handle(req, &hub, &tracker, false).await,
         (&Method::GET, "/connection/uni_websocket") => boxed(uni_websocket::upgrade(req, hub, &tracker)),
-        (&Method::POST, "/connection/long_poll") => long_poll::handle(req, &hub, &tracker, &emulation).await,
         (&Method::POST, p) if p == "/api" || p.starts_with("/api/") => boxed(api::handle(req, &hub).await),
         (&Method::GET, "/health") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
         (&Method::GET, "/ready") => {
@@ -103,20 +113,32 @@ async fn route(
                 json_response(StatusCode::OK, r#"{"status":"ready"}"#)
             }
         }
-        (
-            _,
-            "/connection/websocket"
-            | "/connection/http_stream"
-            | "/connection/sse"
-            | "/emulation"
-            | "/connection/uni_sse"
-            | "/connection/uni_http_stream"
-            | "/connection/uni_websocket"
-            | "/connection/long_poll"
-            | "/health"
-            | "/ready",
-        ) => json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#),
+        (_, "/connection/websocket" | "/connection/uni_websocket" | "/health" | "/ready") => {
+            json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#)
+        }
         _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
+    }
+}
+
+/// The HTTP-streaming, SSE, one-way HTTP and long-polling endpoints.
+async fn route_http_transport(
+    req: Request<Incoming>,
+    hub: Arc<Hub>,
+    tracker: TaskTracker,
+    emulation: Arc<Emulation>,
+) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/connection/http_stream") => {
+            emulation::handle_stream(req, &hub, &tracker, &emulation, false).await
+        }
+        (&Method::GET | &Method::POST, "/connection/sse") => {
+            emulation::handle_stream(req, &hub, &tracker, &emulation, true).await
+        }
+        (&Method::POST, "/emulation") => emulation::handle_post(req, &hub, &emulation).await,
+        (&Method::GET | &Method::POST, "/connection/uni_sse") => uni::handle(req, &hub, &tracker, true).await,
+        (&Method::POST, "/connection/uni_http_stream") => uni::handle(req, &hub, &tracker, false).await,
+        (&Method::POST, "/connection/long_poll") => long_poll::handle(req, &hub, &tracker, &emulation).await,
+        _ => json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#),
     }
 }
 

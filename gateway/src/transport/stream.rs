@@ -56,6 +56,45 @@ impl Refused {
     }
 }
 
+/// Applies `server.allowed_origins` to a browser request: 403 for an origin
+/// not allowed; else the CORS headers that let the page read the response
+/// (none without an `Origin` header).
+pub(super) fn check_origin(headers: &http::HeaderMap, hub: &Hub) -> Result<Option<HeaderValue>, Refused> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(None) };
+    let allowed = origin.to_str().is_ok_and(|o| super::origin_allowed(o, &hub.config().server.allowed_origins));
+    if allowed {
+        Ok(Some(origin.clone()))
+    } else {
+        Err(Refused(StatusCode::FORBIDDEN, r#"{"error":"origin not allowed"}"#))
+    }
+}
+
+/// Adds the CORS headers for an allowed `origin` to `resp`.
+pub(super) fn with_cors(mut resp: Response<Body>, origin: Option<HeaderValue>) -> Response<Body> {
+    if let Some(origin) = origin {
+        let headers = resp.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    resp
+}
+
+/// The answer to a CORS preflight (`OPTIONS`) for the HTTP transports.
+pub(super) fn preflight(headers: &http::HeaderMap, hub: &Hub) -> Response<Body> {
+    match check_origin(headers, hub) {
+        Ok(origin) => {
+            let mut resp = with_cors(empty_response(StatusCode::NO_CONTENT), origin);
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, last-event-id"));
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+            resp
+        }
+        Err(refused) => refused.response(),
+    }
+}
+
 /// Reads a request body of at most `max` bytes: 413 past it, 400 when the
 /// body cannot be read.
 pub(super) async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refused> {

@@ -434,3 +434,34 @@ async fn a_client_that_drops_its_stream_ends_its_session() -> Result<()> {
     assert_eq!(status, 404);
     Ok(())
 }
+
+#[tokio::test]
+async fn http_transports_apply_allowed_origins_and_answer_cors_preflights() -> Result<()> {
+    let mut config = test_config();
+    config.server.allowed_origins = vec!["https://app.example.com".into()];
+    let gw = TestGateway::start_with(config).await?;
+    let connect = json!({"id": 1, "connect": {"token": user_token("cors")}}).to_string();
+    let evil = [("origin", "https://evil.example.com")];
+    for path in ["/connection/http_stream", "/emulation", "/connection/long_poll", "/connection/uni_http_stream"] {
+        let resp = http_request(gw.addr, "POST", path, &evil, &connect).await?;
+        assert_eq!(resp.status, 403, "{path}");
+    }
+    let good = [("origin", "https://app.example.com")];
+    let mut stream = HttpStream::open(gw.addr, "POST", "/connection/http_stream", &good, &connect).await?;
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(stream.header("access-control-allow-credentials"), Some("true"));
+    assert!(next_message(&mut stream).await?["connect"].is_object());
+    let preflight = HttpStream::open(
+        gw.addr,
+        "OPTIONS",
+        "/emulation",
+        &[("origin", "https://app.example.com"), ("access-control-request-method", "POST")],
+        "",
+    )
+    .await?;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert!(preflight.header("access-control-allow-headers").is_some_and(|h| h.contains("content-type")));
+    Ok(())
+}
