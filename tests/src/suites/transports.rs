@@ -465,3 +465,23 @@ async fn http_transports_apply_allowed_origins_and_answer_cors_preflights() -> R
     assert!(preflight.header("access-control-allow-headers").is_some_and(|h| h.contains("content-type")));
     Ok(())
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_with_a_3001_disconnect() -> Result<()> {
+    let gw = TestGateway::start().await?;
+    let connect = json!({"id": 1, "connect": {"token": user_token("late")}}).to_string();
+    let mut emulated = HttpStream::open(gw.addr, "POST", "/connection/http_stream", &[], &connect).await?;
+    next_message(&mut emulated).await?;
+    let body = json!({"token": user_token("late")}).to_string();
+    let mut uni = HttpStream::open(gw.addr, "POST", "/connection/uni_http_stream", &[], &body).await?;
+    next_message(&mut uni).await?;
+    let shutdown = tokio::spawn(gw.shutdown());
+    let last = next_message(&mut emulated).await?;
+    assert_eq!(last["push"]["disconnect"]["code"], json!(3001), "{last}");
+    assert_eq!(emulated.next_json().await?, None);
+    let last = next_message(&mut uni).await?;
+    assert_eq!(last["disconnect"]["code"], json!(3001), "{last}");
+    assert_eq!(uni.next_json().await?, None);
+    shutdown.await??;
+    Ok(())
+}
