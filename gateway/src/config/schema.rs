@@ -27,6 +27,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// `[engine]`: where history, presence and fan-out live.
     pub engine: EngineConfig,
+    /// `[long_poll]`: the HTTP long-polling transport.
+    pub long_poll: LongPollConfig,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             channels: ChannelsConfig::default(),
             engine: EngineConfig::default(),
+            long_poll: LongPollConfig::default(),
         }
     }
 }
@@ -148,6 +151,24 @@ impl Default for ClientConfig {
             history_max_publication_limit: 300,
             expired_close_delay_secs: 25,
         }
+    }
+}
+
+/// `[long_poll]`: the HTTP long-polling transport (`/connection/long_poll`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LongPollConfig {
+    /// Most seconds a poll waits for messages before it answers with an empty
+    /// batch. Default 25.
+    pub hold_secs: u64,
+    /// Seconds a long-polling session survives without a poll in flight;
+    /// then it is closed and its subscriptions dropped. Default 60.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for LongPollConfig {
+    fn default() -> Self {
+        Self { hold_secs: 25, session_ttl_secs: 60 }
     }
 }
 

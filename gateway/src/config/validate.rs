@@ -9,7 +9,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use super::error::{ConfigError, FieldError};
 use super::schema::{
     ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DEV_API_KEY, DEV_TOKEN_HMAC_SECRET,
-    ServerConfig,
+    LongPollConfig, ServerConfig,
 };
 
 /// The only schema version.
@@ -37,6 +37,7 @@ impl Config {
         validate_auth(&self.auth, self.client.allow_anonymous, &mut errors);
         validate_api(&self.api, &mut errors);
         validate_channels(&self.channels, &mut errors);
+        validate_long_poll(&self.long_poll, &mut errors);
         validate_dev_credentials(self, &mut errors);
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
     }
@@ -234,6 +235,16 @@ fn validate_api(api: &ApiConfig, errors: &mut Errors) {
     }
     errors.positive("api.max_body_bytes", api.max_body_bytes as u64);
     errors.positive("api.idempotency_ttl_secs", api.idempotency_ttl_secs);
+}
+
+fn validate_long_poll(long_poll: &LongPollConfig, errors: &mut Errors) {
+    errors.positive("long_poll.hold_secs", long_poll.hold_secs);
+    if long_poll.session_ttl_secs <= long_poll.hold_secs {
+        errors.push(
+            "long_poll.session_ttl_secs",
+            format!("must be greater than long_poll.hold_secs ({})", long_poll.hold_secs),
+        );
+    }
 }
 
 fn validate_channels(channels: &ChannelsConfig, errors: &mut Errors) {

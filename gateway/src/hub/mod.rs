@@ -10,7 +10,7 @@ mod error;
 mod session;
 
 pub use error::HubError;
-pub use session::{Control, Inbound, Session};
+pub use session::{Control, Inbound, Session, SessionOptions, TransportKind};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -152,6 +152,11 @@ impl Hub {
                 Err(now) => current = now,
             }
         }
+    }
+
+    /// This node's id (`node` in emulation connect results, `uid` in info).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     pub fn num_connections(&self) -> usize {

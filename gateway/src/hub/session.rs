@@ -44,6 +44,37 @@ pub enum Inbound {
     Closed,
 }
 
+/// The kind of transport that drives a session. It decides what the connect
+/// result carries and whether the client is expected to answer pings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TransportKind {
+    /// WebSocket: one bidirectional connection.
+    #[default]
+    Bidirectional,
+    /// SSE, HTTP-streaming or long-polling with commands over `/emulation`:
+    /// the connect result carries `session` and `node`.
+    Emulation,
+    /// uni_sse, uni_http_stream, uni_websocket: the client cannot send, so
+    /// it is never asked to pong (`pong: false`); the result carries `session`.
+    Unidirectional,
+}
+
+/// How a transport sets up a session; `Default` is the WebSocket setup.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub kind: TransportKind,
+    /// The transport's id for this session (`session` in the connect result;
+    /// the `/emulation` routing key). Empty for WebSocket.
+    pub session_id: String,
+    /// Treat every server-side subscription that the connect request gives no
+    /// position for as recovering from an unknown position: the result says
+    /// `was_recovering` and never `recovered`, so nothing is replayed. For a
+    /// resume token the transport could not read (uni_sse `Last-Event-ID`).
+    pub recover_unlisted: bool,
+    /// The wire encoding for the connection's whole life.
+    pub encoding: Encoding,
+}
+
 /// Requests from the server API to a live session.
 #[derive(Debug)]
 pub enum Control {
@@ -105,6 +136,7 @@ pub struct Session {
     pong_deadline: Option<Instant>,
     expire_deadline: Option<Instant>,
     rate: RateWindow,
+    options: SessionOptions,
     _slot: ConnectionSlot,
 }
 
@@ -119,9 +151,15 @@ fn unix_now() -> u64 {
 }
 
 impl Session {
-    /// A new, not yet connected session holding a connection slot, speaking
-    /// `encoding` for its whole life.
+    /// A new, not yet connected bidirectional session holding a connection
+    /// slot, speaking `encoding` for its whole life.
     pub fn new(hub: Arc<Hub>, slot: ConnectionSlot, encoding: Encoding) -> Self {
+        Self::with_options(hub, slot, SessionOptions { encoding, ..SessionOptions::default() })
+    }
+
+    /// A new session for a transport other than WebSocket.
+    pub fn with_options(hub: Arc<Hub>, slot: ConnectionSlot, options: SessionOptions) -> Self {
+        let encoding = options.encoding;
         let client = &hub.config().client;
         let outbox = Arc::new(Outbox::new(client.queue_max_bytes));
         let connect_deadline = Instant::now() + Duration::from_secs(client.connect_timeout_secs);
@@ -140,6 +178,7 @@ impl Session {
             pong_deadline: None,
             expire_deadline: None,
             rate: RateWindow { started: Instant::now(), count: 0 },
+            options,
             _slot: slot,
         }
     }
@@ -208,7 +247,7 @@ impl Session {
         if let Some(ping_at) = self.next_ping.filter(|t| now >= *t) {
             let client = &self.hub.config().client;
             self.send(self.encoding.ping())?;
-            if self.pong_deadline.is_none() {
+            if self.pong_deadline.is_none() && self.options.kind != TransportKind::Unidirectional {
                 self.pong_deadline = Some(now + Duration::from_secs(client.pong_timeout_secs));
             }
             self.next_ping = Some(ping_at + Duration::from_secs(client.ping_interval_secs));
@@ -341,9 +380,22 @@ impl Session {
             client: client.clone(),
             version: VERSION.to_owned(),
             ping: u32::try_from(config.ping_interval_secs).unwrap_or(u32::MAX),
-            pong: true,
+            pong: self.options.kind != TransportKind::Unidirectional,
             ..ConnectResult::default()
         };
+        if self.options.kind != TransportKind::Bidirectional {
+            result.session = self.options.session_id.clone();
+        }
+        if self.options.kind == TransportKind::Emulation {
+            result.node = self.hub.node_id().to_owned();
+        }
+        // A position no stream can have: recovery from it is never possible.
+        let unknown_position = self.options.recover_unlisted.then(|| SubscribeRequest {
+            recover: true,
+            offset: u64::MAX,
+            epoch: "\u{0}unknown".to_owned(),
+            ..SubscribeRequest::default()
+        });
         if let Some(exp) = expires_at {
             let ttl = exp.saturating_sub(unix_now());
             result.expires = true;
@@ -362,7 +414,7 @@ impl Session {
                 debug!(%channel, "token lists an invalid or unknown channel; skipped");
                 continue;
             };
-            let recover = req.subs.get(&channel);
+            let recover = req.subs.get(&channel).or(unknown_position.as_ref());
             let sub = self.attach(&channel, options, recover, true, None, |_, _| None);
             result.subs.insert(channel, sub);
         }

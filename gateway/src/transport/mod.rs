@@ -1,14 +1,20 @@
 //! Transport: the listener, TLS, HTTP/1.1 serving and WebSocket framing.
 //!
-//! Owns sockets and nothing else: it routes requests to the WebSocket
-//! transport (which feeds `hub::Session`) or to the server API, enforces the
+//! Owns sockets and nothing else: it routes requests to the WebSocket,
+//! HTTP-streaming, SSE, one-way and long-polling transports (each only a
+//! framing around one `hub::Session`) or to the server API, enforces the
 //! header timeout and buffer limits that keep slow or hostile peers cheap,
 //! and runs the two-phase shutdown (stop accepting, close sessions with 3001,
 //! drain within `server.shutdown_grace_secs`).
 
+mod emulation;
 mod http;
+mod long_poll;
 mod origin;
+mod stream;
 mod tls;
+mod uni;
+mod uni_websocket;
 mod websocket;
 
 use std::future::Future;
@@ -23,6 +29,7 @@ use tracing::{Instrument, info, warn};
 use crate::config::{Config, ConfigError};
 use crate::hub::{Hub, HubError};
 
+pub use emulation::{DeliverError, DeliverFuture, EmulationRouter, LocalRouter};
 pub use origin::origin_allowed;
 
 /// Why the server could not start or run. Always the operator's to fix.
@@ -62,6 +69,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let hub = Hub::new(config.clone(), root.child_token())?;
     let tls = tls::acceptor(&config.server.tls)?;
+    let emulation = emulation::Emulation::local(&hub);
     spawn_named(&tracker, "hub-maintenance", hub.clone().run_maintenance(Duration::from_secs(30)));
     info!(addr = %listener.local_addr()?, tls = tls.is_some(), "switchboard listening");
 
@@ -72,7 +80,12 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = http::Connection { hub: hub.clone(), tracker: tracker.clone(), tls: tls.clone() };
+                    let conn = http::Connection {
+                        hub: hub.clone(),
+                        tracker: tracker.clone(),
+                        tls: tls.clone(),
+                        emulation: emulation.clone(),
+                    };
                     spawn_named(&tracker, "http-connection", conn.serve(stream, peer));
                 }
                 Err(e) => {

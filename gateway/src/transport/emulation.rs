@@ -1,0 +1,217 @@
+//! Bidirectional emulation: `POST /connection/http_stream` and
+//! `/connection/sse` stream replies and pushes down; the client sends its
+//! commands up with `POST /emulation` `{"session","node","data"}`.
+//!
+//! Which session a post reaches is the [`EmulationRouter`]'s job. This node's
+//! [`LocalRouter`] knows only its own sessions; a multi-node router (Redis)
+//! wraps it and forwards a post whose `node` is another node's to that node,
+//! so sticky sessions stay an optimisation, not a requirement.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use dashmap::DashMap;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use super::stream::{Body, Framer, Stream, disconnect_object, empty_response, json_response, query_param, read_body};
+use crate::hub::{Hub, Inbound, SessionOptions, TransportKind};
+use crate::protocol::DisconnectCode;
+
+/// Why a command post was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    /// No node owns this session (404): it ended, or never existed.
+    #[error("unknown session")]
+    UnknownSession,
+    /// The session has not read its earlier commands yet (429).
+    #[error("session inbound queue full (max {max} frames)")]
+    Busy { max: usize },
+}
+
+/// A boxed future, so the router is usable as a trait object.
+pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliverError>> + Send + 'a>>;
+
+/// Delivers client commands to the session that owns them, wherever it runs.
+pub trait EmulationRouter: Send + Sync {
+    /// Delivers `data` (newline-delimited JSON commands) to `session`, which
+    /// the client says lives on `node`.
+    fn deliver<'a>(&'a self, node: &'a str, session: &'a str, data: Bytes) -> DeliverFuture<'a>;
+}
+
+/// The sessions of this node that accept commands from `/emulation`.
+pub struct LocalRouter {
+    node: String,
+    sessions: DashMap<String, mpsc::Sender<Inbound>>,
+}
+
+/// Keeps a session reachable through `/emulation`; dropping it unregisters.
+pub(super) struct Registration {
+    router: Arc<LocalRouter>,
+    session: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.router.sessions.remove(&self.session);
+    }
+}
+
+impl LocalRouter {
+    pub fn new(node: &str) -> Arc<Self> {
+        Arc::new(Self { node: node.to_owned(), sessions: DashMap::new() })
+    }
+
+    pub(super) fn register(self: &Arc<Self>, session: &str, inbound: mpsc::Sender<Inbound>) -> Registration {
+        self.sessions.insert(session.to_owned(), inbound);
+        Registration { router: self.clone(), session: session.to_owned() }
+    }
+
+    /// Queues `data` for a session of this node without waiting.
+    pub fn deliver_local(&self, session: &str, data: Bytes) -> Result<(), DeliverError> {
+        let inbound = self.sessions.get(session).map(|s| s.clone()).ok_or(DeliverError::UnknownSession)?;
+        inbound.try_send(Inbound::Text(data)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => DeliverError::Busy { max: super::stream::INBOUND_QUEUE },
+            mpsc::error::TrySendError::Closed(_) => DeliverError::UnknownSession,
+        })
+    }
+}
+
+impl EmulationRouter for LocalRouter {
+    fn deliver<'a>(&'a self, node: &'a str, session: &'a str, data: Bytes) -> DeliverFuture<'a> {
+        // One node: a session of another node cannot exist here. An empty
+        // node is accepted for clients that do not echo it.
+        let result = if node.is_empty() || node == self.node {
+            self.deliver_local(session, data)
+        } else {
+            Err(DeliverError::UnknownSession)
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The transports' shared state: the router and this node's sessions.
+pub(crate) struct Emulation {
+    pub local: Arc<LocalRouter>,
+    pub router: Arc<dyn EmulationRouter>,
+    pub polls: super::long_poll::Polls,
+}
+
+impl Emulation {
+    /// Single-node setup: the router is the local one.
+    pub fn local(hub: &Hub) -> Arc<Self> {
+        let local = LocalRouter::new(hub.node_id());
+        Arc::new(Self { router: local.clone(), local, polls: super::long_poll::Polls::default() })
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmulationRequest {
+    session: String,
+    #[serde(default)]
+    node: String,
+    data: String,
+}
+
+/// `POST /emulation`: 204 delivered, 400 bad body, 404 unknown session,
+/// 413 over `client.max_frame_bytes`, 429 session busy.
+pub(super) async fn handle_post(req: Request<Incoming>, hub: &Hub, emulation: &Emulation) -> Response<Body> {
+    // The body holds the commands as a JSON string: allow for its escaping.
+    let max = hub.config().client.max_frame_bytes;
+    let body = match read_body(req.into_body(), max.saturating_mul(2)).await {
+        Ok(body) => body,
+        Err(refused) => return refused.response(),
+    };
+    let Ok(request) = serde_json::from_slice::<EmulationRequest>(&body) else {
+        return json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad emulation request"}"#);
+    };
+    if request.session.is_empty() {
+        return json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad emulation request"}"#);
+    }
+    if request.data.len() > max {
+        return json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#);
+    }
+    match emulation.router.deliver(&request.node, &request.session, Bytes::from(request.data)).await {
+        Ok(()) => empty_response(StatusCode::NO_CONTENT),
+        Err(DeliverError::UnknownSession) => json_response(StatusCode::NOT_FOUND, r#"{"error":"unknown session"}"#),
+        Err(e @ DeliverError::Busy { .. }) => {
+            debug!(error = %e, "emulation post refused");
+            json_response(StatusCode::TOO_MANY_REQUESTS, r#"{"error":"session busy"}"#)
+        }
+    }
+}
+
+/// Newline-delimited replies and pushes, as on a WebSocket.
+struct HttpStreamFramer;
+
+impl Framer for HttpStreamFramer {
+    fn message(&mut self, message: &Bytes, out: &mut BytesMut) -> Option<DisconnectCode> {
+        out.put_slice(message);
+        out.put_u8(b'\n');
+        None
+    }
+
+    fn disconnect(&mut self, code: DisconnectCode, out: &mut BytesMut) {
+        out.put_slice(format!(r#"{{"push":{{"disconnect":{}}}}}"#, disconnect_object(code)).as_bytes());
+        out.put_u8(b'\n');
+    }
+}
+
+/// One `data:` event per reply or push.
+struct SseFramer;
+
+impl Framer for SseFramer {
+    fn message(&mut self, message: &Bytes, out: &mut BytesMut) -> Option<DisconnectCode> {
+        out.put_slice(b"data: ");
+        out.put_slice(message);
+        out.put_slice(b"\n\n");
+        None
+    }
+
+    fn disconnect(&mut self, code: DisconnectCode, out: &mut BytesMut) {
+        out.put_slice(format!("data: {{\"push\":{{\"disconnect\":{}}}}}\n\n", disconnect_object(code)).as_bytes());
+    }
+}
+
+/// `POST /connection/http_stream` (body: the connect command or commands),
+/// `GET /connection/sse?cf_connect=…` and `POST /connection/sse`.
+pub(super) async fn handle_stream(
+    req: Request<Incoming>,
+    hub: &Arc<Hub>,
+    tracker: &TaskTracker,
+    emulation: &Emulation,
+    sse: bool,
+) -> Response<Body> {
+    let max = hub.config().client.max_frame_bytes;
+    let first = if req.method() == Method::GET {
+        match query_param(req.uri().query(), "cf_connect") {
+            Some(text) if text.len() <= max => Bytes::from(text),
+            Some(_) => return json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"cf_connect too large"}"#),
+            None => return json_response(StatusCode::BAD_REQUEST, r#"{"error":"cf_connect required"}"#),
+        }
+    } else {
+        match read_body(req.into_body(), max).await {
+            Ok(body) => body,
+            Err(refused) => return refused.response(),
+        }
+    };
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let options =
+        SessionOptions { kind: TransportKind::Emulation, session_id: session_id.clone(), ..SessionOptions::default() };
+    let stream = match Stream::open(hub, options, first) {
+        Ok(stream) => stream,
+        Err(refused) => return refused.response(),
+    };
+    let registration = emulation.local.register(&session_id, stream.inbound.clone());
+    if sse {
+        stream.respond(hub, tracker, SseFramer, "text/event-stream", registration)
+    } else {
+        stream.respond(hub, tracker, HttpStreamFramer, "application/json", registration)
+    }
+}
