@@ -144,7 +144,8 @@ impl AuthPolicy {
             }
             auto_subscribe.push(pattern);
         }
-        let needs_claims = rules.iter().map(|r| &r.pattern).chain(&auto_subscribe).flatten().any(|t| matches!(t, Token::Claim(_)));
+        let needs_claims =
+            rules.iter().map(|r| &r.pattern).chain(&auto_subscribe).flatten().any(|t| matches!(t, Token::Claim(_)));
         Ok(AuthPolicy { config, rules, auto_subscribe, needs_claims })
     }
 
@@ -162,7 +163,9 @@ impl AuthPolicy {
             let ok = match lookup(claims, &path) {
                 None | Some(Value::Null) => false,
                 Some(_) if allowed.is_empty() => true,
-                Some(Value::Array(values)) => values.iter().any(|v| claim_text(v).is_some_and(|t| allowed.contains(&t))),
+                Some(Value::Array(values)) => {
+                    values.iter().any(|v| claim_text(v).is_some_and(|t| allowed.contains(&t)))
+                }
                 Some(value) => claim_text(value).is_some_and(|t| allowed.contains(&t)),
             };
             if !ok {
@@ -225,7 +228,9 @@ fn parse(pattern: &str) -> Result<Vec<Token>, String> {
                         Some(path) if !path.is_empty() && path.split('.').all(|s| !s.is_empty()) => {
                             Token::Claim(path.split('.').map(str::to_owned).collect())
                         }
-                        _ => return Err(format!("unknown placeholder {{{name}}} (expected {{sub}} or {{claims.NAME}})")),
+                        _ => {
+                            return Err(format!("unknown placeholder {{{name}}} (expected {{sub}} or {{claims.NAME}})"));
+                        }
                     },
                 };
                 if !lit.is_empty() {

@@ -327,7 +327,13 @@ mod tests {
 
     #[test]
     fn normalizes_user_names() {
-        for (raw, want) in [("Alice", "alice"), ("  Bob  Smith ", "bob smith"), ("ＡＬＩＣＥ", "alice"), ("e\u{301}", "é"), ("a\u{7}b", "ab")] {
+        for (raw, want) in [
+            ("Alice", "alice"),
+            ("  Bob  Smith ", "bob smith"),
+            ("ＡＬＩＣＥ", "alice"),
+            ("e\u{301}", "é"),
+            ("a\u{7}b", "ab"),
+        ] {
             assert_eq!(normalize_user(raw), want, "{raw:?}");
         }
     }
@@ -347,7 +353,10 @@ mod tests {
     fn config_is_validated() {
         for (json, want) in [
             (r#"{ "schema": { "properties": { "a": { "type": "int" } } } }"#, "unknown type `int`"),
-            (r#"{ "schema": { "properties": { "a": { "type": "number", "max_length": 3 } } } }"#, "max_length needs type string"),
+            (
+                r#"{ "schema": { "properties": { "a": { "type": "number", "max_length": 3 } } } }"#,
+                "max_length needs type string",
+            ),
             (r#"{ "invalid_code": 99 }"#, "invalid_code 99 out of range"),
             (r#"{ "schema": { "requird": [] } }"#, "unknown field `requird`"),
         ] {

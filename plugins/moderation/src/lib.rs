@@ -144,8 +144,8 @@ fn find_words(folded: &[char], term: &[char]) -> Vec<(usize, usize)> {
     let mut i = 0;
     while i + term.len() <= folded.len() {
         let end = i + term.len();
-        let bounded = (i == 0 || !folded[i - 1].is_alphanumeric())
-            && (end == folded.len() || !folded[end].is_alphanumeric());
+        let bounded =
+            (i == 0 || !folded[i - 1].is_alphanumeric()) && (end == folded.len() || !folded[end].is_alphanumeric());
         if bounded && folded[i..end] == *term {
             found.push((i, end));
             i = end;

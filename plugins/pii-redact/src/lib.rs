@@ -129,7 +129,8 @@ pub fn iban_ok(candidate: &str) -> bool {
     }
     let mut rem: u32 = 0;
     for &b in compact[4..].iter().chain(&compact[..4]) {
-        let value = if b.is_ascii_digit() { u32::from(b - b'0') } else { u32::from(b.to_ascii_uppercase() - b'A') + 10 };
+        let value =
+            if b.is_ascii_digit() { u32::from(b - b'0') } else { u32::from(b.to_ascii_uppercase() - b'A') + 10 };
         rem = if value >= 10 { (rem * 100 + value) % 97 } else { (rem * 10 + value) % 97 };
     }
     rem == 1
@@ -147,7 +148,7 @@ pub fn card_ok(candidate: &str) -> bool {
         .enumerate()
         .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 pub fn ip_ok(candidate: &str) -> bool {
