@@ -229,7 +229,9 @@ fn parse(pattern: &str) -> Result<Vec<Token>, String> {
                             Token::Claim(path.split('.').map(str::to_owned).collect())
                         }
                         _ => {
-                            return Err(format!("unknown placeholder {{{name}}} (expected {{sub}} or {{claims.NAME}})"));
+                            return Err(format!(
+                                "unknown placeholder {{{name}}} (expected {{sub}} or {{claims.NAME}})"
+                            ));
                         }
                     },
                 };
