@@ -32,7 +32,7 @@
 
 use std::net::Ipv6Addr;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use serde_json::Value;
 use switchboard_plugin_sdk::{Message, Plugin, PublishHook, PublishResult};
@@ -99,13 +99,15 @@ struct Detector {
 #[derive(Debug)]
 pub struct Redactor {
     detectors: Vec<Detector>,
+    /// Every enabled detector's regex, to rule a whole payload out at once.
+    any: RegexSet,
     scan: Vec<Vec<String>>,
     skip: Vec<Vec<String>>,
     scan_text: bool,
 }
 
-fn detector(kind: Kind) -> Detector {
-    let (pattern, check, fence): (&str, fn(&str) -> bool, &'static [char]) = match kind {
+fn pattern(kind: Kind) -> (&'static str, fn(&str) -> bool, &'static [char]) {
+    match kind {
         Kind::Email => (
             r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}",
             |_| true,
@@ -115,7 +117,11 @@ fn detector(kind: Kind) -> Detector {
         Kind::Card => (r"[0-9][0-9 -]{11,40}[0-9]", card_ok, &['.', ',']),
         Kind::Ip => (r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*", ip_ok, &['.', ':']),
         Kind::Phone => (r"\+?\(?[0-9][0-9 ().-]{5,}[0-9]", phone_ok, &['.', '+', '-']),
-    };
+    }
+}
+
+fn detector(kind: Kind) -> Detector {
+    let (pattern, check, fence) = pattern(kind);
     let shrink = matches!(kind, Kind::Iban | Kind::Card);
     Detector { kind, regex: Regex::new(pattern).expect("detector regexes are valid"), check, shrink, fence }
 }
@@ -206,9 +212,11 @@ impl Redactor {
                 })
                 .collect()
         };
-        let detectors = Kind::ALL.iter().filter(|k| config.patterns.contains(k)).map(|&k| detector(k)).collect();
+        let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| config.patterns.contains(k)).collect();
+        let any = RegexSet::new(kinds.iter().map(|&k| pattern(k).0)).expect("detector regexes are valid");
         Ok(Redactor {
-            detectors,
+            detectors: kinds.into_iter().map(detector).collect(),
+            any,
             scan: split(&config.scan_fields, "scan_fields")?,
             skip: split(&config.skip_fields, "skip_fields")?,
             scan_text: config.scan_text,
@@ -317,8 +325,22 @@ impl Redactor {
         }
     }
 
+    /// Whether no detector can fire anywhere in the payload. Checked on the
+    /// raw bytes: a candidate in a decoded JSON string is also one in the
+    /// raw text, since no character the detectors look for needs escaping;
+    /// only `\uXXXX` escapes could hide one, so they disable the shortcut.
+    fn surely_clean(&self, data: &[u8]) -> bool {
+        match std::str::from_utf8(data) {
+            Ok(text) => !text.contains("\\u") && !self.any.is_match(text),
+            Err(_) => true,
+        }
+    }
+
     /// The rewritten payload, `None` when nothing was redacted.
     pub fn redact_payload(&self, msg: &Message) -> Option<Vec<u8>> {
+        if self.surely_clean(&msg.data) {
+            return None;
+        }
         if msg.is_json()
             && let Ok(mut value) = serde_json::from_slice::<Value>(&msg.data)
         {
@@ -514,6 +536,15 @@ mod tests {
         let mut off = Redactor::from_config(r#"{ "scan_text": false }"#).unwrap();
         assert_eq!(off.on_publish(text), PublishResult::Pass);
         assert_eq!(r.on_publish(Message::new("c", vec![0xff, 0x00])), PublishResult::Pass);
+    }
+
+    #[test]
+    fn escaped_values_are_still_found() {
+        let r = all();
+        let msg = Message::new("c", br#"{"t":"a\u0040b.io","u":"4111\n4111111111111111"}"#.to_vec());
+        let out: Value = serde_json::from_slice(&r.redact_payload(&msg).unwrap()).unwrap();
+        assert_eq!(out, json!({"t": "[redacted:email]", "u": "4111\n[redacted:card]"}));
+        assert_eq!(r.redact_payload(&Message::new("c", br#"{"key":"value","n":42,"ok":true}"#.to_vec())), None);
     }
 
     #[test]
