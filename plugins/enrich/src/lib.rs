@@ -29,8 +29,10 @@
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use switchboard_plugin_sdk::{Message, Plugin, PublishHook, PublishResult, clock};
 use unicode_normalization::UnicodeNormalization as _;
 
@@ -133,15 +135,21 @@ impl JsonType {
         JsonType::Null,
     ];
 
-    fn admits(self, value: &Value) -> bool {
+    /// Judged from the raw JSON text, which the parser already checked: its
+    /// first byte tells the type, and an integer is a number without a
+    /// fraction or exponent.
+    fn admits(self, raw: &RawValue) -> bool {
+        let text = raw.get();
+        let first = text.as_bytes().first().copied().unwrap_or(b' ');
+        let number = first == b'-' || first.is_ascii_digit();
         match self {
-            JsonType::String => value.is_string(),
-            JsonType::Number => value.is_number(),
-            JsonType::Integer => value.is_i64() || value.is_u64(),
-            JsonType::Boolean => value.is_boolean(),
-            JsonType::Object => value.is_object(),
-            JsonType::Array => value.is_array(),
-            JsonType::Null => value.is_null(),
+            JsonType::String => first == b'"',
+            JsonType::Number => number,
+            JsonType::Integer => number && !text.contains(['.', 'e', 'E']),
+            JsonType::Boolean => first == b't' || first == b'f',
+            JsonType::Object => first == b'{',
+            JsonType::Array => first == b'[',
+            JsonType::Null => first == b'n',
         }
     }
 
@@ -185,7 +193,7 @@ impl Enrich {
     }
 
     /// Checks the object against the schema; the error names the field.
-    pub fn validate(&self, object: &Map<String, Value>) -> Result<(), String> {
+    pub fn validate(&self, object: &Object) -> Result<(), String> {
         let schema = &self.config.schema;
         for name in &schema.required {
             if !object.contains_key(name) {
@@ -204,7 +212,8 @@ impl Enrich {
                 let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
                 return Err(format!("field {name} must be {}", names.join(" or ")));
             }
-            if let (Some(max), Some(text)) = (prop.max_length, value.as_str())
+            if let Some(max) = prop.max_length
+                && let Ok(text) = serde_json::from_str::<String>(value.get())
                 && text.chars().count() > max
             {
                 return Err(format!("field {name} is too long (max {max} characters)"));
@@ -213,11 +222,15 @@ impl Enrich {
         Ok(())
     }
 
-    /// Validates and rewrites one payload.
+    /// Validates and rewrites one payload. Only the top level is parsed:
+    /// nested values are carried as raw JSON text.
     pub fn transform(&self, data: &[u8], user: &str, now_ms: u64) -> Result<Vec<u8>, String> {
-        let value: Value = serde_json::from_slice(data).map_err(|_| "payload is not valid JSON".to_owned())?;
-        let Value::Object(mut object) = value else {
-            return Err("payload must be a JSON object".to_owned());
+        let mut object: Object = match serde_json::from_slice(data) {
+            Ok(object) => object,
+            Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok() => {
+                return Err("payload must be a JSON object".to_owned());
+            }
+            Err(_) => return Err("payload is not valid JSON".to_owned()),
         };
         self.validate(&object)?;
         for (from, to) in &self.config.rename {
@@ -229,17 +242,24 @@ impl Enrich {
             object.shift_remove(name);
         }
         if !self.config.received_at_field.is_empty() {
-            object.insert(self.config.received_at_field.clone(), Value::from(now_ms));
+            object.insert(self.config.received_at_field.clone(), raw(now_ms.to_string()));
         }
         if !self.config.user_field.is_empty() {
             // A client-sent value under the server field name never survives.
             object.shift_remove(&self.config.user_field);
             if !user.is_empty() {
-                object.insert(self.config.user_field.clone(), Value::from(normalize_user(user)));
+                object.insert(self.config.user_field.clone(), raw(Value::from(normalize_user(user)).to_string()));
             }
         }
-        Ok(Value::Object(object).to_string().into_bytes())
+        Ok(serde_json::to_vec(&object).expect("raw values serialize"))
     }
+}
+
+/// A top-level JSON object, its values unparsed.
+pub type Object = IndexMap<String, Box<RawValue>>;
+
+fn raw(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).expect("server fields are valid JSON")
 }
 
 impl Plugin for Enrich {
@@ -298,6 +318,9 @@ mod tests {
             (json!({"text": "héllo"}), Ok(())),
             (json!({"text": "hi", "n": 3, "x": 1.5, "any": [1], "debug": true}), Ok(())),
             (json!({"text": "hi", "n": null, "x": 2}), Ok(())),
+            (json!({"text": "hi", "n": -3, "x": -2.5e-3}), Ok(())),
+            (json!({"text": "\"é\""}), Ok(())),
+            (json!({"text": "\"é\"\n!!"}), Err("field text is too long (max 5 characters)")),
             (json!({}), Err("field text is required")),
             (json!({"text": 1}), Err("field text must be string")),
             (json!({"text": "toolong"}), Err("field text is too long (max 5 characters)")),
@@ -307,7 +330,7 @@ mod tests {
             (json!({"text": "hi", "extra": 1}), Err("field extra is not allowed")),
         ];
         for (value, want) in cases {
-            let got = e.validate(value.as_object().unwrap());
+            let got = e.validate(&serde_json::from_str(&value.to_string()).unwrap());
             assert_eq!(got, want.map_err(str::to_owned), "{value}");
         }
     }
@@ -323,6 +346,11 @@ mod tests {
         assert_eq!(out, json!({"text": "hi", "message": "m", "received_at": 42}));
         assert_eq!(e.transform(b"[1]", "a", 0), Err("payload must be a JSON object".to_owned()));
         assert_eq!(e.transform(b"{nope", "a", 0), Err("payload is not valid JSON".to_owned()));
+        // Nested values and escapes pass through as they were sent.
+        let nested = br#"{"text":"a\"b","deep":{"x":[1,2.5,{"y":null}]},"e":1e3}"#;
+        let open = Enrich::from_config("{}").unwrap();
+        let out = open.transform(nested, "", 7).unwrap();
+        assert_eq!(out, br#"{"text":"a\"b","deep":{"x":[1,2.5,{"y":null}]},"e":1e3,"received_at":7}"#);
     }
 
     #[test]
