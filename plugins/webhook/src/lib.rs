@@ -13,7 +13,8 @@
 //! drop duplicates after a timeout it did answer.
 //!
 //! Retries: a 2xx is delivered; a transport error, 408, 429 or 5xx is
-//! retried; any other status is final. A retry waits
+//! retried; any other status is final. The first `immediate_retries`
+//! retries go out at once; after those a retry waits
 //! `min(backoff_max_ms, backoff_base_ms * 2^(attempt-1))`, half of it
 //! fixed and half random (host `random`). The guest never sleeps: that
 //! would burn the hook's time budget while holding an instance. The retry
@@ -37,7 +38,7 @@
 //!            kinds = ["publish", "join", "leave"], max_batch_events = 100,
 //!            max_attempts = 5, backoff_base_ms = 500, backoff_max_ms = 60000,
 //!            timeout_ms = 2000, max_pending_batches = 1000, max_sends_per_call = 10,
-//!            dead_letter_ttl_secs = 604800 }
+//!            immediate_retries = 0, dead_letter_ttl_secs = 604800 }
 //! ```
 
 use base64::Engine as _;
@@ -72,6 +73,9 @@ pub struct Config {
     pub max_pending_batches: u64,
     /// Requests one call may make. Default 10.
     pub max_sends_per_call: u32,
+    /// Retries sent at once, before the first backoff, for brief blips;
+    /// they count toward `max_attempts` and `max_sends_per_call`. Default 0.
+    pub immediate_retries: u32,
     /// How long dead letters stay in kv, in seconds. Default 604800.
     pub dead_letter_ttl_secs: u64,
 }
@@ -89,6 +93,7 @@ impl Default for Config {
             timeout_ms: 2_000,
             max_pending_batches: 1_000,
             max_sends_per_call: 10,
+            immediate_retries: 0,
             dead_letter_ttl_secs: 604_800,
         }
     }
@@ -308,6 +313,14 @@ impl Webhook {
                     self.dead_letter(seq, &pending, &why);
                     self.advance();
                 }
+                Sent::Retry(why) if pending.attempts <= self.config.immediate_retries => {
+                    log::warn!(
+                        "webhook: batch {} attempt {} failed ({why}); retrying now",
+                        pending.id,
+                        pending.attempts
+                    );
+                    self.store(seq, &pending);
+                }
                 Sent::Retry(why) => {
                     let wait = backoff_ms(
                         self.config.backoff_base_ms,
@@ -451,6 +464,21 @@ mod tests {
         assert_eq!(warnings, 2);
         hook.on_events(vec![]);
         assert_eq!(testing::requests().len(), 5, "nothing left to send");
+    }
+
+    #[test]
+    fn immediate_retries_go_out_in_the_same_call() {
+        testing::reset();
+        let mut hook = webhook(r#", "immediate_retries": 2"#);
+        let accepted = backend(vec![503, 503, 503]);
+        hook.on_events(vec![publish(1)]);
+        assert_eq!(testing::requests().len(), 3, "first attempt and two immediate retries");
+        assert!(delivered(&accepted).is_empty());
+        hook.on_events(vec![publish(2)]);
+        assert_eq!(testing::requests().len(), 3, "then the backoff applies");
+        testing::advance_ms(1000);
+        hook.on_events(vec![]);
+        assert_eq!(delivered(&accepted), vec![1, 2]);
     }
 
     #[test]
