@@ -26,7 +26,7 @@ for crate in */Cargo.toml; do
     name="$(dirname "$crate")"
     wasm="target/wasm32-wasip2/release/${name//-/_}.wasm"
     if [[ -f "$wasm" ]]; then
-        printf '    %-40s %8d bytes\n' "$wasm" "$(stat -c %s "$wasm")"
+        printf '    %-48s %8d bytes\n' "$wasm" "$(stat -c %s "$wasm")"
     else
         echo "missing component: $wasm" >&2
         missing=1
