@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test of the workspace: formatting, clippy, and
+# Runs every check and test of the workspace: the plugin components and their
+# unit tests (scripts/build-plugins.sh), formatting, clippy, and
 # `cargo test --workspace` (unit, property and end-to-end tests, including the
 # centrifuge JS SDK and the cent Python client suites).
 #
@@ -37,6 +38,16 @@ if [[ ! -x "$PY_DIR/.venv/bin/python" || ! -f "$py_stamp" || "$(cat "$py_stamp")
 fi
 export SWITCHBOARD_PY="${SWITCHBOARD_PY:-$ROOT/$PY_DIR/.venv/bin/python}"
 
+# The output stays on screen; a copy is summed so the run closes on one line
+# with the totals over all test binaries, plugin tests included (the last
+# binary cargo runs is a doc-test target that often has 0 tests).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
+# --- Plugins: WebAssembly components and their unit tests --------------------
+# Before the workspace tests, which load the built components.
+./scripts/build-plugins.sh 2>&1 | tee "$log"
+
 # --- Plugins in JavaScript and Python: built from source, logic tests run -----
 say "scripts/build-lang-plugins.sh"
 "$ROOT/scripts/build-lang-plugins.sh"
@@ -49,11 +60,6 @@ say "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 say "cargo test --workspace"
-# The output stays on screen; a copy is summed so the run closes on one line
-# with the totals over all test binaries (the last binary cargo runs is a
-# doc-test target that often has 0 tests).
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace 2>&1 | tee -a "$log"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
