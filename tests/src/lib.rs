@@ -346,6 +346,17 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<HttpResponse> {
+    http_request_bytes(addr, method, path, headers, body.as_bytes()).await
+}
+
+/// [`http_request`] with a binary body (Protobuf posts).
+pub async fn http_request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await?;
     let mut req =
@@ -354,8 +365,9 @@ pub async fn http_request(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).await?;
+    let mut req = req.into_bytes();
+    req.extend_from_slice(body);
+    stream.write_all(&req).await?;
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.context("http response timed out")??;
     let text = String::from_utf8_lossy(&raw);
@@ -413,6 +425,17 @@ impl HttpStream {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Result<Self> {
+        Self::open_bytes(addr, method, path, headers, body.as_bytes()).await
+    }
+
+    /// [`HttpStream::open`] with a binary body (Protobuf requests).
+    pub async fn open_bytes(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Self> {
         use tokio::io::AsyncWriteExt;
         let mut stream = TcpStream::connect(addr).await?;
         let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n", body.len());
@@ -420,8 +443,9 @@ impl HttpStream {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        req.push_str(body);
-        stream.write_all(req.as_bytes()).await?;
+        let mut req = req.into_bytes();
+        req.extend_from_slice(body);
+        stream.write_all(&req).await?;
         let mut this = Self {
             status: 0,
             headers: Vec::new(),
@@ -500,6 +524,33 @@ impl HttpStream {
             }
             if self.ended || !self.read_more().await? {
                 return Ok(None);
+            }
+        }
+    }
+
+    /// The next varint-length-delimited message (its bytes, without the
+    /// prefix); `None` at the end of the body. Fails on a bad prefix or a
+    /// body that ends inside a message.
+    pub async fn next_delimited(&mut self) -> Result<Option<Vec<u8>>> {
+        loop {
+            self.dechunk();
+            if !self.body.is_empty() {
+                let mut buf = &self.body[..];
+                // A prefix split across reads fails to decode: read more.
+                if let Ok(len) = prost::decode_length_delimiter(&mut buf) {
+                    let prefix = self.body.len() - buf.len();
+                    if buf.len() >= len {
+                        let message = self.body[prefix..prefix + len].to_vec();
+                        self.body.drain(..prefix + len);
+                        return Ok(Some(message));
+                    }
+                }
+            }
+            if self.ended || !self.read_more().await? {
+                if self.body.is_empty() {
+                    return Ok(None);
+                }
+                bail!("body ended inside a message ({} bytes left)", self.body.len());
             }
         }
     }

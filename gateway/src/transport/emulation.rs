@@ -19,9 +19,11 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use super::stream::{Body, Framer, Stream, disconnect_object, empty_response, json_response, query_param, read_body};
+use super::stream::{
+    Body, Framer, Stream, disconnect_object, empty_response, inbound_frame, json_response, query_param, read_body,
+};
 use crate::hub::{Hub, Inbound, SessionOptions, TransportKind};
-use crate::protocol::DisconnectCode;
+use crate::protocol::{DisconnectCode, DisconnectPush, Encoding, Push, Reply, proto};
 
 /// Why a command post was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -39,15 +41,18 @@ pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliverError
 
 /// Delivers client commands to the session that owns them, wherever it runs.
 pub trait EmulationRouter: Send + Sync {
-    /// Delivers `data` (newline-delimited JSON commands) to `session`, which
-    /// the client says lives on `node`.
+    /// Delivers `data` (the session's commands in its encoding:
+    /// newline-delimited JSON or length-delimited Protobuf) to `session`,
+    /// which the client says lives on `node`.
     fn deliver<'a>(&'a self, node: &'a str, session: &'a str, data: Bytes) -> DeliverFuture<'a>;
 }
 
 /// The sessions of this node that accept commands from `/emulation`.
 pub struct LocalRouter {
     node: String,
-    sessions: DashMap<String, mpsc::Sender<Inbound>>,
+    /// Each session's queue and encoding: a post's `data` carries no frame
+    /// type, so it is handed over as the session's own kind of frame.
+    sessions: DashMap<String, (mpsc::Sender<Inbound>, Encoding)>,
 }
 
 /// Keeps a session reachable through `/emulation`; dropping it unregisters.
@@ -67,15 +72,20 @@ impl LocalRouter {
         Arc::new(Self { node: node.to_owned(), sessions: DashMap::new() })
     }
 
-    pub(super) fn register(self: &Arc<Self>, session: &str, inbound: mpsc::Sender<Inbound>) -> Registration {
-        self.sessions.insert(session.to_owned(), inbound);
+    pub(super) fn register(
+        self: &Arc<Self>,
+        session: &str,
+        inbound: mpsc::Sender<Inbound>,
+        encoding: Encoding,
+    ) -> Registration {
+        self.sessions.insert(session.to_owned(), (inbound, encoding));
         Registration { router: self.clone(), session: session.to_owned() }
     }
 
     /// Queues `data` for a session of this node without waiting.
     pub fn deliver_local(&self, session: &str, data: Bytes) -> Result<(), DeliverError> {
-        let inbound = self.sessions.get(session).map(|s| s.clone()).ok_or(DeliverError::UnknownSession)?;
-        inbound.try_send(Inbound::Text(data)).map_err(|e| match e {
+        let (inbound, encoding) = self.sessions.get(session).map(|s| s.clone()).ok_or(DeliverError::UnknownSession)?;
+        inbound.try_send(inbound_frame(encoding, data)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => DeliverError::Busy { max: super::stream::INBOUND_QUEUE },
             mpsc::error::TrySendError::Closed(_) => DeliverError::UnknownSession,
         })
@@ -119,25 +129,49 @@ struct EmulationRequest {
     data: String,
 }
 
+/// Whether the request's `Content-Type` is `application/octet-stream`: the
+/// client speaks Protobuf (centrifuge-js's Protobuf build sends it on both
+/// the `http_stream` connect and its `/emulation` posts).
+fn is_protobuf(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"))
+}
+
+/// A decoded post: `(node, session, data)`. `None` for a body that is not
+/// an `EmulationRequest` in the encoding its `Content-Type` names.
+fn parse_post(body: &Bytes, protobuf: bool) -> Option<(String, String, Bytes)> {
+    if protobuf {
+        let request = <proto::EmulationRequest as prost::Message>::decode(body.clone()).ok()?;
+        Some((request.node, request.session, request.data))
+    } else {
+        let request = serde_json::from_slice::<EmulationRequest>(body).ok()?;
+        Some((request.node, request.session, Bytes::from(request.data)))
+    }
+}
+
 /// `POST /emulation`: 204 delivered, 400 bad body, 404 unknown session,
-/// 413 over `client.max_frame_bytes`, 429 session busy.
+/// 413 over `client.max_frame_bytes`, 429 session busy. The body is a JSON
+/// `{"session","node","data"}`, or a Protobuf `EmulationRequest` when the
+/// `Content-Type` is `application/octet-stream`.
 pub(super) async fn handle_post(req: Request<Incoming>, hub: &Hub, emulation: &Emulation) -> Response<Body> {
-    // The body holds the commands as a JSON string: allow for its escaping.
+    let protobuf = is_protobuf(&req);
+    // A JSON body holds the commands as a JSON string: allow for its
+    // escaping (and for the few bytes of a Protobuf envelope).
     let max = hub.config().client.max_frame_bytes;
     let body = match read_body(req.into_body(), max.saturating_mul(2)).await {
         Ok(body) => body,
         Err(refused) => return refused.response(),
     };
-    let Ok(request) = serde_json::from_slice::<EmulationRequest>(&body) else {
+    let Some((node, session, data)) = parse_post(&body, protobuf).filter(|(_, session, _)| !session.is_empty()) else {
         return json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad emulation request"}"#);
     };
-    if request.session.is_empty() {
-        return json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad emulation request"}"#);
-    }
-    if request.data.len() > max {
+    if data.len() > max {
         return json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#);
     }
-    match emulation.router.deliver(&request.node, &request.session, Bytes::from(request.data)).await {
+    match emulation.router.deliver(&node, &session, data).await {
         Ok(()) => empty_response(StatusCode::NO_CONTENT),
         Err(DeliverError::UnknownSession) => json_response(StatusCode::NOT_FOUND, r#"{"error":"unknown session"}"#),
         Err(e @ DeliverError::Busy { .. }) => {
@@ -147,19 +181,38 @@ pub(super) async fn handle_post(req: Request<Incoming>, hub: &Hub, emulation: &E
     }
 }
 
-/// Newline-delimited replies and pushes, as on a WebSocket.
-struct HttpStreamFramer;
+/// Newline-delimited JSON replies and pushes, as on a WebSocket; or, for a
+/// Protobuf session, the length-prefixed messages concatenated.
+struct HttpStreamFramer(Encoding);
 
 impl Framer for HttpStreamFramer {
     fn message(&mut self, message: &Bytes, out: &mut BytesMut) -> Option<DisconnectCode> {
         out.put_slice(message);
-        out.put_u8(b'\n');
+        if !self.0.is_binary() {
+            out.put_u8(b'\n');
+        }
         None
     }
 
     fn disconnect(&mut self, code: DisconnectCode, out: &mut BytesMut) {
-        out.put_slice(format!(r#"{{"push":{{"disconnect":{}}}}}"#, disconnect_object(code)).as_bytes());
-        out.put_u8(b'\n');
+        match self.0 {
+            Encoding::Json => {
+                out.put_slice(format!(r#"{{"push":{{"disconnect":{}}}}}"#, disconnect_object(code)).as_bytes());
+                out.put_u8(b'\n');
+            }
+            Encoding::Protobuf => {
+                let disconnect = DisconnectPush {
+                    code: u32::from(code.code),
+                    reason: code.reason.to_owned(),
+                    reconnect: code.reconnect(),
+                };
+                let reply = Reply::push(Push { disconnect: Some(disconnect), ..Push::default() });
+                // Protobuf encodes any reply; only JSON refuses binary payloads.
+                if let Ok(frame) = Encoding::Protobuf.encode_reply(&reply) {
+                    out.put_slice(&frame);
+                }
+            }
+        }
     }
 }
 
@@ -179,8 +232,10 @@ impl Framer for SseFramer {
     }
 }
 
-/// `POST /connection/http_stream` (body: the connect command or commands),
-/// `GET /connection/sse?cf_connect=…` and `POST /connection/sse`.
+/// `POST /connection/http_stream` (body: the connect command or commands;
+/// Protobuf when its `Content-Type` is `application/octet-stream`),
+/// `GET /connection/sse?cf_connect=…` and `POST /connection/sse` (JSON only:
+/// an event stream is text).
 pub(super) async fn handle_stream(
     req: Request<Incoming>,
     hub: &Arc<Hub>,
@@ -188,6 +243,7 @@ pub(super) async fn handle_stream(
     emulation: &Emulation,
     sse: bool,
 ) -> Response<Body> {
+    let encoding = if !sse && is_protobuf(&req) { Encoding::Protobuf } else { Encoding::Json };
     let max = hub.config().client.max_frame_bytes;
     let first = if req.method() == Method::GET {
         match query_param(req.uri().query(), "cf_connect") {
@@ -202,16 +258,22 @@ pub(super) async fn handle_stream(
         }
     };
     let session_id = uuid::Uuid::new_v4().to_string();
-    let options =
-        SessionOptions { kind: TransportKind::Emulation, session_id: session_id.clone(), ..SessionOptions::default() };
+    let options = SessionOptions {
+        kind: TransportKind::Emulation,
+        session_id: session_id.clone(),
+        encoding,
+        ..SessionOptions::default()
+    };
     let stream = match Stream::open(hub, options, first) {
         Ok(stream) => stream,
         Err(refused) => return refused.response(),
     };
-    let registration = emulation.local.register(&session_id, stream.inbound.clone());
+    let registration = emulation.local.register(&session_id, stream.inbound.clone(), encoding);
     if sse {
         stream.respond(hub, tracker, SseFramer, "text/event-stream", registration)
+    } else if encoding.is_binary() {
+        stream.respond(hub, tracker, HttpStreamFramer(encoding), "application/octet-stream", registration)
     } else {
-        stream.respond(hub, tracker, HttpStreamFramer, "application/json", registration)
+        stream.respond(hub, tracker, HttpStreamFramer(encoding), "application/json", registration)
     }
 }

@@ -34,7 +34,7 @@ use super::spawn_named;
 use super::stream::{Body, INBOUND_QUEUE, bytes_response, disconnect_object, json_response, read_body};
 use crate::channel::Outbox;
 use crate::hub::{Hub, Inbound, Session, SessionOptions, TransportKind};
-use crate::protocol::DisconnectCode;
+use crate::protocol::{DisconnectCode, Encoding};
 
 /// The live long-polling sessions of this node.
 #[derive(Default)]
@@ -121,7 +121,7 @@ async fn open(first: Bytes, hub: &Arc<Hub>, tracker: &TaskTracker, emulation: &A
         last_seen: Mutex::new(Instant::now()),
     });
     emulation.polls.sessions.insert(id.clone(), poll.clone());
-    let registration = emulation.local.register(&id, inbound);
+    let registration = emulation.local.register(&id, inbound, Encoding::Json);
     // Once the session ends, its last batch (with the disconnect) stays
     // readable until a poll takes it or the expiry below forgets the entry.
     spawn_named(tracker, "long-poll-session", async move {

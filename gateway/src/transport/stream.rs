@@ -19,7 +19,7 @@ use tracing::debug;
 
 use super::spawn_named;
 use crate::hub::{Hub, Inbound, Session, SessionOptions};
-use crate::protocol::DisconnectCode;
+use crate::protocol::{DisconnectCode, Encoding};
 
 /// The body of every response this server sends.
 pub(super) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -153,6 +153,13 @@ pub(super) fn disconnect_object(code: DisconnectCode) -> String {
     serde_json::json!({ "code": code.code, "reason": code.reason, "reconnect": code.reconnect() }).to_string()
 }
 
+/// One client frame as the session expects it for `encoding`: HTTP bodies
+/// carry no frame type, so the session's encoding decides (a Protobuf
+/// session reads `Binary`, a JSON one `Text`).
+pub(super) fn inbound_frame(encoding: Encoding, data: Bytes) -> Inbound {
+    if encoding.is_binary() { Inbound::Binary(data) } else { Inbound::Text(data) }
+}
+
 /// A streaming response being set up: the session and the channel that
 /// feeds it commands.
 pub(super) struct Stream {
@@ -172,9 +179,10 @@ impl Stream {
         let Some(slot) = hub.try_acquire_connection() else {
             return Err(Refused(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"connection limit"}"#));
         };
+        let first = inbound_frame(options.encoding, first);
         let session = Session::with_options(hub.clone(), slot, options);
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-        inbound.try_send(Inbound::Text(first)).expect("a new queue has room");
+        inbound.try_send(first).expect("a new queue has room");
         Ok(Self { session, inbound, inbound_rx })
     }
 

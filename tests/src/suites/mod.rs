@@ -23,3 +23,4 @@ mod smoke;
 mod timers;
 mod tls;
 mod transports;
+mod transports_protobuf;
