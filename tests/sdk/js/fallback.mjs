@@ -4,14 +4,17 @@
 // commands over /emulation. Subscribe, receive server-API publications in
 // order, publish from the client, get disconnected by the server with a
 // reconnect code, miss publications meanwhile, and recover them.
+// With SWITCHBOARD_PROTOCOL=protobuf the Protobuf build
+// (`centrifuge/build/protobuf`) runs the same scenario over `http_stream`
+// (Content-Type application/octet-stream) with binary payloads.
 //
 // Env: SWITCHBOARD_TRANSPORT (http_stream | sse), SWITCHBOARD_HTTP_URL (the
 //      gateway's http://host:port), SWITCHBOARD_API_KEY, SWITCHBOARD_TOKEN,
-//      SWITCHBOARD_USER (the token's subject).
+//      SWITCHBOARD_USER (the token's subject); optional SWITCHBOARD_PROTOCOL
+//      (json | protobuf, default json).
 // Exits 0 on success, 1 with a message on any failure, 2 on timeout.
 
 import assert from 'node:assert/strict';
-import { Centrifuge } from 'centrifuge';
 import { EventSource } from 'eventsource';
 
 const HARD_TIMEOUT_MS = 25_000;
@@ -31,7 +34,23 @@ const base = env('SWITCHBOARD_HTTP_URL').replace(/\/$/, '');
 const apiKey = env('SWITCHBOARD_API_KEY');
 const token = env('SWITCHBOARD_TOKEN');
 const user = env('SWITCHBOARD_USER');
-const CHANNEL = `chat:fallback-${transport}`;
+const protobuf = process.env.SWITCHBOARD_PROTOCOL === 'protobuf';
+const { Centrifuge } = await import(protobuf ? 'centrifuge/build/protobuf' : 'centrifuge');
+const CHANNEL = `chat:fallback-${transport}${protobuf ? '-pb' : ''}`;
+
+// Publication n's payload: JSON `{n}`, or in Protobuf bytes that are not
+// UTF-8 (so certainly not JSON), which must arrive byte for byte.
+const binary = (n) => [n, 0x00, 0xff, 0x9f, 0x0a];
+/** The server API params carrying payload n. */
+const apiData = (n) =>
+  protobuf ? { b64data: Buffer.from(binary(n)).toString('base64') } : { data: { n } };
+/** What the SDK hands over for payload n, compared with `seen`. */
+const expected = (n) => (protobuf ? binary(n) : { n });
+function seen(data) {
+  if (!protobuf) return data;
+  assert.ok(data instanceof Uint8Array, `data is not bytes: ${data}`);
+  return Array.from(data);
+}
 
 let step = 'start';
 const hardTimeout = setTimeout(() => {
@@ -132,16 +151,16 @@ async function main() {
 
   log('server API publishes 3');
   for (let i = 1; i <= 3; i++) {
-    await api('publish', { channel: CHANNEL, data: { n: i } });
+    await api('publish', { channel: CHANNEL, ...apiData(i) });
   }
   const live = await inbox.take(3, 'live publication');
-  assert.deepEqual(live.map((p) => p.data), [{ n: 1 }, { n: 2 }, { n: 3 }], 'live publications out of order');
+  assert.deepEqual(live.map((p) => seen(p.data)), [1, 2, 3].map(expected), 'live publications out of order');
   assert.deepEqual(live.map((p) => p.offset), [1, 2, 3], 'live offsets');
 
   log('client publishes over /emulation');
-  await sub.publish({ n: 4, from: 'client' });
+  await sub.publish(protobuf ? new Uint8Array(binary(4)) : { n: 4 });
   const echoed = await inbox.next('client publication');
-  assert.deepEqual(echoed.data, { n: 4, from: 'client' });
+  assert.deepEqual(seen(echoed.data), expected(4));
 
   log('forced disconnect with a reconnect code');
   const disconnected = once(client, 'connecting', 'connecting after the forced disconnect');
@@ -154,19 +173,19 @@ async function main() {
   log('publish 3 while reconnecting');
   const resubscribed = once(sub, 'subscribed', 'subscribed after reconnect');
   for (let i = 5; i <= 7; i++) {
-    await api('publish', { channel: CHANNEL, data: { n: i } });
+    await api('publish', { channel: CHANNEL, ...apiData(i) });
   }
   const reCtx = await resubscribed;
   assert.equal(reCtx.wasRecovering, true, `not recovering: ${JSON.stringify(reCtx)}`);
   assert.equal(reCtx.recovered, true, `not recovered: ${JSON.stringify(reCtx)}`);
   const missed = await inbox.take(3, 'recovered publication');
-  assert.deepEqual(missed.map((p) => p.data), [{ n: 5 }, { n: 6 }, { n: 7 }], 'recovered out of order');
+  assert.deepEqual(missed.map((p) => seen(p.data)), [5, 6, 7].map(expected), 'recovered out of order');
   assert.deepEqual(missed.map((p) => p.offset), [5, 6, 7], 'recovered offsets');
 
   log('live after recovery');
-  await api('publish', { channel: CHANNEL, data: { n: 8 } });
+  await api('publish', { channel: CHANNEL, ...apiData(8) });
   const after = await inbox.next('publication after recovery');
-  assert.deepEqual(after.data, { n: 8 });
+  assert.deepEqual(seen(after.data), expected(8));
   assert.equal(inbox.items.length, 0, `unexpected extra publications: ${JSON.stringify(inbox.items)}`);
 
   client.disconnect();

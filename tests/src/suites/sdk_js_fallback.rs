@@ -1,6 +1,9 @@
 //! The unchanged npm `centrifuge` SDK (v5) over the emulation transports:
 //! `http_stream` (Node's fetch) and `sse` (the npm `eventsource` package),
-//! with commands over `/emulation`. The script is `tests/sdk/js/fallback.mjs`;
+//! with commands over `/emulation`; and the Protobuf build
+//! (`centrifuge/build/protobuf`) over `http_stream`, whose requests carry
+//! `Content-Type: application/octet-stream`. The script is
+//! `tests/sdk/js/fallback.mjs`;
 //! packages are pinned by `tests/sdk/js/package-lock.json` (`npm ci`).
 
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk").join("js")
 }
 
-async fn run_fallback(transport: &str) -> Result<()> {
+async fn run_fallback(transport: &str, protocol: &str) -> Result<()> {
     let dir = js_dir();
     for package in ["centrifuge", "eventsource"] {
         if !dir.join("node_modules").join(package).is_dir() {
@@ -26,11 +29,12 @@ async fn run_fallback(transport: &str) -> Result<()> {
         }
     }
     let gw = TestGateway::start().await?;
-    let user = format!("fallback-{transport}");
+    let user = format!("fallback-{transport}-{protocol}");
     let child = tokio::process::Command::new("node")
         .arg("fallback.mjs")
         .current_dir(&dir)
         .env("SWITCHBOARD_TRANSPORT", transport)
+        .env("SWITCHBOARD_PROTOCOL", protocol)
         .env("SWITCHBOARD_HTTP_URL", gw.http_url(""))
         .env("SWITCHBOARD_API_KEY", API_KEY)
         .env("SWITCHBOARD_TOKEN", user_token(&user))
@@ -48,7 +52,7 @@ async fn run_fallback(transport: &str) -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         bail!(
-            "node fallback.mjs {transport} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+            "node fallback.mjs {transport} ({protocol}) failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
             out.status
         );
     }
@@ -60,10 +64,15 @@ async fn run_fallback(transport: &str) -> Result<()> {
 
 #[tokio::test]
 async fn centrifuge_js_over_http_stream_subscribes_publishes_and_recovers() -> Result<()> {
-    run_fallback("http_stream").await
+    run_fallback("http_stream", "json").await
+}
+
+#[tokio::test]
+async fn centrifuge_js_protobuf_over_http_stream_subscribes_publishes_and_recovers() -> Result<()> {
+    run_fallback("http_stream", "protobuf").await
 }
 
 #[tokio::test]
 async fn centrifuge_js_over_sse_subscribes_publishes_and_recovers() -> Result<()> {
-    run_fallback("sse").await
+    run_fallback("sse", "json").await
 }
