@@ -10,92 +10,36 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use super::stream::{INBOUND_QUEUE, query_param};
+use super::http::json;
+use super::stream::{INBOUND_QUEUE, Refused, query_param};
 use super::uni::{UniMessage, connect_command, to_uni, uni_disconnect};
-use super::{origin_allowed, spawn_named};
+use super::websocket::{Ws, check_upgrade};
 use crate::hub::{Hub, Inbound, Session, SessionOptions, TransportKind};
 use crate::protocol::DisconnectCode;
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
-
-fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-fn has_token(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
-    req.headers()
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// Validates the upgrade (origin, headers, `cf_connect` size) and answers 101.
+/// Validates the upgrade (the WebSocket checks, then the `cf_connect` size)
+/// and answers 101.
 pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTracker) -> Response<Full<Bytes>> {
-    let config = hub.config();
-    if let Some(origin) = req.headers().get(header::ORIGIN)
-        && !origin.to_str().is_ok_and(|o| origin_allowed(o, &config.server.allowed_origins))
-    {
-        return plain(StatusCode::FORBIDDEN, r#"{"error":"origin not allowed"}"#);
-    }
-    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
-    let version_ok = req.headers().get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let Some(key) = key.filter(|_| {
-        version_ok && has_token(&req, header::CONNECTION, "upgrade") && has_token(&req, header::UPGRADE, "websocket")
-    }) else {
-        return plain(StatusCode::BAD_REQUEST, r#"{"error":"websocket upgrade required"}"#);
+    let handshake = match check_upgrade(&req, &hub) {
+        Ok(handshake) => handshake,
+        Err(Refused(status, body)) => return json(status, body),
     };
-    if hub.shutdown_token().is_cancelled() {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"shutting down"}"#);
-    }
     let cf_connect = query_param(req.uri().query(), "cf_connect");
-    if cf_connect.as_ref().is_some_and(|c| c.len() > config.client.max_frame_bytes) {
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"cf_connect too large"}"#);
+    if cf_connect.as_ref().is_some_and(|c| c.len() > hub.config().client.max_frame_bytes) {
+        return json(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"cf_connect too large"}"#);
     }
-    let client = &config.client;
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(client.ws_read_buffer_bytes)
-        .write_buffer_size(client.ws_write_buffer_bytes)
-        .max_write_buffer_size(client.ws_write_buffer_bytes.max(client.write_batch_max_bytes) * 4)
-        .max_message_size(Some(client.max_frame_bytes))
-        .max_frame_size(Some(client.max_frame_bytes));
     let hub_for_task = hub.clone();
-    spawn_named(tracker, "uni-ws-session", async move {
-        match hyper::upgrade::on(req).await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
-                serve(ws, hub_for_task, cf_connect).await;
-            }
-            Err(e) => debug!(error = %e, "uni websocket upgrade failed"),
-        }
-    });
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = resp.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    resp
+    handshake.accept(req, &hub, tracker, "uni-ws-session", None, move |ws| serve(ws, hub_for_task, cf_connect))
 }
 
 fn close(code: DisconnectCode) -> Message {

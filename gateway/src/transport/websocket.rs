@@ -10,6 +10,7 @@
 //! is the clearer signal of a client speaking the wrong protocol).
 //! Disconnects travel in the close frame, as the SDKs expect.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,12 +33,13 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::http::json;
+use super::stream::Refused;
 use super::{origin_allowed, spawn_named};
 use crate::channel::Outbox;
 use crate::hub::{Hub, Inbound, Session};
 use crate::protocol::{DisconnectCode, Encoding};
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+pub(super) type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
 /// After our close frame, how long we keep reading so the peer receives it
 /// before the socket closes (closing with unread input sends a TCP reset,
@@ -55,6 +57,90 @@ fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &s
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// An upgrade request that passed [`check_upgrade`].
+pub(super) struct Handshake {
+    /// The client's `Sec-WebSocket-Key`, for the accept header.
+    key: HeaderValue,
+}
+
+/// The checks every WebSocket endpoint makes before answering 101: the
+/// `Origin` against `server.allowed_origins` (403), a version-13 upgrade
+/// with a key (400), and a node that is not shutting down (503).
+pub(super) fn check_upgrade(req: &Request<Incoming>, hub: &Hub) -> Result<Handshake, Refused> {
+    if let Some(origin) = req.headers().get(header::ORIGIN)
+        && !origin.to_str().is_ok_and(|o| origin_allowed(o, &hub.config().server.allowed_origins))
+    {
+        debug!(origin = ?origin, "websocket origin rejected");
+        return Err(Refused(StatusCode::FORBIDDEN, r#"{"error":"origin not allowed"}"#));
+    }
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    let version_ok = req.headers().get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let Some(key) = key.filter(|_| {
+        version_ok
+            && header_has_token(req, header::CONNECTION, "upgrade")
+            && header_has_token(req, header::UPGRADE, "websocket")
+    }) else {
+        return Err(Refused(StatusCode::BAD_REQUEST, r#"{"error":"websocket upgrade required"}"#));
+    };
+    if hub.shutdown_token().is_cancelled() {
+        return Err(Refused(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"shutting down"}"#));
+    }
+    Ok(Handshake { key })
+}
+
+impl Handshake {
+    /// The socket limits from `client.*`.
+    pub fn config(hub: &Hub) -> WebSocketConfig {
+        let client = &hub.config().client;
+        WebSocketConfig::default()
+            .read_buffer_size(client.ws_read_buffer_bytes)
+            .write_buffer_size(client.ws_write_buffer_bytes)
+            .max_write_buffer_size(client.ws_write_buffer_bytes.max(client.write_batch_max_bytes) * 4)
+            .max_message_size(Some(client.max_frame_bytes))
+            .max_frame_size(Some(client.max_frame_bytes))
+    }
+
+    /// Spawns `serve` on the upgraded socket and answers 101, selecting
+    /// `subprotocol` when given.
+    pub fn accept<F, Fut>(
+        self,
+        req: Request<Incoming>,
+        hub: &Hub,
+        tracker: &TaskTracker,
+        name: &'static str,
+        subprotocol: Option<&'static str>,
+        serve: F,
+    ) -> Response<Full<Bytes>>
+    where
+        F: FnOnce(Ws) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let ws_config = Self::config(hub);
+        spawn_named(tracker, name, async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => {
+                    let ws =
+                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                    serve(ws).await;
+                }
+                Err(e) => debug!(error = %e, task = name, "websocket upgrade failed"),
+            }
+        });
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = resp.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(self.key.as_bytes())) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        if let Some(protocol) = subprotocol {
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+        }
+        resp
+    }
+}
+
 /// The subprotocol a Protobuf client asks for in `Sec-WebSocket-Protocol`.
 pub const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
 /// The JSON subprotocol, echoed when offered (clients that offer one fail
@@ -63,27 +149,10 @@ const JSON_SUBPROTOCOL: &str = "centrifuge-json";
 
 /// Validates the upgrade request and answers 101, spawning the session.
 pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTracker) -> Response<Full<Bytes>> {
-    let server = &hub.config().server;
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| origin_allowed(o, &server.allowed_origins));
-        if !allowed {
-            debug!(origin = ?origin, "websocket origin rejected");
-            return json(StatusCode::FORBIDDEN, r#"{"error":"origin not allowed"}"#);
-        }
-    }
-    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
-    let version_ok = req.headers().get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let Some(key) = key.filter(|_| {
-        version_ok
-            && header_has_token(&req, header::CONNECTION, "upgrade")
-            && header_has_token(&req, header::UPGRADE, "websocket")
-    }) else {
-        return json(StatusCode::BAD_REQUEST, r#"{"error":"websocket upgrade required"}"#);
+    let handshake = match check_upgrade(&req, &hub) {
+        Ok(handshake) => handshake,
+        Err(Refused(status, body)) => return json(status, body),
     };
-    if hub.shutdown_token().is_cancelled() {
-        return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"shutting down"}"#);
-    }
-
     let (encoding, subprotocol) = if header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, PROTOBUF_SUBPROTOCOL) {
         (Encoding::Protobuf, Some(PROTOBUF_SUBPROTOCOL))
     } else if header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, JSON_SUBPROTOCOL) {
@@ -91,37 +160,8 @@ pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTrack
     } else {
         (Encoding::Json, None)
     };
-
-    let client = &hub.config().client;
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(client.ws_read_buffer_bytes)
-        .write_buffer_size(client.ws_write_buffer_bytes)
-        .max_write_buffer_size(client.ws_write_buffer_bytes.max(client.write_batch_max_bytes) * 4)
-        .max_message_size(Some(client.max_frame_bytes))
-        .max_frame_size(Some(client.max_frame_bytes));
     let hub_for_task = hub.clone();
-    spawn_named(tracker, "ws-session", async move {
-        match hyper::upgrade::on(req).await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
-                serve(ws, hub_for_task, encoding).await;
-            }
-            Err(e) => debug!(error = %e, "websocket upgrade failed"),
-        }
-    });
-
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = resp.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    if let Some(protocol) = subprotocol {
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
-    }
-    resp
+    handshake.accept(req, &hub, tracker, "ws-session", subprotocol, move |ws| serve(ws, hub_for_task, encoding))
 }
 
 async fn serve(ws: Ws, hub: Arc<Hub>, encoding: Encoding) {
