@@ -6,6 +6,8 @@
 #
 # It first installs what the SDK suites need when missing or out of date:
 #   tests/sdk/js/node_modules       `npm ci` from the committed lockfile
+#   tests/browser/node_modules      `npm ci` (playwright-core, centrifuge)
+#   /usr/bin/chromium               Debian's chromium with apt (needs root)
 #   tests/sdk/python/.venv          a venv with requirements.txt installed
 # and builds the JavaScript and Python plugins (scripts/build-lang-plugins.sh).
 # Needs: cargo, node + npm, python3 (with venv). Usage: ./scripts/test.sh
@@ -24,6 +26,27 @@ if [[ ! -f "$js_stamp" || "$(cat "$js_stamp")" != "$js_want" ]]; then
     say "npm ci in $JS_DIR"
     (cd "$JS_DIR" && npm ci --no-audit --no-fund --ignore-scripts)
     echo "$js_want" > "$js_stamp"
+fi
+
+# --- Browser: playwright-core and the centrifuge UMD bundle, and Chromium ----
+BROWSER_DIR="tests/browser"
+browser_stamp="$BROWSER_DIR/node_modules/.switchboard-lock.sha256"
+browser_want="$(sha256sum "$BROWSER_DIR/package-lock.json" | cut -d' ' -f1)"
+if [[ ! -f "$browser_stamp" || "$(cat "$browser_stamp")" != "$browser_want" ]]; then
+    say "npm ci in $BROWSER_DIR"
+    (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --ignore-scripts)
+    echo "$browser_want" > "$browser_stamp"
+fi
+# playwright-core drives Debian's chromium: its own browser download does not
+# work on these machines.
+if [[ ! -x /usr/bin/chromium ]]; then
+    if [[ "$(id -u)" != 0 ]]; then
+        echo "error: /usr/bin/chromium missing; install Debian's chromium (apt-get install chromium) as root" >&2
+        exit 1
+    fi
+    say "apt-get install chromium"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi
 
 # --- Python: the cent client, pinned by requirements.txt --------------------
