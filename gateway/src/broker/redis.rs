@@ -305,10 +305,11 @@ impl RedisBroker {
             .set_response_timeout(self.options.timeout)
             .set_number_of_retries(1)
             .set_max_delay(500);
-        let conn = tokio::time::timeout(self.options.timeout * 2, self.client.get_connection_manager_with_config(config))
-            .await
-            .map_err(|_| EngineError::Redis("connect timed out".to_owned()))?
-            .map_err(|e| EngineError::Redis(e.to_string()))?;
+        let conn =
+            tokio::time::timeout(self.options.timeout * 2, self.client.get_connection_manager_with_config(config))
+                .await
+                .map_err(|_| EngineError::Redis("connect timed out".to_owned()))?
+                .map_err(|e| EngineError::Redis(e.to_string()))?;
         *guard = Some(conn.clone());
         Ok(conn)
     }
@@ -731,7 +732,8 @@ impl RedisBroker {
     /// Stores the first result of an idempotent publish for `ttl`; returns
     /// the stored one when another node (or an earlier call) got there first.
     pub async fn idempotent_get(&self, channel: &str, key: &str) -> Result<Option<StreamPosition>, EngineError> {
-        let stored: Option<String> = self.query(redis::cmd("GET").arg(self.key("idem", &format!("{channel}:{key}")))).await?;
+        let stored: Option<String> =
+            self.query(redis::cmd("GET").arg(self.key("idem", &format!("{channel}:{key}")))).await?;
         Ok(stored.and_then(|s| {
             let (offset, epoch) = s.split_once(':')?;
             Some(StreamPosition { offset: offset.parse().ok()?, epoch: epoch.to_owned() })
@@ -782,11 +784,8 @@ impl RedisBroker {
     /// Compares what was delivered with each stream top; a top that stays
     /// ahead across two checks means live messages were lost.
     async fn check_gaps(&self) {
-        let channels: Vec<(String, StreamPosition)> = self
-            .cells
-            .iter()
-            .filter_map(|e| e.value().lock().last.clone().map(|l| (e.key().to_string(), l)))
-            .collect();
+        let channels: Vec<(String, StreamPosition)> =
+            self.cells.iter().filter_map(|e| e.value().lock().last.clone().map(|l| (e.key().to_string(), l))).collect();
         if channels.is_empty() {
             return;
         }
@@ -795,9 +794,11 @@ impl RedisBroker {
             pipe.cmd("HMGET").arg(self.key("meta", channel)).arg("e").arg("s");
         }
         let Ok(mut conn) = self.conn().await else { return };
-        let Ok(Ok(tops)) =
-            tokio::time::timeout(self.options.timeout, pipe.query_async::<Vec<(Option<String>, Option<u64>)>>(&mut conn))
-                .await
+        let Ok(Ok(tops)) = tokio::time::timeout(
+            self.options.timeout,
+            pipe.query_async::<Vec<(Option<String>, Option<u64>)>>(&mut conn),
+        )
+        .await
         else {
             return;
         };
@@ -836,7 +837,8 @@ impl RedisBroker {
                 let mut state = self.pubsub.lock().await;
                 let mut channels: Vec<String> = state.subscribed.iter().cloned().collect();
                 channels.push(self.node_channel(&self.options.node));
-                let resubscribed = matches!(tokio::time::timeout(self.options.timeout, sink.subscribe(&channels)).await, Ok(Ok(())));
+                let resubscribed =
+                    matches!(tokio::time::timeout(self.options.timeout, sink.subscribe(&channels)).await, Ok(Ok(())));
                 if resubscribed {
                     state.sink = Some(sink);
                     drop(state);
