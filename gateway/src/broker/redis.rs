@@ -748,6 +748,11 @@ impl RedisBroker {
         Ok(set.is_some())
     }
 
+    /// Gives up a claimed key whose publish failed.
+    pub async fn idempotent_release(&self, channel: &str, key: &str) -> Result<(), EngineError> {
+        self.query::<i64>(redis::cmd("DEL").arg(self.key("idem", &format!("{channel}:{key}")))).await.map(|_| ())
+    }
+
     pub async fn idempotent_store(
         &self,
         channel: &str,
@@ -883,12 +888,16 @@ mod tests {
     }
 
     async fn broker(prefix: &str) -> Option<(Arc<RedisBroker>, CancellationToken)> {
+        broker_with(prefix, Duration::from_secs(60)).await
+    }
+
+    async fn broker_with(prefix: &str, presence_ttl: Duration) -> Option<(Arc<RedisBroker>, CancellationToken)> {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let options = RedisOptions {
             url: url.clone(),
             prefix: prefix.to_owned(),
             timeout: Duration::from_secs(2),
-            presence_ttl: Duration::from_secs(60),
+            presence_ttl,
             gap_check_period: Duration::from_secs(1),
             node: "test".to_owned(),
         };
@@ -933,6 +942,23 @@ mod tests {
             ran += 1;
         }
         assert!(ran >= 10, "only {ran} rows ran");
+        token.cancel();
+    }
+
+    /// Entries of a node that stopped refreshing them (it died) expire after
+    /// `presence_ttl`; stats follow.
+    #[tokio::test]
+    async fn presence_of_a_silent_node_expires_after_the_ttl() {
+        let prefix = format!("sbunit-{}", new_epoch());
+        let Some((broker, token)) = broker_with(&prefix, Duration::from_secs(1)).await else { return };
+        let info = ClientInfo { user: "u".to_owned(), client: "c1".to_owned(), ..ClientInfo::default() };
+        broker.presence_add("ch", &info).await.expect("add");
+        let stats = broker.presence_stats("ch").await.expect("stats");
+        assert_eq!(stats, PresenceStats { num_clients: 1, num_users: 1 });
+        assert_eq!(broker.presence("ch").await.expect("get").get("c1"), Some(&info));
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(broker.presence("ch").await.expect("get").is_empty());
+        assert_eq!(broker.presence_stats("ch").await.expect("stats"), PresenceStats::default());
         token.cancel();
     }
 }

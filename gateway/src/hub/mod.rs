@@ -229,7 +229,14 @@ impl Hub {
         let ttl = Duration::from_secs(self.config.api.idempotency_ttl_secs);
         let channel = req.channel.clone();
         if redis.idempotent_claim(&channel, &key, ttl).await? {
-            let pos = self.publish_now(req, options).await?;
+            let pos = match self.publish_now(req, options).await {
+                Ok(pos) => pos,
+                Err(e) => {
+                    // Not published: let a retry claim the key again.
+                    let _ = redis.idempotent_release(&channel, &key).await;
+                    return Err(e);
+                }
+            };
             redis.idempotent_store(&channel, &key, &pos, ttl).await?;
             return Ok(pos);
         }

@@ -418,8 +418,11 @@ impl Session {
             let sub = match self.attach(&channel, options, recover, true, None, |_, _| None).await {
                 Ok(sub) => sub,
                 Err(e) => {
+                    // Redis is unreachable: a reply would leave this
+                    // connection half-set-up. Close it; the client reconnects.
+                    debug!(error = ?e, %channel, "server-side subscription failed");
                     self.outbox.release();
-                    return Err(e.into());
+                    return Err(DisconnectCode::INTERNAL.into());
                 }
             };
             result.subs.insert(channel, sub);
