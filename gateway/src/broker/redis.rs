@@ -50,7 +50,10 @@ const MAX_BUFFERED: usize = 65_536;
 /// Settings of the Redis engine, resolved from `[engine]`.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    pub url: String,
+    /// One URL per shard; channels are spread over them by consistent
+    /// hashing of the channel name. The first also holds the node registry
+    /// and routes emulation posts.
+    pub urls: Vec<String>,
     /// Prepended to every key and pub/sub channel.
     pub prefix: String,
     /// Longest wait for a Redis reply or connection before failing.
@@ -156,14 +159,87 @@ struct PubSubState {
     subscribed: HashSet<String>,
 }
 
+/// One Redis instance: its command connection and this node's pub/sub
+/// connection to it.
+struct Shard {
+    client: redis::Client,
+    timeout: Duration,
+    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    pubsub: tokio::sync::Mutex<PubSubState>,
+}
+
+impl Shard {
+    /// The command connection; reconnects are the library's job once built.
+    async fn conn(&self) -> Result<ConnectionManager, EngineError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(conn) = guard.as_ref() {
+            return Ok(conn.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let conn = tokio::time::timeout(self.timeout * 2, self.client.get_connection_manager_with_config(config))
+            .await
+            .map_err(|_| EngineError::Redis("connect timed out".to_owned()))?
+            .map_err(|e| EngineError::Redis(e.to_string()))?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs a command with the engine's timeout.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T, EngineError> {
+        let mut conn = self.conn().await?;
+        tokio::time::timeout(self.timeout, cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| EngineError::Redis("timed out".to_owned()))?
+            .map_err(|e| EngineError::Redis(e.to_string()))
+    }
+
+    async fn script(&self, inv: redis::ScriptInvocation<'_>) -> Result<Value, EngineError> {
+        let mut conn = self.conn().await?;
+        tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
+            .await
+            .map_err(|_| EngineError::Redis("timed out".to_owned()))?
+            .map_err(|e| EngineError::Redis(e.to_string()))
+    }
+
+    async fn pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, EngineError> {
+        let mut conn = self.conn().await?;
+        tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+            .await
+            .map_err(|_| EngineError::Redis("timed out".to_owned()))?
+            .map_err(|e| EngineError::Redis(e.to_string()))
+    }
+}
+
+/// 64-bit FNV-1a: a hash that never changes between builds, so every node
+/// maps a channel to the same shard.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Jump consistent hash (Lamping and Veach): adding a shard moves only
+/// about 1/n of the channels.
+fn jump_hash(mut key: u64, buckets: usize) -> usize {
+    let (mut b, mut j): (i64, i64) = (-1, 0);
+    let n = i64::try_from(buckets).unwrap_or(i64::MAX);
+    while j < n {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        let step = (1u64 << 31) as f64 / ((key >> 33) + 1) as f64;
+        j = ((b + 1) as f64 * step) as i64;
+    }
+    usize::try_from(b).unwrap_or(0)
+}
+
 /// The Redis engine. See the module docs for the ordering contract.
 pub struct RedisBroker {
-    client: redis::Client,
+    shards: Vec<Shard>,
     options: RedisOptions,
-    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
     delivery: Arc<dyn Delivery>,
     cells: DashMap<Box<str>, Arc<Mutex<Cell>>>,
-    pubsub: tokio::sync::Mutex<PubSubState>,
     publish_script: redis::Script,
     read_script: redis::Script,
     presence_add_script: redis::Script,
@@ -270,14 +346,23 @@ fn parse_read(v: Value, ttl: Duration) -> Result<Stream, EngineError> {
 impl RedisBroker {
     /// Builds the engine; connects lazily, so a node starts while Redis is down.
     pub fn new(options: RedisOptions, delivery: Arc<dyn Delivery>) -> Result<Arc<Self>, EngineError> {
-        let client = redis::Client::open(options.url.as_str()).map_err(|e| EngineError::Redis(e.to_string()))?;
+        let mut shards = Vec::with_capacity(options.urls.len());
+        for url in &options.urls {
+            shards.push(Shard {
+                client: redis::Client::open(url.as_str()).map_err(|e| EngineError::Redis(e.to_string()))?,
+                timeout: options.timeout,
+                conn: tokio::sync::Mutex::new(None),
+                pubsub: tokio::sync::Mutex::new(PubSubState::default()),
+            });
+        }
+        if shards.is_empty() {
+            return Err(EngineError::Redis("no redis url".to_owned()));
+        }
         Ok(Arc::new(Self {
-            client,
+            shards,
             options,
-            conn: tokio::sync::Mutex::new(None),
             delivery,
             cells: DashMap::new(),
-            pubsub: tokio::sync::Mutex::new(PubSubState::default()),
             publish_script: redis::Script::new(PUBLISH_SCRIPT),
             read_script: redis::Script::new(READ_SCRIPT),
             presence_add_script: redis::Script::new(PRESENCE_ADD_SCRIPT),
@@ -294,46 +379,28 @@ impl RedisBroker {
         self.key("live", channel)
     }
 
-    /// The command connection; reconnects are the library's job once built.
-    async fn conn(&self) -> Result<ConnectionManager, EngineError> {
-        let mut guard = self.conn.lock().await;
-        if let Some(conn) = guard.as_ref() {
-            return Ok(conn.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.options.timeout)
-            .set_response_timeout(self.options.timeout)
-            .set_number_of_retries(1)
-            .set_max_delay(500);
-        let conn =
-            tokio::time::timeout(self.options.timeout * 2, self.client.get_connection_manager_with_config(config))
-                .await
-                .map_err(|_| EngineError::Redis("connect timed out".to_owned()))?
-                .map_err(|e| EngineError::Redis(e.to_string()))?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+    /// The shard holding `channel`.
+    fn shard(&self, channel: &str) -> &Shard {
+        &self.shards[self.shard_index(channel)]
     }
 
-    /// Runs a command with the engine's timeout.
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T, EngineError> {
-        let mut conn = self.conn().await?;
-        tokio::time::timeout(self.options.timeout, cmd.query_async(&mut conn))
-            .await
-            .map_err(|_| EngineError::Redis("timed out".to_owned()))?
-            .map_err(|e| EngineError::Redis(e.to_string()))
+    fn shard_index(&self, channel: &str) -> usize {
+        if self.shards.len() == 1 { 0 } else { jump_hash(fnv1a(channel.as_bytes()), self.shards.len()) }
     }
 
-    async fn script(&self, inv: redis::ScriptInvocation<'_>) -> Result<Value, EngineError> {
-        let mut conn = self.conn().await?;
-        tokio::time::timeout(self.options.timeout, inv.invoke_async(&mut conn))
-            .await
-            .map_err(|_| EngineError::Redis("timed out".to_owned()))?
-            .map_err(|e| EngineError::Redis(e.to_string()))
+    /// The shard of node-wide state: the registry and emulation routing.
+    fn node_shard(&self) -> &Shard {
+        &self.shards[0]
     }
 
-    /// True when Redis answers a PING within the timeout.
+    /// True when every shard answers a PING within the timeout.
     pub async fn ping(&self) -> bool {
-        self.query::<String>(&mut redis::cmd("PING")).await.is_ok()
+        for shard in &self.shards {
+            if shard.query::<String>(&mut redis::cmd("PING")).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     fn cell(&self, channel: &str) -> Arc<Mutex<Cell>> {
@@ -354,7 +421,9 @@ impl RedisBroker {
         let Some(opts) = history else {
             let mut message = b"p::0:".to_vec();
             message.extend_from_slice(&body);
-            self.query::<i64>(redis::cmd("PUBLISH").arg(self.live_channel(channel)).arg(message)).await?;
+            self.shard(channel)
+                .query::<i64>(redis::cmd("PUBLISH").arg(self.live_channel(channel)).arg(message))
+                .await?;
             return Ok(StreamPosition::default());
         };
         let mut inv = self.publish_script.prepare_invoke();
@@ -366,7 +435,7 @@ impl RedisBroker {
             .arg(opts.meta_ttl.as_secs().max(1))
             .arg(new_epoch())
             .arg(self.live_channel(channel));
-        let reply = self.script(inv).await?;
+        let reply = self.shard(channel).script(inv).await?;
         let bad = || EngineError::Redis("unexpected reply to the publish script".to_owned());
         let Value::Array(parts) = reply else { return Err(bad()) };
         let offset = parts.first().and_then(int).ok_or_else(bad)?;
@@ -383,7 +452,7 @@ impl RedisBroker {
             .arg(start)
             .arg(opts.meta_ttl.as_secs().max(1))
             .arg(new_epoch());
-        parse_read(self.script(inv).await?, opts.ttl)
+        parse_read(self.shard(channel).script(inv).await?, opts.ttl)
     }
 
     /// Reads history with the semantics of [`Stream::read`].
@@ -407,7 +476,7 @@ impl RedisBroker {
 
     /// Drops a channel's publications, keeping its epoch and top offset.
     pub async fn remove_history(&self, channel: &str) -> Result<(), EngineError> {
-        self.query::<i64>(redis::cmd("DEL").arg(self.key("stream", channel))).await.map(|_| ())
+        self.shard(channel).query::<i64>(redis::cmd("DEL").arg(self.key("stream", channel))).await.map(|_| ())
     }
 
     /// Subscribes this node to the channel's live messages in Redis.
@@ -417,7 +486,7 @@ impl RedisBroker {
         // moment away: wait for it up to the timeout.
         let deadline = Instant::now() + self.options.timeout;
         let mut state = loop {
-            let state = self.pubsub.lock().await;
+            let state = self.shard(channel).pubsub.lock().await;
             if state.subscribed.contains(&live) || state.sink.is_some() || Instant::now() >= deadline {
                 break state;
             }
@@ -567,7 +636,8 @@ impl RedisBroker {
         let mut message = session.as_bytes().to_vec();
         message.push(b'\n');
         message.extend_from_slice(data);
-        let receivers: i64 = self.query(redis::cmd("PUBLISH").arg(self.node_channel(node)).arg(message)).await?;
+        let receivers: i64 =
+            self.node_shard().query(redis::cmd("PUBLISH").arg(self.node_channel(node)).arg(message)).await?;
         Ok(receivers > 0)
     }
 
@@ -584,16 +654,13 @@ impl RedisBroker {
             pipe.cmd("HSET").arg(&key).arg(channels).ignore();
             pipe.cmd("EXPIRE").arg(&key).arg(NODE_TTL.as_secs()).ignore();
         }
-        let mut conn = self.conn().await?;
-        tokio::time::timeout(self.options.timeout, pipe.query_async::<()>(&mut conn))
-            .await
-            .map_err(|_| EngineError::Redis("timed out".to_owned()))?
-            .map_err(|e| EngineError::Redis(e.to_string()))
+        self.node_shard().pipe::<()>(&pipe).await
     }
 
     /// Channel → subscriber count over the other live nodes.
     pub async fn remote_channels(&self) -> Result<HashMap<String, usize>, EngineError> {
-        let all: HashMap<String, String> = self.query(redis::cmd("HGETALL").arg(self.key("nodes", "all"))).await?;
+        let all: HashMap<String, String> =
+            self.node_shard().query(redis::cmd("HGETALL").arg(self.key("nodes", "all"))).await?;
         let now = unix_secs();
         let mut out: HashMap<String, usize> = HashMap::new();
         for (node, entry) in all {
@@ -605,7 +672,7 @@ impl RedisBroker {
                 continue;
             }
             let counts: HashMap<String, usize> =
-                self.query(redis::cmd("HGETALL").arg(self.key("node_channels", &node))).await?;
+                self.node_shard().query(redis::cmd("HGETALL").arg(self.key("node_channels", &node))).await?;
             for (channel, n) in counts {
                 *out.entry(channel).or_default() += n;
             }
@@ -617,7 +684,7 @@ impl RedisBroker {
     /// drops the others from the registry.
     pub async fn nodes(&self) -> Result<Vec<String>, EngineError> {
         let key = self.key("nodes", "all");
-        let all: HashMap<String, String> = self.query(redis::cmd("HGETALL").arg(&key)).await?;
+        let all: HashMap<String, String> = self.node_shard().query(redis::cmd("HGETALL").arg(&key)).await?;
         let now = unix_secs();
         let mut out = Vec::new();
         for (node, entry) in all {
@@ -625,7 +692,7 @@ impl RedisBroker {
             if at.parse::<u64>().is_ok_and(|at| now.saturating_sub(at) <= NODE_TTL.as_secs()) {
                 out.push(info.to_owned());
             } else {
-                let _ = self.query::<i64>(redis::cmd("HDEL").arg(&key).arg(node)).await;
+                let _ = self.node_shard().query::<i64>(redis::cmd("HDEL").arg(&key).arg(node)).await;
             }
         }
         Ok(out)
@@ -680,7 +747,8 @@ impl RedisBroker {
     async fn announce(&self, channel: &str, tag: &[u8], info: &ClientInfo) -> Result<(), EngineError> {
         let mut message = tag.to_vec();
         message.extend_from_slice(&encode_info(info));
-        self.query::<i64>(redis::cmd("PUBLISH").arg(self.live_channel(channel)).arg(message)).await.map(|_| ())
+        let shard = self.shard(channel);
+        shard.query::<i64>(redis::cmd("PUBLISH").arg(self.live_channel(channel)).arg(message)).await.map(|_| ())
     }
 
     pub async fn join(&self, channel: &str, info: &ClientInfo) -> Result<(), EngineError> {
@@ -701,24 +769,20 @@ impl RedisBroker {
             .arg(self.options.presence_ttl.as_secs().max(1))
             .arg(&info.client)
             .arg(encode_info(info));
-        self.script(inv).await.map(|_| ())
+        self.shard(channel).script(inv).await.map(|_| ())
     }
 
     pub async fn presence_remove(&self, channel: &str, client: &str) -> Result<(), EngineError> {
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(self.key("presence_exp", channel)).arg(client).ignore();
         pipe.cmd("HDEL").arg(self.key("presence", channel)).arg(client).ignore();
-        let mut conn = self.conn().await?;
-        tokio::time::timeout(self.options.timeout, pipe.query_async::<()>(&mut conn))
-            .await
-            .map_err(|_| EngineError::Redis("timed out".to_owned()))?
-            .map_err(|e| EngineError::Redis(e.to_string()))
+        self.shard(channel).pipe::<()>(&pipe).await
     }
 
     pub async fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, EngineError> {
         let mut inv = self.presence_get_script.prepare_invoke();
         inv.key(self.key("presence_exp", channel)).key(self.key("presence", channel)).arg(unix_secs());
-        let Value::Array(values) = self.script(inv).await? else { return Ok(HashMap::new()) };
+        let Value::Array(values) = self.shard(channel).script(inv).await? else { return Ok(HashMap::new()) };
         Ok(values.iter().filter_map(bulk).filter_map(decode_info).map(|i| (i.client.clone(), i)).collect())
     }
 
@@ -733,7 +797,7 @@ impl RedisBroker {
     /// the stored one when another node (or an earlier call) got there first.
     pub async fn idempotent_get(&self, channel: &str, key: &str) -> Result<Option<StreamPosition>, EngineError> {
         let stored: Option<String> =
-            self.query(redis::cmd("GET").arg(self.key("idem", &format!("{channel}:{key}")))).await?;
+            self.shard(channel).query(redis::cmd("GET").arg(self.key("idem", &format!("{channel}:{key}")))).await?;
         Ok(stored.and_then(|s| {
             let (offset, epoch) = s.split_once(':')?;
             Some(StreamPosition { offset: offset.parse().ok()?, epoch: epoch.to_owned() })
@@ -743,14 +807,19 @@ impl RedisBroker {
     /// Claims an idempotency key; false when it was claimed already.
     pub async fn idempotent_claim(&self, channel: &str, key: &str, ttl: Duration) -> Result<bool, EngineError> {
         let k = self.key("idem", &format!("{channel}:{key}"));
-        let set: Option<String> =
-            self.query(redis::cmd("SET").arg(k).arg("").arg("NX").arg("EX").arg(ttl.as_secs().max(1))).await?;
+        let set: Option<String> = self
+            .shard(channel)
+            .query(redis::cmd("SET").arg(k).arg("").arg("NX").arg("EX").arg(ttl.as_secs().max(1)))
+            .await?;
         Ok(set.is_some())
     }
 
     /// Gives up a claimed key whose publish failed.
     pub async fn idempotent_release(&self, channel: &str, key: &str) -> Result<(), EngineError> {
-        self.query::<i64>(redis::cmd("DEL").arg(self.key("idem", &format!("{channel}:{key}")))).await.map(|_| ())
+        self.shard(channel)
+            .query::<i64>(redis::cmd("DEL").arg(self.key("idem", &format!("{channel}:{key}"))))
+            .await
+            .map(|_| ())
     }
 
     pub async fn idempotent_store(
@@ -762,35 +831,46 @@ impl RedisBroker {
     ) -> Result<(), EngineError> {
         let k = self.key("idem", &format!("{channel}:{key}"));
         let v = format!("{}:{}", pos.offset, pos.epoch);
-        self.query::<()>(redis::cmd("SET").arg(k).arg(v).arg("EX").arg(ttl.as_secs().max(1))).await
+        self.shard(channel).query::<()>(redis::cmd("SET").arg(k).arg(v).arg("EX").arg(ttl.as_secs().max(1))).await
     }
 
     /// Forgets channels without local subscribers and unsubscribes them in
     /// Redis. `is_active` says whether a channel still has subscribers.
     pub async fn sweep(&self, is_active: impl Fn(&str) -> bool) {
-        let mut state = self.pubsub.lock().await;
-        let mut drop = Vec::new();
+        // Every shard's pub/sub state is held while cells go, so that no
+        // subscribe re-adds a channel between its removal and the UNSUBSCRIBE.
+        let mut states = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            states.push(shard.pubsub.lock().await);
+        }
+        let mut drop: Vec<Vec<String>> = vec![Vec::new(); self.shards.len()];
         self.cells.retain(|name, cell| {
             let c = cell.lock();
             if c.pending > 0 || is_active(name) {
                 return true;
             }
-            drop.push(format!("{}.live.{name}", self.options.prefix));
+            drop[self.shard_index(name)].push(format!("{}.live.{name}", self.options.prefix));
             false
         });
-        for live in &drop {
-            state.subscribed.remove(live);
-        }
-        if let (Some(sink), false) = (state.sink.as_mut(), drop.is_empty()) {
-            let _ = tokio::time::timeout(self.options.timeout, sink.unsubscribe(&drop)).await;
+        for (state, drop) in states.iter_mut().zip(drop) {
+            for live in &drop {
+                state.subscribed.remove(live);
+            }
+            if let (Some(sink), false) = (state.sink.as_mut(), drop.is_empty()) {
+                let _ = tokio::time::timeout(self.options.timeout, sink.unsubscribe(&drop)).await;
+            }
         }
     }
 
     /// Compares what was delivered with each stream top; a top that stays
     /// ahead across two checks means live messages were lost.
-    async fn check_gaps(&self) {
-        let channels: Vec<(String, StreamPosition)> =
-            self.cells.iter().filter_map(|e| e.value().lock().last.clone().map(|l| (e.key().to_string(), l))).collect();
+    async fn check_gaps(&self, shard: usize) {
+        let channels: Vec<(String, StreamPosition)> = self
+            .cells
+            .iter()
+            .filter(|e| self.shard_index(e.key()) == shard)
+            .filter_map(|e| e.value().lock().last.clone().map(|l| (e.key().to_string(), l)))
+            .collect();
         if channels.is_empty() {
             return;
         }
@@ -798,15 +878,7 @@ impl RedisBroker {
         for (channel, _) in &channels {
             pipe.cmd("HMGET").arg(self.key("meta", channel)).arg("e").arg("s");
         }
-        let Ok(mut conn) = self.conn().await else { return };
-        let Ok(Ok(tops)) = tokio::time::timeout(
-            self.options.timeout,
-            pipe.query_async::<Vec<(Option<String>, Option<u64>)>>(&mut conn),
-        )
-        .await
-        else {
-            return;
-        };
+        let Ok(tops) = self.shards[shard].pipe::<Vec<(Option<String>, Option<u64>)>>(&pipe).await else { return };
         for ((channel, _), (epoch, top)) in channels.iter().zip(tops) {
             let Some(cell) = self.cells.get(channel.as_str()).map(|c| c.clone()) else { continue };
             let mut cell = cell.lock();
@@ -834,14 +906,22 @@ impl RedisBroker {
     /// Holds the pub/sub connection: reconnects, resubscribes every channel
     /// in one batch, delivers messages and runs the periodic gap check.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let tasks = (0..self.shards.len()).map(|i| self.clone().run_shard(i, shutdown.clone()));
+        futures_util::future::join_all(tasks).await;
+    }
+
+    async fn run_shard(self: Arc<Self>, index: usize, shutdown: CancellationToken) {
+        let shard = &self.shards[index];
         let mut check = tokio::time::interval(self.options.gap_check_period);
         loop {
-            let connected = tokio::time::timeout(self.options.timeout * 2, self.client.get_async_pubsub()).await;
+            let connected = tokio::time::timeout(self.options.timeout * 2, shard.client.get_async_pubsub()).await;
             if let Ok(Ok(pubsub)) = connected {
                 let (mut sink, mut stream) = pubsub.split();
-                let mut state = self.pubsub.lock().await;
+                let mut state = shard.pubsub.lock().await;
                 let mut channels: Vec<String> = state.subscribed.iter().cloned().collect();
-                channels.push(self.node_channel(&self.options.node));
+                if index == 0 {
+                    channels.push(self.node_channel(&self.options.node));
+                }
                 let resubscribed =
                     matches!(tokio::time::timeout(self.options.timeout, sink.subscribe(&channels)).await, Ok(Ok(())));
                 if resubscribed {
@@ -851,15 +931,15 @@ impl RedisBroker {
                     loop {
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
-                            _ = check.tick() => self.check_gaps().await,
+                            _ = check.tick() => self.check_gaps(index).await,
                             msg = stream.next() => match msg {
                                 Some(msg) => self.on_message(msg.get_channel_name(), msg.get_payload_bytes()),
                                 None => break,
                             },
                         }
                     }
-                    warn!("redis pub/sub connection lost; reconnecting");
-                    self.pubsub.lock().await.sink = None;
+                    warn!(shard = index, "redis pub/sub connection lost; reconnecting");
+                    shard.pubsub.lock().await.sink = None;
                 }
             }
             tokio::select! {
@@ -894,7 +974,7 @@ mod tests {
     async fn broker_with(prefix: &str, presence_ttl: Duration) -> Option<(Arc<RedisBroker>, CancellationToken)> {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let options = RedisOptions {
-            url: url.clone(),
+            urls: vec![url.clone()],
             prefix: prefix.to_owned(),
             timeout: Duration::from_secs(2),
             presence_ttl,

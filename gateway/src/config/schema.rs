@@ -236,6 +236,8 @@ pub struct EngineConfig {
     pub kind: EngineKind,
     /// Redis URL for the `redis` engine. Default `redis://127.0.0.1:6379`.
     pub redis_url: String,
+    /// Several Redis URLs to shard channels over (consistent hashing by channel name); replaces `redis_url` when not empty. The first also holds the node registry. Default empty.
+    pub redis_urls: Vec<String>,
     /// Prefix of every Redis key and pub/sub channel; nodes of one cluster share it. Default `switchboard`.
     pub redis_prefix: String,
     /// Longest wait in milliseconds for a Redis reply or connection before the call fails (error 100). Default 1000.
@@ -251,6 +253,7 @@ impl Default for EngineConfig {
         Self {
             kind: EngineKind::Memory,
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_urls: Vec::new(),
             redis_prefix: "switchboard".to_owned(),
             redis_timeout_ms: 1000,
             presence_ttl_secs: 60,

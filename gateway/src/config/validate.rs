@@ -242,8 +242,14 @@ fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
     if engine.kind != EngineKind::Redis {
         return;
     }
-    if !(engine.redis_url.starts_with("redis://") || engine.redis_url.starts_with("rediss://")) {
+    let is_url = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+    if !is_url(&engine.redis_url) {
         errors.push("engine.redis_url", "must start with redis:// or rediss://");
+    }
+    for (i, url) in engine.redis_urls.iter().enumerate() {
+        if !is_url(url) {
+            errors.push(format!("engine.redis_urls[{i}]"), "must start with redis:// or rediss://");
+        }
     }
     if engine.redis_prefix.is_empty() {
         errors.push("engine.redis_prefix", "must not be empty");

@@ -118,7 +118,7 @@ impl Hub {
             EngineKind::Redis => {
                 let e = &config.engine;
                 let options = RedisOptions {
-                    url: e.redis_url.clone(),
+                    urls: if e.redis_urls.is_empty() { vec![e.redis_url.clone()] } else { e.redis_urls.clone() },
                     prefix: e.redis_prefix.clone(),
                     timeout: Duration::from_millis(e.redis_timeout_ms),
                     presence_ttl: Duration::from_secs(e.presence_ttl_secs),

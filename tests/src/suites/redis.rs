@@ -532,3 +532,40 @@ async fn redis_position_check_finds_a_lost_last_message() -> anyhow::Result<()> 
     assert_eq!(code, 3010, "closed within two checks (gap_check_interval_secs = 1)");
     Ok(())
 }
+
+#[tokio::test]
+async fn redis_urls_shard_channels_across_instances() -> anyhow::Result<()> {
+    if !redis_server_installed() {
+        return Ok(());
+    }
+    let (r1, r2) = (OwnRedis::start().await?, OwnRedis::start().await?);
+    let sharded = || {
+        let mut config = redis_config(&r1.url(), "shard");
+        config.engine.redis_urls = vec![r1.url(), r2.url()];
+        config
+    };
+    let a = TestGateway::start_with(sharded()).await?;
+    let b = TestGateway::start_with(sharded()).await?;
+    let (mut ws, _) = a.connect("alice").await?;
+    let channels: Vec<String> = (0..16).map(|i| format!("chat:s{i}")).collect();
+    for channel in &channels {
+        subscribe(&mut ws, json!({"channel": channel})).await?;
+    }
+    for channel in &channels {
+        let pos = b.api().result("publish", json!({"channel": channel, "data": {"c": channel}})).await?;
+        assert_eq!(pos["offset"], json!(1), "{pos}");
+    }
+    for _ in &channels {
+        let push = next_pub(&mut ws).await?;
+        assert_eq!(push["pub"]["data"]["c"], push["channel"], "{push}");
+    }
+    // Both instances hold some of the streams.
+    for redis in [&r1, &r2] {
+        let keys = redis.cli(&["--scan", "--pattern", "shard.stream.*"])?;
+        assert!(keys.lines().count() > 0, "an instance holds no stream: {keys:?}");
+    }
+    let total = r1.cli(&["--scan", "--pattern", "shard.stream.*"])?.lines().count()
+        + r2.cli(&["--scan", "--pattern", "shard.stream.*"])?.lines().count();
+    assert_eq!(total, channels.len(), "each stream lives on exactly one instance");
+    Ok(())
+}
