@@ -162,28 +162,31 @@ fn disconnect_code(spec: Option<DisconnectSpec>) -> Result<DisconnectCode, ApiEr
 }
 
 /// Runs one method.
-pub(super) fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, ApiError> {
+pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, ApiError> {
     match method {
         "publish" => {
             let p: PublishParams = parse(params)?;
             if p.channel.is_empty() {
                 return Err(ApiError::bad_request("channel required"));
             }
-            Ok(position(hub.publish(p.request(p.channel.clone())?)?))
+            Ok(position(hub.publish(p.request(p.channel.clone())?).await?))
         }
         "broadcast" => {
             let b: PublishParams = parse(params)?;
             if b.channels.is_empty() {
                 return Err(ApiError::bad_request("channels required"));
             }
-            let responses: Vec<Value> = b
-                .channels
-                .iter()
-                .map(|channel| match b.request(channel.clone()).and_then(|r| hub.publish(r).map_err(ApiError::from)) {
+            let mut responses: Vec<Value> = Vec::with_capacity(b.channels.len());
+            for channel in &b.channels {
+                let outcome = match b.request(channel.clone()) {
+                    Ok(r) => hub.publish(r).await.map_err(ApiError::from),
+                    Err(e) => Err(e),
+                };
+                responses.push(match outcome {
                     Ok(pos) => json!({ "result": position(pos) }),
                     Err(e) => json!({ "error": e }),
-                })
-                .collect();
+                });
+            }
             Ok(json!({ "responses": responses }))
         }
         "subscribe" => {
@@ -204,57 +207,56 @@ pub(super) fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, 
         }
         "presence" => {
             let c: ChannelOnly = parse(params)?;
-            Ok(json!({ "presence": hub.presence(&c.channel)? }))
+            Ok(json!({ "presence": hub.presence(&c.channel).await? }))
         }
         "presence_stats" => {
             let c: ChannelOnly = parse(params)?;
-            let stats = hub.presence_stats(&c.channel)?;
+            let stats = hub.presence_stats(&c.channel).await?;
             Ok(json!({ "num_clients": stats.num_clients, "num_users": stats.num_users }))
         }
         "history" => {
             let h: History = parse(params)?;
             // No limit: only the stream position. Negative: everything kept.
             let limit = usize::try_from(h.limit).unwrap_or(usize::MAX);
-            let (pubs, top) = hub.history(&h.channel, h.since.as_ref(), limit, h.reverse)?;
+            let (pubs, top) = hub.history(&h.channel, h.since.as_ref(), limit, h.reverse).await?;
             let mut result = position(top);
             result["publications"] = serde_json::to_value(pubs).map_err(ApiError::bad_request)?;
             Ok(result)
         }
         "history_remove" => {
             let c: ChannelOnly = parse(params)?;
-            hub.remove_history(&c.channel)?;
+            hub.remove_history(&c.channel).await?;
             Ok(json!({}))
         }
         "channels" => {
             let c: Channels = parse(params)?;
             let matcher = (!c.pattern.is_empty()).then(|| wildmatch::WildMatch::new(&c.pattern));
             let channels: serde_json::Map<String, Value> = hub
-                .channels()
+                .all_channels()
+                .await
                 .into_iter()
                 .filter(|(name, _)| matcher.as_ref().is_none_or(|m| m.matches(name)))
                 .map(|(name, n)| (name, json!({ "num_clients": n })))
                 .collect();
             Ok(json!({ "channels": channels }))
         }
-        "info" => Ok(json!({ "nodes": [hub.info()] })),
+        "info" => Ok(json!({ "nodes": hub.nodes().await })),
         "batch" => {
             let batch: Batch<'_> = parse(params)?;
-            let replies: Vec<Value> = batch
-                .commands
-                .into_iter()
-                .map(|command| {
-                    let mut entries = command.into_iter();
-                    match (entries.next(), entries.next()) {
-                        (Some((method, params)), None) if method != "batch" && exists(&method) => {
-                            match call(hub, &method, params) {
-                                Ok(result) => json!({ method: result }),
-                                Err(e) => json!({ "error": e }),
-                            }
+            let mut replies: Vec<Value> = Vec::with_capacity(batch.commands.len());
+            for command in batch.commands {
+                let mut entries = command.into_iter();
+                replies.push(match (entries.next(), entries.next()) {
+                    (Some((method, params)), None) if method != "batch" && exists(&method) => {
+                        // Boxed: `call` is async and recursive here.
+                        match Box::pin(call(hub, &method, params)).await {
+                            Ok(result) => json!({ method: result }),
+                            Err(e) => json!({ "error": e }),
                         }
-                        _ => json!({ "error": ApiError::bad_request("each command needs exactly one known method") }),
                     }
-                })
-                .collect();
+                    _ => json!({ "error": ApiError::bad_request("each command needs exactly one known method") }),
+                });
+            }
             Ok(json!({ "replies": replies }))
         }
         _ => Err(ApiError { code: 404, message: format!("unknown method {method:?}") }),

@@ -94,7 +94,7 @@ pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Byt
         Ok(p) => p,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::bad_request(e)),
     };
-    let outcome = methods::call(hub, &method, params);
+    let outcome = methods::call(hub, &method, params).await;
     let envelope = match outcome {
         Ok(result) => serde_json::json!({ "result": result }),
         Err(error) => serde_json::json!({ "error": error }),

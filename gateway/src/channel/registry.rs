@@ -74,6 +74,16 @@ impl Registry {
         delivered
     }
 
+    /// Closes every subscriber of `channel` with `code` (they leave the
+    /// registry when their sessions end).
+    pub fn close_all(&self, channel: &str, code: DisconnectCode) {
+        if let Some(subs) = self.channels.get(channel) {
+            for sub in subs.iter() {
+                sub.outbox.close(code);
+            }
+        }
+    }
+
     pub fn num_subscribers(&self, channel: &str) -> usize {
         self.channels.get(channel).map_or(0, |s| s.len())
     }

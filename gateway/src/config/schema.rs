@@ -228,12 +228,38 @@ impl Default for ApiConfig {
 }
 
 /// `[engine]`: where history, presence and fan-out live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// `memory` (single node). Default `memory`.
+    /// `memory` (single node) or `redis` (several nodes sharing one Redis). Default `memory`.
     #[serde(rename = "type")]
     pub kind: EngineKind,
+    /// Redis URL for the `redis` engine. Default `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// Several Redis URLs to shard channels over (consistent hashing by channel name); replaces `redis_url` when not empty. The first also holds the node registry. Default empty.
+    pub redis_urls: Vec<String>,
+    /// Prefix of every Redis key and pub/sub channel; nodes of one cluster share it. Default `switchboard`.
+    pub redis_prefix: String,
+    /// Longest wait in milliseconds for a Redis reply or connection before the call fails (error 100). Default 1000.
+    pub redis_timeout_ms: u64,
+    /// Seconds after which presence entries of a node that stopped refreshing them expire; refreshed every third. Default 60.
+    pub presence_ttl_secs: u64,
+    /// Seconds between checks of delivered positions against the Redis stream tops (finds lost live messages). Default 1.
+    pub gap_check_interval_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            kind: EngineKind::Memory,
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_urls: Vec::new(),
+            redis_prefix: "switchboard".to_owned(),
+            redis_timeout_ms: 1000,
+            presence_ttl_secs: 60,
+            gap_check_interval_secs: 1,
+        }
+    }
 }
 
 /// The engine variants.
@@ -243,6 +269,8 @@ pub enum EngineKind {
     /// Everything in this process; a single node.
     #[default]
     Memory,
+    /// History, presence and fan-out in Redis; any number of nodes.
+    Redis,
 }
 
 /// Declares the per-channel option fields once and expands them into both the

@@ -9,7 +9,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use super::error::{ConfigError, FieldError};
 use super::schema::{
     ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DEV_API_KEY, DEV_TOKEN_HMAC_SECRET,
-    LongPollConfig, ServerConfig,
+    EngineConfig, EngineKind, LongPollConfig, ServerConfig,
 };
 
 /// The only schema version.
@@ -38,6 +38,7 @@ impl Config {
         validate_api(&self.api, &mut errors);
         validate_channels(&self.channels, &mut errors);
         validate_long_poll(&self.long_poll, &mut errors);
+        validate_engine(&self.engine, &mut errors);
         validate_dev_credentials(self, &mut errors);
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
     }
@@ -235,6 +236,33 @@ fn validate_api(api: &ApiConfig, errors: &mut Errors) {
     }
     errors.positive("api.max_body_bytes", api.max_body_bytes as u64);
     errors.positive("api.idempotency_ttl_secs", api.idempotency_ttl_secs);
+}
+
+fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
+    if engine.kind != EngineKind::Redis {
+        return;
+    }
+    let is_url = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+    if !is_url(&engine.redis_url) {
+        errors.push("engine.redis_url", "must start with redis:// or rediss://");
+    }
+    for (i, url) in engine.redis_urls.iter().enumerate() {
+        if !is_url(url) {
+            errors.push(format!("engine.redis_urls[{i}]"), "must start with redis:// or rediss://");
+        }
+    }
+    if engine.redis_prefix.is_empty() {
+        errors.push("engine.redis_prefix", "must not be empty");
+    }
+    if engine.redis_timeout_ms == 0 {
+        errors.push("engine.redis_timeout_ms", "must be greater than 0");
+    }
+    if engine.presence_ttl_secs < 3 {
+        errors.push("engine.presence_ttl_secs", "must be at least 3");
+    }
+    if engine.gap_check_interval_secs == 0 {
+        errors.push("engine.gap_check_interval_secs", "must be greater than 0");
+    }
 }
 
 fn validate_long_poll(long_poll: &LongPollConfig, errors: &mut Errors) {

@@ -22,9 +22,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Delivery, MemoryBroker};
+use crate::broker::{Delivery, Engine, MemoryBroker, RedisBroker, RedisOptions};
 use crate::channel::{self, Outbox, Registry, SubscriberId};
-use crate::config::{ChannelOptions, Config, NamespaceTable};
+use crate::config::{ChannelOptions, Config, EngineKind, NamespaceTable};
 use crate::history::StreamOptions;
 use crate::presence::{Presence, PresenceStats};
 use crate::protocol::{
@@ -81,6 +81,11 @@ impl Delivery for Fanout {
         let reply = Reply::push(push);
         self.registry.fanout(channel, |encoding| encoding.encode_reply(&reply));
     }
+
+    fn gap(&self, channel: &str) {
+        // Their clients reconnect and recover from history (or learn they cannot).
+        self.registry.close_all(channel, DisconnectCode::INSUFFICIENT_STATE);
+    }
 }
 
 /// Shared node state. One per process (or per test gateway).
@@ -89,7 +94,7 @@ pub struct Hub {
     namespaces: NamespaceTable,
     verifier: TokenVerifier,
     registry: Arc<Registry>,
-    broker: MemoryBroker,
+    broker: Engine,
     presence: Presence,
     clients: DashMap<String, ClientEntry>,
     users: DashMap<String, Vec<String>>,
@@ -106,7 +111,23 @@ impl Hub {
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Result<Arc<Self>, HubError> {
         let verifier = TokenVerifier::from_config(&config.auth)?;
         let registry = Arc::new(Registry::new());
-        let broker = MemoryBroker::new(Arc::new(Fanout { registry: registry.clone() }));
+        let node_id = uuid::Uuid::new_v4().to_string();
+        let fanout = Arc::new(Fanout { registry: registry.clone() });
+        let broker = match config.engine.kind {
+            EngineKind::Memory => Engine::Memory(MemoryBroker::new(fanout)),
+            EngineKind::Redis => {
+                let e = &config.engine;
+                let options = RedisOptions {
+                    urls: if e.redis_urls.is_empty() { vec![e.redis_url.clone()] } else { e.redis_urls.clone() },
+                    prefix: e.redis_prefix.clone(),
+                    timeout: Duration::from_millis(e.redis_timeout_ms),
+                    presence_ttl: Duration::from_secs(e.presence_ttl_secs),
+                    gap_check_period: Duration::from_secs(e.gap_check_interval_secs),
+                    node: node_id.clone(),
+                };
+                Engine::Redis(RedisBroker::new(options, fanout).map_err(|e| HubError::Engine(e.to_string()))?)
+            }
+        };
         let idempotency = moka::sync::Cache::builder()
             .time_to_live(Duration::from_secs(config.api.idempotency_ttl_secs))
             .max_capacity(1_000_000)
@@ -123,7 +144,7 @@ impl Hub {
             idempotency,
             next_subscriber: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
-            node_id: uuid::Uuid::new_v4().to_string(),
+            node_id,
             started: Instant::now(),
             shutdown,
         }))
@@ -176,24 +197,135 @@ impl Hub {
     /// Publishes to a channel: assigns the stream position and delivers to
     /// every subscriber in one ordered step. An `idempotency_key` seen within
     /// `api.idempotency_ttl_secs` returns the first result and publishes nothing.
-    pub fn publish(&self, req: PublishRequest) -> Result<StreamPosition, ErrorCode> {
+    /// A publish is acknowledged only once the engine stored it: with Redis
+    /// unreachable it fails with error 100 and nothing is delivered.
+    pub async fn publish(&self, req: PublishRequest) -> Result<StreamPosition, ErrorCode> {
         let options = self.channel_options(&req.channel)?;
         let Some(key) = req.idempotency_key.clone().filter(|k| !k.is_empty()) else {
-            return Ok(self.publish_now(req, &options));
+            return self.publish_now(req, &options).await;
+        };
+        let memory = match &self.broker {
+            Engine::Redis(redis) => return self.publish_idempotent_redis(redis, key, req, &options).await,
+            Engine::Memory(memory) => memory,
         };
         // moka runs the init closure once per key even under concurrent calls.
         let cache_key = (req.channel.clone(), key);
-        Ok(self.idempotency.get_with(cache_key, || self.publish_now(req, &options)))
+        let history = if req.skip_history { None } else { StreamOptions::from_channel_options(&options) };
+        Ok(self.idempotency.get_with(cache_key, || {
+            let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
+            memory.publish(&req.channel, publication, history.as_ref())
+        }))
     }
 
-    fn publish_now(&self, req: PublishRequest, options: &ChannelOptions) -> StreamPosition {
+    /// Across nodes: the first publisher claims the key (SET NX) and stores
+    /// its result; the others wait briefly for that result.
+    async fn publish_idempotent_redis(
+        &self,
+        redis: &RedisBroker,
+        key: String,
+        req: PublishRequest,
+        options: &ChannelOptions,
+    ) -> Result<StreamPosition, ErrorCode> {
+        let ttl = Duration::from_secs(self.config.api.idempotency_ttl_secs);
+        let channel = req.channel.clone();
+        if redis.idempotent_claim(&channel, &key, ttl).await? {
+            let pos = match self.publish_now(req, options).await {
+                Ok(pos) => pos,
+                Err(e) => {
+                    // Not published: let a retry claim the key again.
+                    let _ = redis.idempotent_release(&channel, &key).await;
+                    return Err(e);
+                }
+            };
+            redis.idempotent_store(&channel, &key, &pos, ttl).await?;
+            return Ok(pos);
+        }
+        for _ in 0..50 {
+            if let Some(pos) = redis.idempotent_get(&channel, &key).await? {
+                return Ok(pos);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(ErrorCode::Internal)
+    }
+
+    async fn publish_now(&self, req: PublishRequest, options: &ChannelOptions) -> Result<StreamPosition, ErrorCode> {
         let history = if req.skip_history { None } else { StreamOptions::from_channel_options(options) };
         let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
-        self.broker.publish(&req.channel, publication, history.as_ref())
+        Ok(self.broker.publish(&req.channel, publication, history.as_ref()).await?)
+    }
+
+    /// Whether the node can serve: the engine answers (Redis PING).
+    pub async fn ready(&self) -> bool {
+        !self.shutdown.is_cancelled() && self.broker.ready().await
+    }
+
+    /// Runs the engine's background work (Redis pub/sub and presence
+    /// refresh) until shutdown; returns at once for the memory engine.
+    pub async fn run_engine(self: Arc<Self>) {
+        let Some(redis) = self.broker.redis().cloned() else { return };
+        let presence = self.clone().refresh_presence(redis.clone());
+        let heartbeat = self.clone().heartbeat(redis.clone());
+        tokio::join!(redis.run(self.shutdown.clone()), presence, heartbeat);
+    }
+
+    /// The shared engine, when there is one (multi-node).
+    pub fn redis(&self) -> Option<&Arc<RedisBroker>> {
+        self.broker.redis()
+    }
+
+    /// Keeps this node listed in the Redis node registry.
+    async fn heartbeat(self: Arc<Self>, redis: Arc<RedisBroker>) {
+        let mut tick = tokio::time::interval(crate::broker::redis::HEARTBEAT_PERIOD);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    if let Ok(info) = serde_json::to_string(&self.info()) {
+                        let _ = redis.heartbeat(&info, &self.registry.channels()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every live node's statistics: this node's alone with the memory
+    /// engine; all nodes in the Redis registry (this one always included).
+    pub async fn nodes(&self) -> Vec<serde_json::Value> {
+        let own = serde_json::to_value(self.info()).unwrap_or_default();
+        let Some(redis) = self.broker.redis() else { return vec![own] };
+        let mut nodes: Vec<serde_json::Value> = redis
+            .nodes()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| serde_json::from_str::<serde_json::Value>(n).ok())
+            .filter(|n| n["uid"] != own["uid"])
+            .collect();
+        nodes.insert(0, own);
+        nodes
+    }
+
+    /// Re-adds this node's presence entries every third of their TTL, so a
+    /// dead node's entries expire within `presence_ttl_secs`.
+    async fn refresh_presence(self: Arc<Self>, redis: Arc<RedisBroker>) {
+        let period = Duration::from_secs(self.config.engine.presence_ttl_secs / 3).max(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    for (channel, info) in self.presence.entries() {
+                        let _ = redis.presence_add(&channel, &info).await;
+                    }
+                }
+            }
+        }
     }
 
     /// Reads history (server API; the client path checks permissions first).
-    pub fn history(
+    pub async fn history(
         &self,
         channel: &str,
         since: Option<&StreamPosition>,
@@ -202,35 +334,69 @@ impl Hub {
     ) -> Result<(Vec<Publication>, StreamPosition), ErrorCode> {
         let options = self.channel_options(channel)?;
         let history = StreamOptions::from_channel_options(&options).ok_or(ErrorCode::NotAvailable)?;
-        self.broker.history(channel, &history, since, limit, reverse).map_err(|_| ErrorCode::UnrecoverablePosition)
+        Ok(self.broker.history(channel, &history, since, limit, reverse).await?)
     }
 
-    pub fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
+    pub async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
         let options = self.channel_options(channel)?;
         if !options.history_enabled() {
             return Err(ErrorCode::NotAvailable);
         }
-        self.broker.remove_history(channel);
-        Ok(())
+        Ok(self.broker.remove_history(channel).await?)
     }
 
-    pub fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, ErrorCode> {
+    pub async fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, ErrorCode> {
         if !self.channel_options(channel)?.presence {
             return Err(ErrorCode::NotAvailable);
         }
-        Ok(self.presence.get(channel))
+        Ok(self.broker.presence(channel).await?.unwrap_or_else(|| self.presence.get(channel)))
     }
 
-    pub fn presence_stats(&self, channel: &str) -> Result<PresenceStats, ErrorCode> {
+    pub async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, ErrorCode> {
         if !self.channel_options(channel)?.presence {
             return Err(ErrorCode::NotAvailable);
         }
-        Ok(self.presence.stats(channel))
+        Ok(self.broker.presence_stats(channel).await?.unwrap_or_else(|| self.presence.stats(channel)))
+    }
+
+    /// Records a presence entry: locally, and in the shared store. A failed
+    /// shared write is retried by the periodic refresh, which re-adds every
+    /// local entry.
+    async fn presence_add(&self, channel: &str, info: ClientInfo) {
+        self.presence.add(channel, info.clone());
+        if let Some(redis) = self.broker.redis()
+            && let Err(e) = redis.presence_add(channel, &info).await
+        {
+            tracing::debug!(error = %e, %channel, "presence write failed; the refresh retries it");
+        }
+    }
+
+    /// Drops a presence entry; the shared store is updated in the background.
+    fn presence_remove(&self, channel: &str, client: &str) {
+        self.presence.remove(channel, client);
+        if let Some(redis) = self.broker.redis().cloned() {
+            let (channel, client) = (channel.to_owned(), client.to_owned());
+            tokio::spawn(async move { redis.presence_remove(&channel, &client).await });
+        }
     }
 
     /// Channels with local subscribers and their subscriber counts.
     pub fn channels(&self) -> Vec<(String, usize)> {
         self.registry.channels()
+    }
+
+    /// Channels with subscribers on any node and their subscriber counts
+    /// (this node alone with the memory engine; as of the last heartbeats
+    /// with Redis).
+    pub async fn all_channels(&self) -> Vec<(String, usize)> {
+        let local = self.registry.channels();
+        let Some(redis) = self.broker.redis() else { return local };
+        let Ok(remote) = redis.remote_channels().await else { return local };
+        let mut all: HashMap<String, usize> = remote;
+        for (name, n) in local {
+            *all.entry(name).or_default() += n;
+        }
+        all.into_iter().filter(|(_, n)| *n > 0).collect()
     }
 
     /// Node statistics for `/api/info`.
@@ -301,7 +467,7 @@ impl Hub {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {
                     let registry = &self.registry;
-                    self.broker.sweep(|ch| registry.num_subscribers(ch) > 0);
+                    self.broker.sweep(|ch| registry.num_subscribers(ch) > 0).await;
                 }
             }
         }

@@ -210,7 +210,7 @@ impl Session {
                     Some(Inbound::TooLarge) => Err(DisconnectCode::MESSAGE_TOO_BIG),
                     Some(Inbound::Closed) | None => Err(DisconnectCode::CONNECTION_CLOSED),
                 },
-                Some(control) = self.control_rx.recv() => self.handle_control(control),
+                Some(control) = self.control_rx.recv() => self.handle_control(control).await,
                 _ = tokio::time::sleep_until(deadline) => self.on_deadline(Instant::now()),
             };
             if let Err(code) = step {
@@ -272,7 +272,7 @@ impl Session {
         for command in commands {
             // Any command proves the client is alive.
             self.pong_deadline = None;
-            self.handle_command(command)?;
+            self.handle_command(command).await?;
         }
         Ok(())
     }
@@ -293,7 +293,7 @@ impl Session {
         Ok(self.rate.count <= limit)
     }
 
-    fn handle_command(&mut self, Command { id, request }: Command) -> Result<(), DisconnectCode> {
+    async fn handle_command(&mut self, Command { id, request }: Command) -> Result<(), DisconnectCode> {
         if matches!(request, Request::Pong) {
             return Ok(());
         }
@@ -314,16 +314,16 @@ impl Session {
             return self.reply(&Reply::error(id, ErrorCode::TooManyRequests.into()));
         }
         let outcome = match request {
-            Request::Connect(req) => self.connect(id, req),
-            Request::Subscribe(req) => self.subscribe(id, req),
+            Request::Connect(req) => self.connect(id, req).await,
+            Request::Subscribe(req) => self.subscribe(id, req).await,
             Request::Unsubscribe(req) => {
                 self.unsubscribe(&req.channel);
                 Ok(Reply { id, unsubscribe: Some(Empty {}), ..Reply::default() })
             }
-            Request::Publish(req) => self.publish(id, req.channel, req.data),
-            Request::Presence(req) => self.presence(id, &req.channel),
-            Request::PresenceStats(req) => self.presence_stats(id, &req.channel),
-            Request::History(req) => self.history(id, req),
+            Request::Publish(req) => self.publish(id, req.channel, req.data).await,
+            Request::Presence(req) => self.presence(id, &req.channel).await,
+            Request::PresenceStats(req) => self.presence_stats(id, &req.channel).await,
+            Request::History(req) => self.history(id, req).await,
             Request::Ping => Ok(Reply { id, ping: Some(Empty {}), ..Reply::default() }),
             Request::Rpc(_) => Err(ErrorCode::MethodNotFound.into()),
             Request::Refresh(req) => self.refresh(id, req),
@@ -353,7 +353,7 @@ impl Session {
         }
     }
 
-    fn connect(&mut self, id: u32, req: ConnectRequest) -> Result<Reply, Failure> {
+    async fn connect(&mut self, id: u32, req: ConnectRequest) -> Result<Reply, Failure> {
         let config = self.hub.config().client.clone();
         let claims = if req.token.is_empty() {
             if !config.allow_anonymous {
@@ -415,7 +415,16 @@ impl Session {
                 continue;
             };
             let recover = req.subs.get(&channel).or(unknown_position.as_ref());
-            let sub = self.attach(&channel, options, recover, true, None, |_, _| None);
+            let sub = match self.attach(&channel, options, recover, true, None, |_, _| None).await {
+                Ok(sub) => sub,
+                Err(e) => {
+                    // Redis is unreachable: a reply would leave this
+                    // connection half-set-up. Close it; the client reconnects.
+                    debug!(error = ?e, %channel, "server-side subscription failed");
+                    self.outbox.release();
+                    return Err(DisconnectCode::INTERNAL.into());
+                }
+            };
             result.subs.insert(channel, sub);
         }
         let reply = encode(self.encoding, &Reply { id, connect: Some(result), ..Reply::default() });
@@ -425,7 +434,7 @@ impl Session {
         Ok(Reply::default())
     }
 
-    fn subscribe(&mut self, id: u32, req: SubscribeRequest) -> Result<Reply, Failure> {
+    async fn subscribe(&mut self, id: u32, req: SubscribeRequest) -> Result<Reply, Failure> {
         let options = self.hub.channel_options(&req.channel)?;
         if self.subs.contains_key(&req.channel) {
             return Err(ErrorCode::AlreadySubscribed.into());
@@ -456,7 +465,8 @@ impl Session {
         let encoding = self.encoding;
         self.attach(&channel, options, Some(&req), false, chan_info, |result, _| {
             Some(encode(encoding, &Reply { id, subscribe: Some(result.clone()), ..Reply::default() }))
-        });
+        })
+        .await?;
         Ok(Reply::default())
     }
 
@@ -465,7 +475,9 @@ impl Session {
     /// `announce` returns (the subscribe reply or push) so that it precedes
     /// every live publication; an announcement this connection's encoding
     /// cannot carry closes it. Then records presence and announces the join.
-    fn attach(
+    /// Fails (error 100) only when the engine is unreachable; nothing was
+    /// registered then.
+    async fn attach(
         &mut self,
         channel: &str,
         options: ChannelOptions,
@@ -473,7 +485,7 @@ impl Session {
         server_side: bool,
         chan_info: Option<Payload>,
         announce: impl FnOnce(&SubscribeResult, bool) -> Option<Result<Bytes, DisconnectCode>>,
-    ) -> SubscribeResult {
+    ) -> Result<SubscribeResult, ErrorCode> {
         let history = StreamOptions::from_channel_options(&options);
         let asked_recoverable = req.is_some_and(|r| r.recoverable);
         let recoverable =
@@ -484,7 +496,8 @@ impl Session {
         let (id, outbox, registry) = (self.id, self.outbox.clone(), self.hub.registry.clone());
         let encoding = self.encoding;
 
-        let result = self.hub.broker.subscribe(channel, history.as_ref(), |mut view| {
+        let recover = recover_from.as_ref().filter(|_| recoverable).map(|since| (since, max_recover));
+        let result = self.hub.broker.subscribe(channel, history.as_ref(), recover, |mut view| {
             let mut result = SubscribeResult::default();
             if let Some(top) = view.position().filter(|_| recoverable) {
                 result.recoverable = true;
@@ -510,18 +523,19 @@ impl Session {
             }
             result
         });
+        let result = result.await?;
 
         self.subs.insert(channel.to_owned(), Subscription { options: options.clone(), chan_info: chan_info.clone() });
         if options.presence || options.join_leave {
             let info = self.client_info(chan_info);
             if options.presence {
-                self.hub.presence.add(channel, info.clone());
+                self.hub.presence_add(channel, info.clone()).await;
             }
             if options.join_leave {
                 self.hub.broker.join(channel, &info);
             }
         }
-        result
+        Ok(result)
     }
 
     /// Leaves `channel`; a no-op when not subscribed.
@@ -529,7 +543,7 @@ impl Session {
         let Some(sub) = self.subs.remove(channel) else { return false };
         self.hub.registry.remove(channel, self.id);
         if let Some(conn) = self.conn.as_ref().filter(|_| sub.options.presence) {
-            self.hub.presence.remove(channel, &conn.client);
+            self.hub.presence_remove(channel, &conn.client);
         }
         if sub.options.join_leave {
             let info = self.client_info(sub.chan_info);
@@ -538,7 +552,7 @@ impl Session {
         true
     }
 
-    fn publish(&mut self, id: u32, channel: String, data: Option<Payload>) -> Result<Reply, Failure> {
+    async fn publish(&mut self, id: u32, channel: String, data: Option<Payload>) -> Result<Reply, Failure> {
         let options = self.hub.channel_options(&channel)?;
         let subscribed = self.subs.get(&channel);
         if !(options.allow_publish_for_client || (options.allow_publish_for_subscriber && subscribed.is_some())) {
@@ -546,7 +560,7 @@ impl Session {
         }
         let data = data.ok_or(ErrorCode::BadRequest)?;
         let info = self.client_info(subscribed.and_then(|s| s.chan_info.clone()));
-        self.hub.publish(PublishRequest { channel, data, info: Some(info), ..PublishRequest::default() })?;
+        self.hub.publish(PublishRequest { channel, data, info: Some(info), ..PublishRequest::default() }).await?;
         Ok(Reply { id, publish: Some(Empty {}), ..Reply::default() })
     }
 
@@ -558,25 +572,25 @@ impl Session {
         Ok(())
     }
 
-    fn presence(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
+    async fn presence(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
         self.check_subscriber_permission(channel, |o| o.allow_presence_for_subscriber)?;
-        let presence = self.hub.presence(channel)?;
+        let presence = self.hub.presence(channel).await?;
         Ok(Reply { id, presence: Some(PresenceResult { presence }), ..Reply::default() })
     }
 
-    fn presence_stats(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
+    async fn presence_stats(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
         self.check_subscriber_permission(channel, |o| o.allow_presence_for_subscriber)?;
-        let stats = self.hub.presence_stats(channel)?;
+        let stats = self.hub.presence_stats(channel).await?;
         let result = PresenceStatsResult { num_clients: stats.num_clients, num_users: stats.num_users };
         Ok(Reply { id, presence_stats: Some(result), ..Reply::default() })
     }
 
-    fn history(&self, id: u32, req: HistoryRequest) -> Result<Reply, Failure> {
+    async fn history(&self, id: u32, req: HistoryRequest) -> Result<Reply, Failure> {
         self.check_subscriber_permission(&req.channel, |o| o.allow_history_for_subscriber)?;
         let max = self.hub.config().client.history_max_publication_limit;
         // A negative limit asks for as much as allowed; larger asks are capped.
         let limit = usize::try_from(req.limit).map_or(max, |l| l.min(max));
-        let (publications, top) = self.hub.history(&req.channel, req.since.as_ref(), limit, req.reverse)?;
+        let (publications, top) = self.hub.history(&req.channel, req.since.as_ref(), limit, req.reverse).await?;
         let result = HistoryResult { publications, epoch: top.epoch, offset: top.offset };
         Ok(Reply { id, history: Some(result), ..Reply::default() })
     }
@@ -621,7 +635,7 @@ impl Session {
         Ok(Reply { id, sub_refresh: Some(result), ..Reply::default() })
     }
 
-    fn handle_control(&mut self, control: Control) -> Result<(), DisconnectCode> {
+    async fn handle_control(&mut self, control: Control) -> Result<(), DisconnectCode> {
         match control {
             Control::Subscribe { channel } => {
                 if self.subs.contains_key(&channel) {
@@ -639,8 +653,11 @@ impl Session {
                     };
                     let push = Push { channel: channel.clone(), subscribe: Some(push), ..Push::default() };
                     Some(encode(encoding, &Reply::push(push)))
-                });
-                Ok(())
+                })
+                .await
+                .map(|_| ())
+                // The engine is unreachable: the client reconnects and gets it again.
+                .map_err(|_| DisconnectCode::INTERNAL)
             }
             Control::Unsubscribe { channel } => {
                 if self.unsubscribe(&channel) {

@@ -22,6 +22,7 @@ use tracing::debug;
 use super::stream::{
     Body, Framer, Stream, disconnect_object, empty_response, inbound_frame, json_response, query_param, read_body,
 };
+use crate::broker::RedisBroker;
 use crate::hub::{Hub, Inbound, SessionOptions, TransportKind};
 use crate::protocol::{DisconnectCode, DisconnectPush, Encoding, Push, Reply, proto};
 
@@ -105,6 +106,43 @@ impl EmulationRouter for LocalRouter {
     }
 }
 
+/// Multi-node routing through Redis: a post for a session of another node
+/// is published on that node's private channel, and the owner feeds it into
+/// the session. A post for a node that is not listening is 404; the owner
+/// drops a post for a session it no longer has (the client's stream is gone
+/// then anyway).
+pub struct RedisRouter {
+    local: Arc<LocalRouter>,
+    redis: Arc<RedisBroker>,
+}
+
+impl RedisRouter {
+    /// Routes through `redis` and receives forwarded posts into `local`.
+    pub fn new(local: Arc<LocalRouter>, redis: Arc<RedisBroker>) -> Arc<Self> {
+        let receiver = local.clone();
+        redis.set_node_handler(Box::new(move |session, data| {
+            if let Err(e) = receiver.deliver_local(session, data) {
+                debug!(error = %e, %session, "forwarded emulation post dropped");
+            }
+        }));
+        Arc::new(Self { local, redis })
+    }
+}
+
+impl EmulationRouter for RedisRouter {
+    fn deliver<'a>(&'a self, node: &'a str, session: &'a str, data: Bytes) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            if node.is_empty() || node == self.local.node {
+                return self.local.deliver_local(session, data);
+            }
+            match self.redis.forward(node, session, &data).await {
+                Ok(true) => Ok(()),
+                Ok(false) | Err(_) => Err(DeliverError::UnknownSession),
+            }
+        })
+    }
+}
+
 /// The transports' shared state: the router and this node's sessions.
 pub(crate) struct Emulation {
     pub local: Arc<LocalRouter>,
@@ -117,6 +155,15 @@ impl Emulation {
     pub fn local(hub: &Hub) -> Arc<Self> {
         let local = LocalRouter::new(hub.node_id());
         Arc::new(Self { router: local.clone(), local, polls: super::long_poll::Polls::default() })
+    }
+
+    /// The router the hub's engine calls for: Redis routing across nodes,
+    /// local otherwise.
+    pub fn for_hub(hub: &Hub) -> Arc<Self> {
+        let Some(redis) = hub.redis() else { return Self::local(hub) };
+        let local = LocalRouter::new(hub.node_id());
+        let router = RedisRouter::new(local.clone(), redis.clone());
+        Arc::new(Self { router, local, polls: super::long_poll::Polls::default() })
     }
 }
 

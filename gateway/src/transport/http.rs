@@ -109,6 +109,8 @@ async fn route(
         (&Method::GET, "/ready") => {
             if hub.shutdown_token().is_cancelled() {
                 json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting down"}"#)
+            } else if !hub.ready().await {
+                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"engine unavailable"}"#)
             } else {
                 json_response(StatusCode::OK, r#"{"status":"ready"}"#)
             }

@@ -69,8 +69,9 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let hub = Hub::new(config.clone(), root.child_token())?;
     let tls = tls::acceptor(&config.server.tls)?;
-    let emulation = emulation::Emulation::local(&hub);
+    let emulation = emulation::Emulation::for_hub(&hub);
     spawn_named(&tracker, "hub-maintenance", hub.clone().run_maintenance(Duration::from_secs(30)));
+    spawn_named(&tracker, "hub-engine", hub.clone().run_engine());
     info!(addr = %listener.local_addr()?, tls = tls.is_some(), "switchboard listening");
 
     let mut shutdown = std::pin::pin!(shutdown);

@@ -13,6 +13,7 @@ mod presence;
 mod protobuf;
 mod protocol_errors;
 mod recovery;
+mod redis;
 mod sdk_js;
 mod sdk_js_fallback;
 mod sdk_js_protobuf;
