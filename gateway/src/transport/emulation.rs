@@ -110,13 +110,27 @@ impl Emulation {
     }
 }
 
-#[derive(serde::Deserialize)]
+/// The body of `POST /emulation`.
+#[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmulationRequest {
-    session: String,
+pub struct EmulationRequest {
+    pub session: String,
     #[serde(default)]
-    node: String,
-    data: String,
+    pub node: String,
+    pub data: String,
+}
+
+/// Reads a `POST /emulation` body: 400 when it is not the expected object or
+/// names no session, 413 when its commands exceed `max_data_bytes`.
+pub fn parse_emulation_request(body: &[u8], max_data_bytes: usize) -> Result<EmulationRequest, StatusCode> {
+    let request = serde_json::from_slice::<EmulationRequest>(body).map_err(|_| StatusCode::BAD_REQUEST)?;
+    if request.session.is_empty() {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    if request.data.len() > max_data_bytes {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    Ok(request)
 }
 
 /// `POST /emulation`: 204 delivered, 400 bad body, 404 unknown session,
@@ -128,15 +142,13 @@ pub(super) async fn handle_post(req: Request<Incoming>, hub: &Hub, emulation: &E
         Ok(body) => body,
         Err(refused) => return refused.response(),
     };
-    let Ok(request) = serde_json::from_slice::<EmulationRequest>(&body) else {
-        return json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad emulation request"}"#);
+    let request = match parse_emulation_request(&body, max) {
+        Ok(request) => request,
+        Err(StatusCode::PAYLOAD_TOO_LARGE) => {
+            return json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#);
+        }
+        Err(_) => return json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad emulation request"}"#),
     };
-    if request.session.is_empty() {
-        return json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad emulation request"}"#);
-    }
-    if request.data.len() > max {
-        return json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#);
-    }
     match emulation.router.deliver(&request.node, &request.session, Bytes::from(request.data)).await {
         Ok(()) => empty_response(StatusCode::NO_CONTENT),
         Err(DeliverError::UnknownSession) => json_response(StatusCode::NOT_FOUND, r#"{"error":"unknown session"}"#),
