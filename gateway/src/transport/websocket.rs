@@ -23,7 +23,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -142,16 +142,45 @@ async fn serve(ws: Ws, hub: Arc<Hub>, encoding: Encoding) {
             // tungstenite answers pings itself on the next flush.
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
             Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => Some(Inbound::TooLarge),
-            Err(e) => {
-                debug!(error = %e, "websocket read failed");
-                Some(Inbound::Closed)
-            }
+            Err(e) => match violation(&e) {
+                Some(code) => {
+                    debug!(error = %e, code = code.code, "websocket protocol violation");
+                    Some(Inbound::Violation(code))
+                }
+                None => {
+                    debug!(error = %e, "websocket read failed");
+                    Some(Inbound::Closed)
+                }
+            },
         })
     });
     let (code, sent_close) = tokio::join!(session.run(inbound), write_loop(&mut sink, &outbox, max_batch, encoding));
     debug!(code = code.code, reason = code.reason, "session ended");
     if sent_close {
         linger(sink.reunite(stream).ok()).await;
+    }
+}
+
+/// The close code for a read error that is the client's fault: 1007 for a
+/// text message that is not UTF-8, 1002 for broken framing, 1009 for an
+/// oversized message. `None` when the connection merely failed or ended.
+fn violation(error: &WsError) -> Option<DisconnectCode> {
+    match error {
+        WsError::Utf8(_) => Some(DisconnectCode::INVALID_PAYLOAD),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(DisconnectCode::MESSAGE_TOO_BIG),
+        WsError::Protocol(
+            ProtocolError::NonZeroReservedBits
+            | ProtocolError::UnmaskedFrameFromClient
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::ControlFrameTooBig
+            | ProtocolError::UnknownControlFrameType(_)
+            | ProtocolError::UnknownDataFrameType(_)
+            | ProtocolError::UnexpectedContinueFrame
+            | ProtocolError::ExpectedFragment(_)
+            | ProtocolError::InvalidOpcode(_)
+            | ProtocolError::InvalidCloseSequence,
+        ) => Some(DisconnectCode::PROTOCOL_ERROR),
+        _ => None,
     }
 }
 
