@@ -61,8 +61,25 @@ pub const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
 /// the handshake when the server selects none).
 const JSON_SUBPROTOCOL: &str = "centrifuge-json";
 
-/// Validates the upgrade request and answers 101, spawning the session.
-pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTracker) -> Response<Full<Bytes>> {
+/// What runs on an accepted WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// A client protocol session.
+    Session,
+    /// `server.debug_echo_path`: every message is sent back, through the
+    /// same limits, UTF-8 validation and close handling (for conformance
+    /// suites such as Autobahn).
+    Echo,
+}
+
+/// Validates the upgrade request and answers 101, spawning the session (or
+/// the echo loop).
+pub(super) fn upgrade(
+    req: Request<Incoming>,
+    hub: Arc<Hub>,
+    tracker: &TaskTracker,
+    mode: Mode,
+) -> Response<Full<Bytes>> {
     let server = &hub.config().server;
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|o| origin_allowed(o, &server.allowed_origins));
@@ -104,7 +121,10 @@ pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTrack
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
-                serve(ws, hub_for_task, encoding).await;
+                match mode {
+                    Mode::Session => serve(ws, hub_for_task, encoding).await,
+                    Mode::Echo => echo(ws).await,
+                }
             }
             Err(e) => debug!(error = %e, "websocket upgrade failed"),
         }
@@ -181,6 +201,28 @@ fn violation(error: &WsError) -> Option<DisconnectCode> {
             | ProtocolError::InvalidCloseSequence,
         ) => Some(DisconnectCode::PROTOCOL_ERROR),
         _ => None,
+    }
+}
+
+/// The echo loop of [`Mode::Echo`]: text and binary messages go back as
+/// they came; tungstenite answers pings and the peer's close itself. A
+/// violation closes with its code (see [`violation`]).
+async fn echo(mut ws: Ws) {
+    let code = loop {
+        let reply = match ws.next().await {
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break violation(&e),
+            None => return,
+        };
+        if ws.send(reply).await.is_err() {
+            return;
+        }
+    };
+    if let Some(code) = code {
+        debug!(code = code.code, "echo: closing on a protocol violation");
+        let _ = ws.send(close_message(code)).await;
+        linger(Some(ws)).await;
     }
 }
 
