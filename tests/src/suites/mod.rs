@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod catalogue;
 mod client;
 mod curl;
 mod history;
