@@ -61,6 +61,10 @@ export PYTHONHOME="$S/root/usr"
 # --- 2. pip and autobahntestsuite into $S/site --------------------------
 SITE="$S/site"
 export PYTHONPATH="$SITE"
+# A --target install leaves namespace packages (zope) to .pth files, which
+# only a site directory reads.
+mkdir -p "$SITE"
+echo "import site; site.addsitedir('$SITE')" > "$SITE/sitecustomize.py"
 if ! "$PY" -c 'import autobahntestsuite' >> "$LOG" 2>&1; then
     step "installing autobahntestsuite (python 2.7)"
     pip_whl="$(ls "$S"/root/usr/share/python-wheels/pip-*.whl 2>/dev/null | head -1)"
