@@ -222,7 +222,16 @@ async fn echo(mut ws: Ws) {
     if let Some(code) = code {
         debug!(code = code.code, "echo: closing on a protocol violation");
         let _ = ws.send(close_message(code)).await;
-        linger(Some(ws)).await;
+        // Wait for the peer's close reply, then drop the TCP connection
+        // first, as RFC 6455 has the server do (Autobahn checks it).
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(message)) = ws.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 
