@@ -66,6 +66,11 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Most bytes of request line plus headers buffered per request. Default 16384.
     pub max_header_bytes: usize,
+    /// Path of a WebSocket echo endpoint for conformance suites (Autobahn):
+    /// the same WebSocket stack (limits, UTF-8 validation, close handling),
+    /// but every message comes back unchanged and no session runs. Must
+    /// start with `/`. Default `""` (off).
+    pub debug_echo_path: String,
     /// `[server.tls]`: certificate and key; plain TCP when both are empty.
     pub tls: TlsConfig,
 }
@@ -79,6 +84,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             max_header_bytes: 16 * 1024,
+            debug_echo_path: String::new(),
             tls: TlsConfig::default(),
         }
     }

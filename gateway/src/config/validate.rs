@@ -99,6 +99,9 @@ fn validate_server(server: &ServerConfig, errors: &mut Errors) {
     errors.positive("server.max_connections", server.max_connections as u64);
     errors.positive("server.header_read_timeout_secs", server.header_read_timeout_secs);
     errors.at_least("server.max_header_bytes", server.max_header_bytes, MIN_HEADER_BYTES);
+    if !server.debug_echo_path.is_empty() && !server.debug_echo_path.starts_with('/') {
+        errors.push("server.debug_echo_path", format!("{:?} must start with /", server.debug_echo_path));
+    }
     match (server.tls.cert_path.is_empty(), server.tls.key_path.is_empty()) {
         (false, true) => errors.push("server.tls.key_path", "must be set when server.tls.cert_path is set"),
         (true, false) => errors.push("server.tls.cert_path", "must be set when server.tls.key_path is set"),
@@ -409,6 +412,8 @@ mod tests {
     #[test]
     fn server_limits_must_be_positive() {
         assert_rejects(&with(|c| c.server.max_connections = 0), "server.max_connections", "greater than 0");
+        assert_rejects(&with(|c| c.server.debug_echo_path = "echo".into()), "server.debug_echo_path", "start with /");
+        assert!(with(|c| c.server.debug_echo_path = "/debug/echo".into()).validate().is_ok());
         assert_rejects(
             &with(|c| c.server.header_read_timeout_secs = 0),
             "server.header_read_timeout_secs",

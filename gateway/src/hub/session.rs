@@ -40,6 +40,9 @@ pub enum Inbound {
     Binary(Bytes),
     /// A frame over `client.max_frame_bytes` (closed with 1009).
     TooLarge,
+    /// The client broke the transport's framing: close with this code
+    /// (WebSocket 1002 or 1007).
+    Violation(DisconnectCode),
     /// The client closed the connection or it failed.
     Closed,
 }
@@ -208,6 +211,7 @@ impl Session {
                     }
                     Some(Inbound::Text(_) | Inbound::Binary(_)) => Err(DisconnectCode::INAPPROPRIATE_PROTOCOL),
                     Some(Inbound::TooLarge) => Err(DisconnectCode::MESSAGE_TOO_BIG),
+                    Some(Inbound::Violation(code)) => Err(code),
                     Some(Inbound::Closed) | None => Err(DisconnectCode::CONNECTION_CLOSED),
                 },
                 Some(control) = self.control_rx.recv() => self.handle_control(control).await,

@@ -7,6 +7,12 @@ use super::types::{Command, Publication, RawCommand, Reply, Request};
 
 /// Most commands accepted in one frame; a larger batch is a bad request.
 pub const MAX_COMMANDS_PER_FRAME: usize = 256;
+/// Deepest nesting of objects and arrays accepted in one command, payloads
+/// included (serde_json's own limit for typed values). Payloads are kept as
+/// raw JSON, which serde_json skips without a depth limit: without this
+/// check a 10,000-deep publication would reach every subscriber, whose own
+/// parsers may have far lower limits (Python's is about 1,000).
+pub const MAX_JSON_DEPTH: usize = 128;
 
 /// Why a frame could not be decoded. Every variant is the client's fault and
 /// ends the connection with 3501 bad request.
@@ -22,6 +28,8 @@ pub enum DecodeError {
     UnknownCommand,
     #[error("too many commands in one frame (max {MAX_COMMANDS_PER_FRAME})")]
     TooManyCommands,
+    #[error("json nested too deep (max {MAX_JSON_DEPTH} levels)")]
+    TooDeep,
     #[error("truncated or invalid length prefix")]
     BadLength,
     #[error("invalid command protobuf: {0}")]
@@ -41,6 +49,9 @@ pub fn decode_commands(frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
         if out.len() == MAX_COMMANDS_PER_FRAME {
             return Err(DecodeError::TooManyCommands);
         }
+        if nesting_exceeds(line.as_bytes(), MAX_JSON_DEPTH) {
+            return Err(DecodeError::TooDeep);
+        }
         let raw: RawCommand = serde_json::from_str(line).map_err(|e| DecodeError::Json(e.to_string()))?;
         let command = into_command(raw)?;
         if matches!(command.request, Request::Pong) && !is_pong(command.id, line) {
@@ -49,6 +60,35 @@ pub fn decode_commands(frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
         out.push(command);
     }
     Ok(out)
+}
+
+/// Whether `json` opens more than `max` objects or arrays at once. A byte
+/// scan that skips strings; it does not validate (the parser does that).
+fn nesting_exceeds(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A command with no known request is a pong only when it is empty: an id
@@ -141,6 +181,21 @@ pub(crate) mod tests {
     use super::*;
     use crate::protocol::{Payload, Publication, Push};
     use proptest::prelude::*;
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_wherever_it_is() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        // The command object, `publish` and `data` take three of the levels.
+        let ok = format!(r#"{{"id":1,"publish":{{"channel":"a","data":{{"x":{}}}}}}}"#, deep(MAX_JSON_DEPTH - 3));
+        decode_commands(ok.as_bytes()).unwrap();
+        let over = format!(r#"{{"id":1,"publish":{{"channel":"a","data":{{"x":{}}}}}}}"#, deep(MAX_JSON_DEPTH - 2));
+        assert_eq!(decode_commands(over.as_bytes()).unwrap_err(), DecodeError::TooDeep);
+        let ping = format!(r#"{{"id":1,"ping":{}}}"#, deep(10_000));
+        assert_eq!(decode_commands(ping.as_bytes()).unwrap_err(), DecodeError::TooDeep);
+        // Brackets inside strings, escaped quotes included, do not count.
+        let text = format!(r#"{{"id":1,"publish":{{"channel":"a","data":"\\\"{}"}}}}"#, "[".repeat(10_000));
+        decode_commands(text.as_bytes()).unwrap();
+    }
 
     #[test]
     fn decodes_a_batch_of_commands() {

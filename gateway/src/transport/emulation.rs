@@ -167,13 +167,47 @@ impl Emulation {
     }
 }
 
-#[derive(serde::Deserialize)]
+/// The body of `POST /emulation`.
+#[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmulationRequest {
-    session: String,
+pub struct EmulationRequest {
+    pub session: String,
     #[serde(default)]
-    node: String,
-    data: String,
+    pub node: String,
+    pub data: String,
+}
+
+/// A `POST /emulation` body, parsed.
+#[derive(Debug)]
+pub struct EmulationPost {
+    pub node: String,
+    pub session: String,
+    /// The commands, in the session's encoding.
+    pub data: Bytes,
+}
+
+/// Reads a `POST /emulation` body: a JSON `EmulationRequest`, or the
+/// Protobuf one when `protobuf`. 400 when it is not the expected message or
+/// names no session, 413 when its commands exceed `max_data_bytes`.
+pub fn parse_emulation_request(
+    body: &[u8],
+    protobuf: bool,
+    max_data_bytes: usize,
+) -> Result<EmulationPost, StatusCode> {
+    let post = if protobuf {
+        let request = <proto::EmulationRequest as prost::Message>::decode(body).map_err(|_| StatusCode::BAD_REQUEST)?;
+        EmulationPost { node: request.node, session: request.session, data: request.data }
+    } else {
+        let request = serde_json::from_slice::<EmulationRequest>(body).map_err(|_| StatusCode::BAD_REQUEST)?;
+        EmulationPost { node: request.node, session: request.session, data: Bytes::from(request.data) }
+    };
+    if post.session.is_empty() {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    if post.data.len() > max_data_bytes {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    Ok(post)
 }
 
 /// Whether the request's `Content-Type` is `application/octet-stream`: the
@@ -185,18 +219,6 @@ fn is_protobuf(req: &Request<Incoming>) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"))
-}
-
-/// A decoded post: `(node, session, data)`. `None` for a body that is not
-/// an `EmulationRequest` in the encoding its `Content-Type` names.
-fn parse_post(body: &Bytes, protobuf: bool) -> Option<(String, String, Bytes)> {
-    if protobuf {
-        let request = <proto::EmulationRequest as prost::Message>::decode(body.clone()).ok()?;
-        Some((request.node, request.session, request.data))
-    } else {
-        let request = serde_json::from_slice::<EmulationRequest>(body).ok()?;
-        Some((request.node, request.session, Bytes::from(request.data)))
-    }
 }
 
 /// `POST /emulation`: 204 delivered, 400 bad body, 404 unknown session,
@@ -212,13 +234,14 @@ pub(super) async fn handle_post(req: Request<Incoming>, hub: &Hub, emulation: &E
         Ok(body) => body,
         Err(refused) => return refused.response(),
     };
-    let Some((node, session, data)) = parse_post(&body, protobuf).filter(|(_, session, _)| !session.is_empty()) else {
-        return json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad emulation request"}"#);
+    let post = match parse_emulation_request(&body, protobuf, max) {
+        Ok(post) => post,
+        Err(StatusCode::PAYLOAD_TOO_LARGE) => {
+            return json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#);
+        }
+        Err(_) => return json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad emulation request"}"#),
     };
-    if data.len() > max {
-        return json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#);
-    }
-    match emulation.router.deliver(&node, &session, data).await {
+    match emulation.router.deliver(&post.node, &post.session, post.data).await {
         Ok(()) => empty_response(StatusCode::NO_CONTENT),
         Err(DeliverError::UnknownSession) => json_response(StatusCode::NOT_FOUND, r#"{"error":"unknown session"}"#),
         Err(e @ DeliverError::Busy { .. }) => {

@@ -101,8 +101,17 @@ async fn route(
         };
         return with_cors(route_http_transport(req, hub, tracker, emulation).await, origin);
     }
+    let echo_path = &hub.config().server.debug_echo_path;
+    if !echo_path.is_empty() && path == echo_path.as_str() {
+        return match *req.method() {
+            Method::GET => boxed(websocket::upgrade(req, hub.clone(), &tracker, websocket::Mode::Echo)),
+            _ => json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#),
+        };
+    }
     match (req.method(), path) {
-        (&Method::GET, "/connection/websocket") => boxed(websocket::upgrade(req, hub, &tracker)),
+        (&Method::GET, "/connection/websocket") => {
+            boxed(websocket::upgrade(req, hub, &tracker, websocket::Mode::Session))
+        }
         (&Method::GET, "/connection/uni_websocket") => boxed(uni_websocket::upgrade(req, hub, &tracker)),
         (&Method::POST, p) if p == "/api" || p.starts_with("/api/") => boxed(api::handle(req, &hub).await),
         (&Method::GET, "/health") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),

@@ -32,6 +32,28 @@ use crate::hub::{Hub, HubError};
 pub use emulation::{DeliverError, DeliverFuture, EmulationRouter, LocalRouter};
 pub use origin::origin_allowed;
 
+/// The pure request parsers of the HTTP transports. Public only so the fuzz
+/// targets in `fuzz/` can reach them: not an API to build on.
+#[doc(hidden)]
+pub mod parsers {
+    use std::collections::BTreeMap;
+
+    pub use super::emulation::{EmulationPost, EmulationRequest, parse_emulation_request};
+    pub use super::stream::query_param;
+    pub use super::uni::connect_command;
+
+    /// Reads a one-way `Last-Event-ID` into channel → (offset, epoch);
+    /// `None` for garbage or more than `max_channels` channels.
+    pub fn decode_last_event_id(id: &str, max_channels: usize) -> Option<BTreeMap<String, (u64, String)>> {
+        super::uni::Positions::decode(id, max_channels).map(super::uni::Positions::into_map)
+    }
+
+    /// Encodes positions as a one-way `Last-Event-ID`.
+    pub fn encode_last_event_id(positions: BTreeMap<String, (u64, String)>) -> String {
+        super::uni::Positions::from_map(positions).encode()
+    }
+}
+
 /// Why the server could not start or run. Always the operator's to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

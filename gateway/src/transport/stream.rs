@@ -112,7 +112,7 @@ pub(super) async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refus
 
 /// The value of query parameter `name`, percent-decoded (`+` is a space).
 /// `None` when absent or not valid UTF-8 after decoding.
-pub(super) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(key)? == name).then(|| percent_decode(value)).flatten()

@@ -31,7 +31,7 @@ const CONNECT_ID: u32 = 1;
 /// Wraps a client's `ConnectRequest` object into the connect command,
 /// merging `resume` positions into its `subs` for recovery. `None` when the
 /// request is not a JSON object.
-pub(super) fn connect_command(request: &[u8], resume: Option<&BTreeMap<String, (u64, String)>>) -> Option<Bytes> {
+pub fn connect_command(request: &[u8], resume: Option<&BTreeMap<String, (u64, String)>>) -> Option<Bytes> {
     let text = std::str::from_utf8(request).ok()?.trim();
     let mut connect: Map<String, Value> = if text.is_empty() { Map::new() } else { serde_json::from_str(text).ok()? };
     if let Some(resume) = resume.filter(|r| !r.is_empty()) {
@@ -150,6 +150,10 @@ impl Positions {
 
     pub fn into_map(self) -> BTreeMap<String, (u64, String)> {
         self.0
+    }
+
+    pub fn from_map(map: BTreeMap<String, (u64, String)>) -> Self {
+        Self(map)
     }
 
     /// Follows one one-way message; returns whether a position moved. Only

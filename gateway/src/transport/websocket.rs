@@ -24,7 +24,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -147,8 +147,25 @@ pub const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
 /// the handshake when the server selects none).
 const JSON_SUBPROTOCOL: &str = "centrifuge-json";
 
-/// Validates the upgrade request and answers 101, spawning the session.
-pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTracker) -> Response<Full<Bytes>> {
+/// What runs on an accepted WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// A client protocol session.
+    Session,
+    /// `server.debug_echo_path`: every message is sent back, through the
+    /// same limits, UTF-8 validation and close handling (for conformance
+    /// suites such as Autobahn).
+    Echo,
+}
+
+/// Validates the upgrade request and answers 101, spawning the session (or
+/// the echo loop).
+pub(super) fn upgrade(
+    req: Request<Incoming>,
+    hub: Arc<Hub>,
+    tracker: &TaskTracker,
+    mode: Mode,
+) -> Response<Full<Bytes>> {
     let handshake = match check_upgrade(&req, &hub) {
         Ok(handshake) => handshake,
         Err(Refused(status, body)) => return json(status, body),
@@ -161,7 +178,12 @@ pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTrack
         (Encoding::Json, None)
     };
     let hub_for_task = hub.clone();
-    handshake.accept(req, &hub, tracker, "ws-session", subprotocol, move |ws| serve(ws, hub_for_task, encoding))
+    handshake.accept(req, &hub, tracker, "ws-session", subprotocol, move |ws| async move {
+        match mode {
+            Mode::Session => serve(ws, hub_for_task, encoding).await,
+            Mode::Echo => echo(ws).await,
+        }
+    })
 }
 
 async fn serve(ws: Ws, hub: Arc<Hub>, encoding: Encoding) {
@@ -182,16 +204,76 @@ async fn serve(ws: Ws, hub: Arc<Hub>, encoding: Encoding) {
             // tungstenite answers pings itself on the next flush.
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
             Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => Some(Inbound::TooLarge),
-            Err(e) => {
-                debug!(error = %e, "websocket read failed");
-                Some(Inbound::Closed)
-            }
+            Err(e) => match violation(&e) {
+                Some(code) => {
+                    debug!(error = %e, code = code.code, "websocket protocol violation");
+                    Some(Inbound::Violation(code))
+                }
+                None => {
+                    debug!(error = %e, "websocket read failed");
+                    Some(Inbound::Closed)
+                }
+            },
         })
     });
     let (code, sent_close) = tokio::join!(session.run(inbound), write_loop(&mut sink, &outbox, max_batch, encoding));
     debug!(code = code.code, reason = code.reason, "session ended");
     if sent_close {
         linger(sink.reunite(stream).ok()).await;
+    }
+}
+
+/// The close code for a read error that is the client's fault: 1007 for a
+/// text message that is not UTF-8, 1002 for broken framing, 1009 for an
+/// oversized message. `None` when the connection merely failed or ended.
+fn violation(error: &WsError) -> Option<DisconnectCode> {
+    match error {
+        WsError::Utf8(_) => Some(DisconnectCode::INVALID_PAYLOAD),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(DisconnectCode::MESSAGE_TOO_BIG),
+        WsError::Protocol(
+            ProtocolError::NonZeroReservedBits
+            | ProtocolError::UnmaskedFrameFromClient
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::ControlFrameTooBig
+            | ProtocolError::UnknownControlFrameType(_)
+            | ProtocolError::UnknownDataFrameType(_)
+            | ProtocolError::UnexpectedContinueFrame
+            | ProtocolError::ExpectedFragment(_)
+            | ProtocolError::InvalidOpcode(_)
+            | ProtocolError::InvalidCloseSequence,
+        ) => Some(DisconnectCode::PROTOCOL_ERROR),
+        _ => None,
+    }
+}
+
+/// The echo loop of [`Mode::Echo`]: text and binary messages go back as
+/// they came; tungstenite answers pings and the peer's close itself. A
+/// violation closes with its code (see [`violation`]).
+async fn echo(mut ws: Ws) {
+    let code = loop {
+        let reply = match ws.next().await {
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break violation(&e),
+            None => return,
+        };
+        if ws.send(reply).await.is_err() {
+            return;
+        }
+    };
+    if let Some(code) = code {
+        debug!(code = code.code, "echo: closing on a protocol violation");
+        let _ = ws.send(close_message(code)).await;
+        // Wait for the peer's close reply, then drop the TCP connection
+        // first, as RFC 6455 has the server do (Autobahn checks it).
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(message)) = ws.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 

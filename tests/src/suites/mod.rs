@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod browser;
+mod catalogue;
 mod client;
 mod curl;
 mod history;
