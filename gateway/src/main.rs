@@ -63,8 +63,27 @@ enum Command {
         #[arg(long, value_name = "JSON")]
         info: Option<String>,
     },
+    /// Plugin development helpers.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Prints the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Scaffolds a Rust plugin: a crate DIR/NAME using the plugin SDK, added
+    /// to the plugins workspace in DIR/Cargo.toml.
+    New {
+        /// Crate name: lowercase letters, digits and dashes, starting with a
+        /// letter.
+        name: String,
+        /// The plugins workspace.
+        #[arg(long, value_name = "DIR", default_value = "plugins")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -93,6 +112,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Plugin { command: PluginCommand::New { name, dir } } => match scaffold_plugin(&dir, &name) {
+            Ok(crate_dir) => {
+                println!("created {}; build it with `cargo build --release` in {}", crate_dir.display(), dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("switchboard: {error:#}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Command::Version => {
             println!("switchboard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -243,6 +272,80 @@ fn mint_token(
     jsonwebtoken::encode(&header, &claims, &key).context("cannot sign the token")
 }
 
+const PLUGIN_CARGO_TEMPLATE: &str = include_str!("../../plugin-sdk/templates/Cargo.toml.tmpl");
+const PLUGIN_LIB_TEMPLATE: &str = include_str!("../../plugin-sdk/templates/lib.rs.tmpl");
+
+/// Writes `workspace/name/{Cargo.toml,src/lib.rs}` from the SDK templates and
+/// appends `name` to the workspace's `members`; returns the crate directory.
+fn scaffold_plugin(workspace: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+        && name.len() <= 64;
+    anyhow::ensure!(
+        valid,
+        "plugin name {name:?} must be lowercase letters, digits and dashes, start with a letter (max 64 characters)"
+    );
+    let manifest_path = workspace.join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read the plugins workspace {}", manifest_path.display()))?;
+    let crate_dir = workspace.join(name);
+    anyhow::ensure!(!crate_dir.exists(), "{} already exists", crate_dir.display());
+    let manifest = add_workspace_member(&manifest, name)?;
+
+    let type_name: String = name
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect();
+    let fill = |template: &str| {
+        template.replace("{{name}}", name).replace("{{crate}}", &name.replace('-', "_")).replace("{{type}}", &type_name)
+    };
+    std::fs::create_dir_all(crate_dir.join("src")).with_context(|| format!("cannot create {}", crate_dir.display()))?;
+    std::fs::write(crate_dir.join("Cargo.toml"), fill(PLUGIN_CARGO_TEMPLATE))?;
+    std::fs::write(crate_dir.join("src/lib.rs"), fill(PLUGIN_LIB_TEMPLATE))?;
+    std::fs::write(&manifest_path, manifest).with_context(|| format!("cannot update {}", manifest_path.display()))?;
+    Ok(crate_dir)
+}
+
+/// The workspace manifest with `name` appended to `[workspace] members`.
+/// Edits the text rather than re-serializing, so comments and layout stay.
+fn add_workspace_member(manifest: &str, name: &str) -> anyhow::Result<String> {
+    let parsed: toml::Table = toml::from_str(manifest).context("the plugins Cargo.toml is not valid TOML")?;
+    let members = parsed
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .context("the plugins Cargo.toml has no [workspace] members list")?;
+    anyhow::ensure!(
+        !members.iter().any(|m| m.as_str() == Some(name)),
+        "{name} is already a member of the plugins workspace"
+    );
+    let start = manifest.find("members").context("no members key")?;
+    let open = start + manifest[start..].find('[').context("members is not a list")?;
+    let close = open + manifest[open..].find(']').context("members list is not closed")?;
+    let inner = manifest[open + 1..close].trim_end();
+    let (inner, comma) = match inner.strip_suffix(',') {
+        Some(stripped) => (stripped, true),
+        None => (inner, false),
+    };
+    let multiline = manifest[open..close].contains('\n');
+    let entry = format!("\"{name}\"");
+    let list = match (inner.trim().is_empty(), multiline) {
+        (true, _) => entry,
+        (false, true) => format!("{inner},\n    {entry}{}\n", if comma { "," } else { "" }),
+        (false, false) => format!("{inner}, {entry}"),
+    };
+    let edited = format!("{}{}{}", &manifest[..=open], list, &manifest[close..]);
+    // The edit must parse and list the new member, or it is not written.
+    let check: toml::Table = toml::from_str(&edited).context("editing members produced invalid TOML")?;
+    let listed = check["workspace"]["members"].as_array().is_some_and(|m| m.iter().any(|v| v.as_str() == Some(name)));
+    anyhow::ensure!(listed, "could not add {name} to the members list");
+    Ok(edited)
+}
+
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -261,6 +364,63 @@ mod tests {
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).unwrap().claims
+    }
+
+    fn temp_workspace(members: &str) -> PathBuf {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("switchboard-scaffold-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest =
+            format!("# plugins\n[workspace]\nresolver = \"3\"\n{members}\n\n[profile.release]\nlto = true\n");
+        std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+        dir
+    }
+
+    fn members(dir: &Path) -> Vec<String> {
+        let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml")).unwrap()).unwrap();
+        manifest["workspace"]["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect()
+    }
+
+    #[test]
+    fn plugin_new_scaffolds_a_member_crate() {
+        let dir = temp_workspace(r#"members = ["auth-policy", "webhook"]"#);
+        let crate_dir = scaffold_plugin(&dir, "rate-guard").unwrap();
+        assert_eq!(crate_dir, dir.join("rate-guard"));
+        assert_eq!(members(&dir), ["auth-policy", "webhook", "rate-guard"]);
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(manifest.starts_with("# plugins\n") && manifest.contains("lto = true"), "layout kept: {manifest}");
+
+        let cargo: toml::Table =
+            toml::from_str(&std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap()).unwrap();
+        assert_eq!(cargo["package"]["name"].as_str(), Some("rate-guard"));
+        assert_eq!(cargo["lib"]["crate-type"].as_array().unwrap()[0].as_str(), Some("cdylib"));
+        assert!(cargo["dependencies"].get("switchboard-plugin-sdk").is_some());
+        let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("pub struct RateGuard {"));
+        assert!(lib.contains("export_plugin!(RateGuard, hooks: [publish]);"));
+        assert!(lib.contains("release/rate_guard.wasm"));
+        assert!(!lib.contains("{{"), "every placeholder filled");
+
+        // Twice, or with a bad name: refused, nothing changes.
+        assert!(scaffold_plugin(&dir, "rate-guard").unwrap_err().to_string().contains("already exists"));
+        for bad in ["Rate", "9lives", "a_b", "", "x-", "../x"] {
+            assert!(scaffold_plugin(&dir, bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(members(&dir), ["auth-policy", "webhook", "rate-guard"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn members_edit_keeps_multiline_and_empty_lists() {
+        let multi = "[workspace]\nmembers = [\n    \"a\",\n    \"b\",\n]\n";
+        let edited = add_workspace_member(multi, "c").unwrap();
+        assert_eq!(edited, "[workspace]\nmembers = [\n    \"a\",\n    \"b\",\n    \"c\",\n]\n");
+        assert_eq!(
+            add_workspace_member("[workspace]\nmembers = []\n", "c").unwrap(),
+            "[workspace]\nmembers = [\"c\"]\n"
+        );
+        assert!(add_workspace_member("[workspace]\nmembers = [\"c\"]\n", "c").is_err());
+        assert!(add_workspace_member("[package]\nname = \"x\"\n", "c").is_err());
     }
 
     #[test]

@@ -346,6 +346,17 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<HttpResponse> {
+    http_request_bytes(addr, method, path, headers, body.as_bytes()).await
+}
+
+/// [`http_request`] with a binary body (Protobuf posts).
+pub async fn http_request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await?;
     let mut req =
@@ -354,8 +365,9 @@ pub async fn http_request(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).await?;
+    let mut req = req.into_bytes();
+    req.extend_from_slice(body);
+    stream.write_all(&req).await?;
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.context("http response timed out")??;
     let text = String::from_utf8_lossy(&raw);
@@ -412,3 +424,219 @@ pub fn test_guest(name: &str) -> Result<std::path::PathBuf> {
 
 #[cfg(test)]
 mod suites;
+
+/// A streaming HTTP/1.1 response read as it arrives: the status and headers,
+/// then the (de-chunked) body as lines or server-sent events.
+pub struct HttpStream {
+    pub status: u16,
+    /// Header lines, names lowercased.
+    pub headers: Vec<(String, String)>,
+    stream: TcpStream,
+    /// Raw bytes read and not yet de-chunked.
+    raw: Vec<u8>,
+    /// De-chunked body bytes not yet consumed.
+    body: Vec<u8>,
+    chunked: bool,
+    ended: bool,
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+impl HttpStream {
+    /// Sends a request on a fresh connection and reads the response head.
+    pub async fn open(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Self> {
+        Self::open_bytes(addr, method, path, headers, body.as_bytes()).await
+    }
+
+    /// [`HttpStream::open`] with a binary body (Protobuf requests).
+    pub async fn open_bytes(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Self> {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = TcpStream::connect(addr).await?;
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut req = req.into_bytes();
+        req.extend_from_slice(body);
+        stream.write_all(&req).await?;
+        let mut this = Self {
+            status: 0,
+            headers: Vec::new(),
+            stream,
+            raw: Vec::new(),
+            body: Vec::new(),
+            chunked: false,
+            ended: false,
+        };
+        let end = loop {
+            if let Some(end) = this.raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            if !this.read_more().await? {
+                bail!("connection closed before the response head");
+            }
+        };
+        let head = String::from_utf8_lossy(&this.raw[..end]).to_string();
+        this.raw.drain(..end + 4);
+        let mut lines = head.split("\r\n");
+        this.status = lines.next().and_then(|l| l.split(' ').nth(1)).context("no status")?.parse()?;
+        for line in lines {
+            if let Some((k, v)) = line.split_once(':') {
+                this.headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        this.chunked = this.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        Ok(this)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    async fn read_more(&mut self) -> Result<bool> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 8192];
+        let n =
+            tokio::time::timeout(WAIT, self.stream.read(&mut buf)).await.context("timed out reading the stream")??;
+        self.raw.extend_from_slice(&buf[..n]);
+        Ok(n > 0)
+    }
+
+    /// Moves complete chunks from `raw` to `body`.
+    fn dechunk(&mut self) {
+        if !self.chunked {
+            self.body.append(&mut self.raw);
+            return;
+        }
+        while let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") {
+            let Ok(size) = usize::from_str_radix(String::from_utf8_lossy(&self.raw[..eol]).trim(), 16) else {
+                self.ended = true;
+                return;
+            };
+            if size == 0 {
+                self.ended = true;
+                return;
+            }
+            if self.raw.len() < eol + 2 + size + 2 {
+                return;
+            }
+            self.body.extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
+            self.raw.drain(..eol + 2 + size + 2);
+        }
+    }
+
+    /// The body up to the next `separator` (excluded); `None` when the body
+    /// ended first.
+    async fn next_until(&mut self, separator: &[u8]) -> Result<Option<String>> {
+        loop {
+            self.dechunk();
+            if let Some(at) = self.body.windows(separator.len()).position(|w| w == separator) {
+                let part = String::from_utf8(self.body[..at].to_vec())?;
+                self.body.drain(..at + separator.len());
+                return Ok(Some(part));
+            }
+            if self.ended || !self.read_more().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next varint-length-delimited message (its bytes, without the
+    /// prefix); `None` at the end of the body. Fails on a bad prefix or a
+    /// body that ends inside a message.
+    pub async fn next_delimited(&mut self) -> Result<Option<Vec<u8>>> {
+        loop {
+            self.dechunk();
+            if !self.body.is_empty() {
+                let mut buf = &self.body[..];
+                // A prefix split across reads fails to decode: read more.
+                if let Ok(len) = prost::decode_length_delimiter(&mut buf) {
+                    let prefix = self.body.len() - buf.len();
+                    if buf.len() >= len {
+                        let message = self.body[prefix..prefix + len].to_vec();
+                        self.body.drain(..prefix + len);
+                        return Ok(Some(message));
+                    }
+                }
+            }
+            if self.ended || !self.read_more().await? {
+                if self.body.is_empty() {
+                    return Ok(None);
+                }
+                bail!("body ended inside a message ({} bytes left)", self.body.len());
+            }
+        }
+    }
+
+    /// The next newline-delimited JSON message; `None` at the end of the body.
+    pub async fn next_json(&mut self) -> Result<Option<Value>> {
+        loop {
+            match self.next_until(b"\n").await? {
+                Some(line) if line.trim().is_empty() => continue,
+                Some(line) => {
+                    return Ok(Some(serde_json::from_str(&line).with_context(|| format!("bad json {line:?}"))?));
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next server-sent event; `None` at the end of the body.
+    pub async fn next_event(&mut self) -> Result<Option<SseEvent>> {
+        loop {
+            let Some(block) = self.next_until(b"\n\n").await? else { return Ok(None) };
+            let mut id = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = Some(v.trim_start().to_owned());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if data.is_empty() {
+                continue;
+            }
+            let data = serde_json::from_str(&data).with_context(|| format!("bad event data {data:?}"))?;
+            return Ok(Some(SseEvent { id, data }));
+        }
+    }
+
+    /// The next event that is not a `{}` ping.
+    pub async fn next_non_ping_event(&mut self) -> Result<Option<SseEvent>> {
+        loop {
+            match self.next_event().await? {
+                Some(e) if e.data == json!({}) => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+}
+
+/// Percent-encodes `text` for a query parameter value.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -36,8 +36,9 @@ fn parse<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
 
 /// Params of `publish` (`channel`) and `broadcast` (`channels`). One struct
 /// for both because serde's `flatten` buffers fields and cannot hand raw
-/// JSON to `Payload`. Content is `data` (JSON) or `b64data`, which must
-/// decode to JSON as long as only the JSON protocol is served.
+/// JSON to `Payload`. Content is `data` (JSON) or `b64data`: any bytes,
+/// delivered untouched to Protobuf clients; JSON subscribers can receive
+/// them only if they are JSON (otherwise fan-out closes them with 3506).
 #[derive(Deserialize)]
 struct PublishParams {
     #[serde(default)]
@@ -61,9 +62,10 @@ impl PublishParams {
             (Some(data), _) => data.clone(),
             (None, Some(b64)) => {
                 let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(ApiError::bad_request)?;
-                let text = std::str::from_utf8(&raw).map_err(ApiError::bad_request)?;
-                Payload::from_json(text)
-                    .map_err(|_| ApiError::bad_request("b64data must hold json for json clients"))?
+                if raw.is_empty() {
+                    return Err(ApiError::bad_request("data required"));
+                }
+                Payload::from_binary(raw.into())
             }
             (None, None) => return Err(ApiError::bad_request("data required")),
         };
@@ -176,11 +178,11 @@ pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<V
             }
             let mut responses: Vec<Value> = Vec::with_capacity(b.channels.len());
             for channel in &b.channels {
-                let published = match b.request(channel.clone()) {
+                let outcome = match b.request(channel.clone()) {
                     Ok(r) => hub.publish(r).await.map_err(ApiError::from),
                     Err(e) => Err(e),
                 };
-                responses.push(match published {
+                responses.push(match outcome {
                     Ok(pos) => json!({ "result": position(pos) }),
                     Err(e) => json!({ "error": e }),
                 });
@@ -205,39 +207,40 @@ pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<V
         }
         "presence" => {
             let c: ChannelOnly = parse(params)?;
-            Ok(json!({ "presence": hub.presence(&c.channel)? }))
+            Ok(json!({ "presence": hub.presence(&c.channel).await? }))
         }
         "presence_stats" => {
             let c: ChannelOnly = parse(params)?;
-            let stats = hub.presence_stats(&c.channel)?;
+            let stats = hub.presence_stats(&c.channel).await?;
             Ok(json!({ "num_clients": stats.num_clients, "num_users": stats.num_users }))
         }
         "history" => {
             let h: History = parse(params)?;
             // No limit: only the stream position. Negative: everything kept.
             let limit = usize::try_from(h.limit).unwrap_or(usize::MAX);
-            let (pubs, top) = hub.history(&h.channel, h.since.as_ref(), limit, h.reverse)?;
+            let (pubs, top) = hub.history(&h.channel, h.since.as_ref(), limit, h.reverse).await?;
             let mut result = position(top);
             result["publications"] = serde_json::to_value(pubs).map_err(ApiError::bad_request)?;
             Ok(result)
         }
         "history_remove" => {
             let c: ChannelOnly = parse(params)?;
-            hub.remove_history(&c.channel)?;
+            hub.remove_history(&c.channel).await?;
             Ok(json!({}))
         }
         "channels" => {
             let c: Channels = parse(params)?;
             let matcher = (!c.pattern.is_empty()).then(|| wildmatch::WildMatch::new(&c.pattern));
             let channels: serde_json::Map<String, Value> = hub
-                .channels()
+                .all_channels()
+                .await
                 .into_iter()
                 .filter(|(name, _)| matcher.as_ref().is_none_or(|m| m.matches(name)))
                 .map(|(name, n)| (name, json!({ "num_clients": n })))
                 .collect();
             Ok(json!({ "channels": channels }))
         }
-        "info" => Ok(json!({ "nodes": [hub.info()] })),
+        "info" => Ok(json!({ "nodes": hub.nodes().await })),
         "batch" => {
             let batch: Batch<'_> = parse(params)?;
             let mut replies: Vec<Value> = Vec::with_capacity(batch.commands.len());
@@ -245,7 +248,7 @@ pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<V
                 let mut entries = command.into_iter();
                 replies.push(match (entries.next(), entries.next()) {
                     (Some((method, params)), None) if method != "batch" && exists(&method) => {
-                        // Boxed: an async fn cannot recurse into itself unboxed.
+                        // Boxed: `call` is async and recursive here.
                         match Box::pin(call(hub, &method, params)).await {
                             Ok(result) => json!({ method: result }),
                             Err(e) => json!({ "error": e }),

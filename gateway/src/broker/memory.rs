@@ -24,24 +24,42 @@ pub struct MemoryBroker {
     delivery: Arc<dyn Delivery>,
 }
 
-/// The view of a channel that [`MemoryBroker::subscribe`] hands the caller
-/// while the channel is locked.
+/// The view of a channel that a subscribe hands the caller while the channel
+/// is locked: the memory engine's live stream, or what the Redis engine read
+/// for this subscriber.
 pub struct SubscribeView<'a> {
-    stream: Option<&'a mut Stream>,
-    now: Instant,
+    inner: View<'a>,
+}
+
+enum View<'a> {
+    Live { stream: Option<&'a mut Stream>, now: Instant },
+    Prefetched { position: Option<StreamPosition>, recovery: Option<Recovery> },
 }
 
 impl SubscribeView<'_> {
+    /// A view of positions read beforehand (the Redis engine).
+    pub(super) fn prefetched(position: Option<StreamPosition>, recovery: Option<Recovery>) -> Self {
+        Self { inner: View::Prefetched { position, recovery } }
+    }
+
     /// The stream top, when the channel keeps history.
     pub fn position(&self) -> Option<StreamPosition> {
-        self.stream.as_ref().map(|s| s.position())
+        match &self.inner {
+            View::Live { stream, .. } => stream.as_ref().map(|s| s.position()),
+            View::Prefetched { position, .. } => position.clone(),
+        }
     }
 
     /// Recovery from `since`; `NotRecovered` when the channel keeps no history.
+    /// A prefetched view answers for the position given to the engine's
+    /// subscribe, whatever `since` is.
     pub fn recover(&mut self, since: &StreamPosition, max: usize) -> Recovery {
-        match self.stream.as_deref_mut() {
-            Some(stream) => stream.recover(since, max, self.now),
-            None => Recovery::NotRecovered,
+        match &mut self.inner {
+            View::Live { stream, now } => match stream.as_deref_mut() {
+                Some(stream) => stream.recover(since, max, *now),
+                None => Recovery::NotRecovered,
+            },
+            View::Prefetched { recovery, .. } => recovery.take().unwrap_or(Recovery::NotRecovered),
         }
     }
 }
@@ -125,7 +143,7 @@ impl MemoryBroker {
         f: impl FnOnce(SubscribeView<'_>) -> R,
     ) -> R {
         let now = Instant::now();
-        self.with_stream(channel, history, now, |stream| f(SubscribeView { stream, now }))
+        self.with_stream(channel, history, now, |stream| f(SubscribeView { inner: View::Live { stream, now } }))
     }
 
     /// Reads history. Returns the publications and the current top.

@@ -3,8 +3,9 @@
 //!
 //! Owns who is subscribed where and the bounded outbound queue each
 //! connection drains. It does not store history, track presence, encode wire
-//! frames or decide permissions; the hub does those and hands this module
-//! ready-encoded bytes to share with every subscriber.
+//! frames or decide permissions; the hub does those and hands this module an
+//! encoder that fan-out calls at most once per encoding present among the
+//! subscribers, sharing the bytes with every subscriber of that encoding.
 
 mod name;
 mod outbox;

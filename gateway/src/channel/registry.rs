@@ -6,15 +6,24 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::Outbox;
+use crate::protocol::{DisconnectCode, EncodeError, Encoding};
 
 /// Identifies one connection in the registry (unique for the process).
 pub type SubscriberId = u64;
 
-/// Sharded map of channel subscribers. Fan-out takes one shard read lock and
-/// pushes the same `Bytes` (a refcount bump, no copy) into every outbox.
+struct Subscriber {
+    id: SubscriberId,
+    outbox: Arc<Outbox>,
+    encoding: Encoding,
+}
+
+/// Sharded map of channel subscribers. Fan-out takes one shard read lock,
+/// encodes the message at most once per encoding present among the
+/// subscribers, and pushes the same `Bytes` (a refcount bump, no copy) into
+/// every outbox of that encoding.
 #[derive(Default)]
 pub struct Registry {
-    channels: DashMap<Box<str>, Vec<(SubscriberId, Arc<Outbox>)>>,
+    channels: DashMap<Box<str>, Vec<Subscriber>>,
 }
 
 impl Registry {
@@ -22,13 +31,14 @@ impl Registry {
         Self::default()
     }
 
-    /// Adds a subscriber; returns false if it was already subscribed.
-    pub fn add(&self, channel: &str, id: SubscriberId, outbox: Arc<Outbox>) -> bool {
+    /// Adds a subscriber whose connection speaks `encoding`; returns false
+    /// if it was already subscribed.
+    pub fn add(&self, channel: &str, id: SubscriberId, outbox: Arc<Outbox>, encoding: Encoding) -> bool {
         let mut subs = self.channels.entry(channel.into()).or_default();
-        if subs.iter().any(|(sid, _)| *sid == id) {
+        if subs.iter().any(|s| s.id == id) {
             return false;
         }
-        subs.push((id, outbox));
+        subs.push(Subscriber { id, outbox, encoding });
         true
     }
 
@@ -37,19 +47,41 @@ impl Registry {
         let mut removed = false;
         if let Some(mut subs) = self.channels.get_mut(channel) {
             let before = subs.len();
-            subs.retain(|(sid, _)| *sid != id);
+            subs.retain(|s| s.id != id);
             removed = subs.len() != before;
         }
         self.channels.remove_if(channel, |_, subs| subs.is_empty());
         removed
     }
 
-    /// Pushes `frame` to every subscriber of `channel`. A subscriber whose
-    /// queue overflows is closed by its outbox (3008); the rest still get the
-    /// frame. Returns how many subscribers got it.
-    pub fn fanout(&self, channel: &str, frame: &Bytes) -> usize {
+    /// Pushes one message to every subscriber of `channel`. `encode` runs
+    /// lazily, at most once per encoding among the subscribers, under the
+    /// shard read lock (so it must not touch the registry). A subscriber
+    /// whose queue overflows is closed by its outbox (3008); one whose
+    /// encoding cannot carry the message (a binary payload for JSON) is
+    /// closed with 3506. The rest still get it. Returns how many got it.
+    pub fn fanout(&self, channel: &str, mut encode: impl FnMut(Encoding) -> Result<Bytes, EncodeError>) -> usize {
         let Some(subs) = self.channels.get(channel) else { return 0 };
-        subs.iter().filter(|(_, outbox)| outbox.push(frame.clone()).is_ok()).count()
+        let mut frames: [Option<Result<Bytes, EncodeError>>; Encoding::ALL.len()] = Default::default();
+        let mut delivered = 0;
+        for sub in subs.iter() {
+            let frame = frames[sub.encoding.index()].get_or_insert_with(|| encode(sub.encoding));
+            match frame {
+                Ok(frame) => delivered += usize::from(sub.outbox.push(frame.clone()).is_ok()),
+                Err(EncodeError::BinaryPayload) => sub.outbox.close(DisconnectCode::INAPPROPRIATE_PROTOCOL),
+            }
+        }
+        delivered
+    }
+
+    /// Closes every subscriber of `channel` with `code` (they leave the
+    /// registry when their sessions end).
+    pub fn close_all(&self, channel: &str, code: DisconnectCode) {
+        if let Some(subs) = self.channels.get(channel) {
+            for sub in subs.iter() {
+                sub.outbox.close(code);
+            }
+        }
     }
 
     pub fn num_subscribers(&self, channel: &str) -> usize {
@@ -75,12 +107,12 @@ mod tests {
         let reg = Registry::new();
         let fast = Arc::new(Outbox::new(1000));
         let slow = Arc::new(Outbox::new(15));
-        assert!(reg.add("c", 1, fast.clone()));
-        assert!(!reg.add("c", 1, fast.clone()));
-        assert!(reg.add("c", 2, slow.clone()));
+        assert!(reg.add("c", 1, fast.clone(), Encoding::Json));
+        assert!(!reg.add("c", 1, fast.clone(), Encoding::Json));
+        assert!(reg.add("c", 2, slow.clone(), Encoding::Json));
         let frame = Bytes::from_static(b"0123456789");
-        assert_eq!(reg.fanout("c", &frame), 2);
-        assert_eq!(reg.fanout("c", &frame), 1);
+        assert_eq!(reg.fanout("c", |_| Ok(frame.clone())), 2);
+        assert_eq!(reg.fanout("c", |_| Ok(frame.clone())), 1);
         assert_eq!(slow.close_code(), Some(crate::protocol::DisconnectCode::SLOW));
         assert_eq!(fast.queued_bytes(), 20);
         let mut batch = Vec::new();
@@ -89,10 +121,36 @@ mod tests {
         assert_eq!(batch[0].as_ptr(), frame.as_ptr());
     }
 
+    #[tokio::test]
+    async fn fanout_encodes_once_per_encoding_and_closes_json_on_binary() {
+        let reg = Registry::new();
+        let outboxes: Vec<_> = (0..4).map(|_| Arc::new(Outbox::new(1000))).collect();
+        for (i, outbox) in outboxes.iter().enumerate() {
+            let encoding = if i % 2 == 0 { Encoding::Json } else { Encoding::Protobuf };
+            reg.add("c", i as SubscriberId, outbox.clone(), encoding);
+        }
+        let mut calls = Vec::new();
+        let delivered = reg.fanout("c", |encoding| {
+            calls.push(encoding);
+            match encoding {
+                Encoding::Json => Err(EncodeError::BinaryPayload),
+                Encoding::Protobuf => Ok(Bytes::from_static(b"\x03bin")),
+            }
+        });
+        assert_eq!(delivered, 2);
+        assert_eq!(calls, [Encoding::Json, Encoding::Protobuf]);
+        assert_eq!(outboxes[0].close_code(), Some(DisconnectCode::INAPPROPRIATE_PROTOCOL));
+        assert_eq!(outboxes[2].close_code(), Some(DisconnectCode::INAPPROPRIATE_PROTOCOL));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        outboxes[1].next_batch(&mut a, 100).await;
+        outboxes[3].next_batch(&mut b, 100).await;
+        assert_eq!(a[0].as_ptr(), b[0].as_ptr());
+    }
+
     #[test]
     fn empty_channels_are_dropped() {
         let reg = Registry::new();
-        reg.add("c", 1, Arc::new(Outbox::new(10)));
+        reg.add("c", 1, Arc::new(Outbox::new(10)), Encoding::Json);
         assert_eq!(reg.num_channels(), 1);
         assert!(reg.remove("c", 1));
         assert!(!reg.remove("c", 1));

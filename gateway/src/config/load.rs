@@ -282,9 +282,9 @@ mod tests {
         assert_eq!(errors[0].path, "server.max_connections");
         assert_eq!(errors[0].origin, at(2, 1));
 
-        let errors = parse_errors("[engine]\ntype = \"redis\"\n", &MapEnv::new());
+        let errors = parse_errors("[engine]\ntype = \"sqlite\"\n", &MapEnv::new());
         assert_eq!(errors[0].path, "engine.type");
-        assert!(errors[0].message.contains("unknown variant `redis`"), "{errors:?}");
+        assert!(errors[0].message.contains("unknown variant `sqlite`"), "{errors:?}");
 
         let errors = parse_errors("server = 5\n", &MapEnv::new());
         assert_eq!(errors[0].path, "server");
@@ -302,7 +302,7 @@ mod tests {
     #[test]
     fn every_parse_problem_is_reported_together() {
         let text = "versoin = 1\n[server]\nlisten = 8000\nmax_conns = 1\n\
-                    [client]\nping_interval_secs = true\n[engine]\ntype = \"redis\"\n";
+                    [client]\nping_interval_secs = true\n[engine]\ntype = \"sqlite\"\n";
         let errors = parse_errors(text, &MapEnv::new());
         let found: Vec<(String, Option<Origin>)> = errors.into_iter().map(|e| (e.path, e.origin)).collect();
         assert_eq!(

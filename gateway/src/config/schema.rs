@@ -33,6 +33,8 @@ pub struct Config {
     pub pipelines: PipelinesConfig,
     /// `[plugin_runtime]`: the shared WASM engine.
     pub plugin_runtime: PluginRuntimeConfig,
+    /// `[long_poll]`: the HTTP long-polling transport.
+    pub long_poll: LongPollConfig,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             plugins: Vec::new(),
             pipelines: PipelinesConfig::default(),
             plugin_runtime: PluginRuntimeConfig::default(),
+            long_poll: LongPollConfig::default(),
         }
     }
 }
@@ -72,6 +75,11 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Most bytes of request line plus headers buffered per request. Default 16384.
     pub max_header_bytes: usize,
+    /// Path of a WebSocket echo endpoint for conformance suites (Autobahn):
+    /// the same WebSocket stack (limits, UTF-8 validation, close handling),
+    /// but every message comes back unchanged and no session runs. Must
+    /// start with `/`. Default `""` (off).
+    pub debug_echo_path: String,
     /// `[server.tls]`: certificate and key; plain TCP when both are empty.
     pub tls: TlsConfig,
 }
@@ -85,6 +93,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             max_header_bytes: 16 * 1024,
+            debug_echo_path: String::new(),
             tls: TlsConfig::default(),
         }
     }
@@ -160,6 +169,24 @@ impl Default for ClientConfig {
     }
 }
 
+/// `[long_poll]`: the HTTP long-polling transport (`/connection/long_poll`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LongPollConfig {
+    /// Most seconds a poll waits for messages before it answers with an empty
+    /// batch. Default 25.
+    pub hold_secs: u64,
+    /// Seconds a long-polling session survives without a poll in flight;
+    /// then it is closed and its subscriptions dropped. Default 60.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for LongPollConfig {
+    fn default() -> Self {
+        Self { hold_secs: 25, session_ttl_secs: 60 }
+    }
+}
+
 /// `[auth]`: JWT verification for connection and subscription tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -216,12 +243,38 @@ impl Default for ApiConfig {
 }
 
 /// `[engine]`: where history, presence and fan-out live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// `memory` (single node). Default `memory`.
+    /// `memory` (single node) or `redis` (several nodes sharing one Redis). Default `memory`.
     #[serde(rename = "type")]
     pub kind: EngineKind,
+    /// Redis URL for the `redis` engine. Default `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// Several Redis URLs to shard channels over (consistent hashing by channel name); replaces `redis_url` when not empty. The first also holds the node registry. Default empty.
+    pub redis_urls: Vec<String>,
+    /// Prefix of every Redis key and pub/sub channel; nodes of one cluster share it. Default `switchboard`.
+    pub redis_prefix: String,
+    /// Longest wait in milliseconds for a Redis reply or connection before the call fails (error 100). Default 1000.
+    pub redis_timeout_ms: u64,
+    /// Seconds after which presence entries of a node that stopped refreshing them expire; refreshed every third. Default 60.
+    pub presence_ttl_secs: u64,
+    /// Seconds between checks of delivered positions against the Redis stream tops (finds lost live messages). Default 1.
+    pub gap_check_interval_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            kind: EngineKind::Memory,
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_urls: Vec::new(),
+            redis_prefix: "switchboard".to_owned(),
+            redis_timeout_ms: 1000,
+            presence_ttl_secs: 60,
+            gap_check_interval_secs: 1,
+        }
+    }
 }
 
 /// The engine variants.
@@ -231,6 +284,8 @@ pub enum EngineKind {
     /// Everything in this process; a single node.
     #[default]
     Memory,
+    /// History, presence and fan-out in Redis; any number of nodes.
+    Redis,
 }
 
 /// What a hook does when a plugin fails (trap, timeout, busy pool, quarantine).

@@ -9,7 +9,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use super::error::{ConfigError, FieldError};
 use super::schema::{
     ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DEV_API_KEY, DEV_TOKEN_HMAC_SECRET,
-    PLUGIN_GRANTS, ServerConfig,
+    EngineConfig, EngineKind, LongPollConfig, PLUGIN_GRANTS, ServerConfig,
 };
 
 /// The only schema version.
@@ -38,6 +38,8 @@ impl Config {
         validate_api(&self.api, &mut errors);
         validate_channels(&self.channels, &mut errors);
         validate_plugins(self, &mut errors);
+        validate_long_poll(&self.long_poll, &mut errors);
+        validate_engine(&self.engine, &mut errors);
         validate_dev_credentials(self, &mut errors);
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
     }
@@ -98,6 +100,9 @@ fn validate_server(server: &ServerConfig, errors: &mut Errors) {
     errors.positive("server.max_connections", server.max_connections as u64);
     errors.positive("server.header_read_timeout_secs", server.header_read_timeout_secs);
     errors.at_least("server.max_header_bytes", server.max_header_bytes, MIN_HEADER_BYTES);
+    if !server.debug_echo_path.is_empty() && !server.debug_echo_path.starts_with('/') {
+        errors.push("server.debug_echo_path", format!("{:?} must start with /", server.debug_echo_path));
+    }
     match (server.tls.cert_path.is_empty(), server.tls.key_path.is_empty()) {
         (false, true) => errors.push("server.tls.key_path", "must be set when server.tls.cert_path is set"),
         (true, false) => errors.push("server.tls.cert_path", "must be set when server.tls.key_path is set"),
@@ -235,6 +240,43 @@ fn validate_api(api: &ApiConfig, errors: &mut Errors) {
     }
     errors.positive("api.max_body_bytes", api.max_body_bytes as u64);
     errors.positive("api.idempotency_ttl_secs", api.idempotency_ttl_secs);
+}
+
+fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
+    if engine.kind != EngineKind::Redis {
+        return;
+    }
+    let is_url = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+    if !is_url(&engine.redis_url) {
+        errors.push("engine.redis_url", "must start with redis:// or rediss://");
+    }
+    for (i, url) in engine.redis_urls.iter().enumerate() {
+        if !is_url(url) {
+            errors.push(format!("engine.redis_urls[{i}]"), "must start with redis:// or rediss://");
+        }
+    }
+    if engine.redis_prefix.is_empty() {
+        errors.push("engine.redis_prefix", "must not be empty");
+    }
+    if engine.redis_timeout_ms == 0 {
+        errors.push("engine.redis_timeout_ms", "must be greater than 0");
+    }
+    if engine.presence_ttl_secs < 3 {
+        errors.push("engine.presence_ttl_secs", "must be at least 3");
+    }
+    if engine.gap_check_interval_secs == 0 {
+        errors.push("engine.gap_check_interval_secs", "must be greater than 0");
+    }
+}
+
+fn validate_long_poll(long_poll: &LongPollConfig, errors: &mut Errors) {
+    errors.positive("long_poll.hold_secs", long_poll.hold_secs);
+    if long_poll.session_ttl_secs <= long_poll.hold_secs {
+        errors.push(
+            "long_poll.session_ttl_secs",
+            format!("must be greater than long_poll.hold_secs ({})", long_poll.hold_secs),
+        );
+    }
 }
 
 fn validate_channels(channels: &ChannelsConfig, errors: &mut Errors) {
@@ -434,6 +476,8 @@ mod tests {
     #[test]
     fn server_limits_must_be_positive() {
         assert_rejects(&with(|c| c.server.max_connections = 0), "server.max_connections", "greater than 0");
+        assert_rejects(&with(|c| c.server.debug_echo_path = "echo".into()), "server.debug_echo_path", "start with /");
+        assert!(with(|c| c.server.debug_echo_path = "/debug/echo".into()).validate().is_ok());
         assert_rejects(
             &with(|c| c.server.header_read_timeout_secs = 0),
             "server.header_read_timeout_secs",

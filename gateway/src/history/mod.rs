@@ -29,6 +29,6 @@
 mod stream;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use stream::{HistoryError, Recovery, Stream, StreamOptions};

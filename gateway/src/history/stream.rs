@@ -124,6 +124,25 @@ impl Stream {
         Self { entries: VecDeque::new(), top: 0, epoch, ttl: Duration::ZERO, meta_ttl: None, last_write: now }
     }
 
+    /// Rebuilds a stream from stored parts (the Redis engine): `entries` are
+    /// the retained suffix ending at `top`, in offset order, each with its
+    /// age; their offsets are implied by `top`. Entries older than `ttl` are
+    /// dropped by the next call taking `now`.
+    pub fn restore(
+        epoch: String,
+        top: u64,
+        entries: impl IntoIterator<Item = (Publication, Duration)>,
+        ttl: Duration,
+        now: Instant,
+    ) -> Self {
+        let entries: VecDeque<Entry> = entries
+            .into_iter()
+            .map(|(publication, age)| Entry { publication, appended_at: now.checked_sub(age).unwrap_or(now) })
+            .collect();
+        debug_assert!(entries.len() as u64 <= top);
+        Self { entries, top, epoch, ttl, meta_ttl: None, last_write: now }
+    }
+
     /// Returns the epoch; a different epoch means a different stream.
     pub fn epoch(&self) -> &str {
         &self.epoch

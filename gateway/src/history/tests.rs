@@ -19,7 +19,7 @@ fn secs(n: u64) -> Duration {
 
 /// A publication whose data records `n`, so tests can check that the right
 /// publication (not just the right offset) came back.
-fn publication(n: u64) -> Publication {
+pub(crate) fn publication(n: u64) -> Publication {
     Publication { data: Payload::from_json(&format!("{{\"n\":{n}}}")).unwrap(), ..Publication::default() }
 }
 
@@ -42,31 +42,81 @@ fn pos(offset: u64, epoch: &str) -> StreamPosition {
 
 // ------------------------------------------------------------------ recovery
 
+/// The epoch a recovery case resumes from, relative to the stream's.
 #[derive(Clone, Copy, Debug)]
-enum Epoch {
+pub(crate) enum Epoch {
     Same,
     Other,
     Empty,
 }
 
-struct Case {
-    name: &'static str,
-    size: usize,
-    ttl_secs: u64,
+/// One row of the recovery table; shared by every engine's tests.
+pub(crate) struct Case {
+    pub name: &'static str,
+    pub size: usize,
+    pub ttl_secs: u64,
     /// `(at_secs, count)`: publish `count` publications at `t0 + at_secs`.
-    batches: &'static [(u64, u64)],
-    recover_at_secs: u64,
-    since: u64,
-    epoch: Epoch,
-    max: usize,
+    pub batches: &'static [(u64, u64)],
+    pub recover_at_secs: u64,
+    pub since: u64,
+    pub epoch: Epoch,
+    pub max: usize,
     /// `Some(offsets)` for `Recovered`, `None` for `NotRecovered`.
-    want: Option<&'static [u64]>,
+    pub want: Option<&'static [u64]>,
+}
+
+impl Case {
+    /// True when the case needs no time to pass (an engine on a real clock
+    /// can run it without waiting).
+    pub fn is_instant(&self) -> bool {
+        self.recover_at_secs == 0 && self.batches.iter().all(|&(at, _)| at == 0)
+    }
+
+    /// The epoch to resume from, given the stream's.
+    pub fn epoch_for(&self, stream_epoch: &str) -> String {
+        match self.epoch {
+            Epoch::Same => stream_epoch.to_owned(),
+            Epoch::Other => format!("{stream_epoch}x"),
+            Epoch::Empty => String::new(),
+        }
+    }
+
+    /// Checks an engine's answer against the row.
+    pub fn check(&self, got: Recovery) {
+        match (self.want, got) {
+            (Some(want), Recovery::Recovered(pubs)) => {
+                assert_eq!(offsets(&pubs), want, "case {:?}", self.name);
+                for p in &pubs {
+                    assert_eq!(p, &with_offset(publication(p.offset)), "case {:?}", self.name);
+                }
+            }
+            (None, Recovery::NotRecovered) => {}
+            (want, got) => panic!("case {:?}: want {want:?}, got {got:?}", self.name),
+        }
+    }
 }
 
 /// Centrifugo's recovery table, plus the boundaries around each row.
 #[test]
 fn recovery_table() {
-    let cases = [
+    let t0 = Instant::now();
+    for c in &recovery_cases() {
+        let o = opts(c.size, secs(c.ttl_secs));
+        let mut s = Stream::new(t0);
+        for &(at, count) in c.batches {
+            for _ in 0..count {
+                let n = s.top_offset() + 1;
+                s.append(publication(n), &o, t0 + secs(at));
+            }
+        }
+        let epoch = c.epoch_for(s.epoch());
+        c.check(s.recover(&pos(c.since, &epoch), c.max, t0 + secs(c.recover_at_secs)));
+    }
+}
+
+/// The rows of the recovery table.
+pub(crate) fn recovery_cases() -> Vec<Case> {
+    vec![
         Case {
             name: "empty stream",
             size: 10,
@@ -298,35 +348,7 @@ fn recovery_table() {
             max: 100,
             want: None,
         },
-    ];
-
-    let t0 = Instant::now();
-    for c in &cases {
-        let o = opts(c.size, secs(c.ttl_secs));
-        let mut s = Stream::new(t0);
-        for &(at, count) in c.batches {
-            for _ in 0..count {
-                let n = s.top_offset() + 1;
-                s.append(publication(n), &o, t0 + secs(at));
-            }
-        }
-        let epoch = match c.epoch {
-            Epoch::Same => s.epoch().to_owned(),
-            Epoch::Other => format!("{}x", s.epoch()),
-            Epoch::Empty => String::new(),
-        };
-        let got = s.recover(&pos(c.since, &epoch), c.max, t0 + secs(c.recover_at_secs));
-        match (c.want, got) {
-            (Some(want), Recovery::Recovered(pubs)) => {
-                assert_eq!(offsets(&pubs), want, "case {:?}", c.name);
-                for p in &pubs {
-                    assert_eq!(p, &with_offset(publication(p.offset)), "case {:?}", c.name);
-                }
-            }
-            (None, Recovery::NotRecovered) => {}
-            (want, got) => panic!("case {:?}: want {want:?}, got {got:?}", c.name),
-        }
-    }
+    ]
 }
 
 fn with_offset(mut p: Publication) -> Publication {

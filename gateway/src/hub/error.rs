@@ -7,4 +7,7 @@ use super::auth::AuthSetupError;
 pub enum HubError {
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
+    /// The engine's settings are unusable (for example a malformed Redis URL).
+    #[error("engine: {0}")]
+    Engine(String),
 }

@@ -10,28 +10,26 @@ mod error;
 mod session;
 
 pub use error::HubError;
-pub use session::{Control, Inbound, Session};
+pub use session::{Control, Inbound, Session, SessionOptions, TransportKind};
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Delivery, MemoryBroker};
+use crate::broker::{Delivery, Engine, MemoryBroker, RedisBroker, RedisOptions};
 use crate::channel::{self, Outbox, Registry, SubscriberId};
-use crate::config::{ChannelOptions, Config, NamespaceTable};
+use crate::config::{ChannelOptions, Config, EngineKind, NamespaceTable};
 use crate::history::StreamOptions;
 use crate::plugin::{self, PluginHost, PublishOutcome};
 use crate::presence::{Presence, PresenceStats};
 use crate::protocol::{
     ClientInfo, DisconnectCode, ErrorCode, JoinLeave, Payload, Publication, Push, Reply, ReplyError, StreamPosition,
-    encode_publication_push, encode_reply,
 };
 
 use auth::TokenVerifier;
@@ -57,8 +55,8 @@ struct ClientEntry {
     control: mpsc::Sender<Control>,
 }
 
-/// Fan-out target of the engine: encodes each message once and shares the
-/// bytes with every local subscriber.
+/// Fan-out target of the engine: encodes each message once per encoding
+/// present and shares the bytes with every local subscriber.
 struct Fanout {
     registry: Arc<Registry>,
 }
@@ -68,20 +66,26 @@ impl Delivery for Fanout {
         if self.registry.num_subscribers(channel) == 0 {
             return;
         }
-        let frame = encode_publication_push(channel, publication);
-        self.registry.fanout(channel, &frame);
+        self.registry.fanout(channel, |encoding| encoding.encode_publication_push(channel, publication));
     }
 
     fn join(&self, channel: &str, info: &ClientInfo) {
         let push =
             Push { channel: channel.to_owned(), join: Some(JoinLeave { info: info.clone() }), ..Push::default() };
-        self.registry.fanout(channel, &encode_reply(&Reply::push(push)));
+        let reply = Reply::push(push);
+        self.registry.fanout(channel, |encoding| encoding.encode_reply(&reply));
     }
 
     fn leave(&self, channel: &str, info: &ClientInfo) {
         let push =
             Push { channel: channel.to_owned(), leave: Some(JoinLeave { info: info.clone() }), ..Push::default() };
-        self.registry.fanout(channel, &encode_reply(&Reply::push(push)));
+        let reply = Reply::push(push);
+        self.registry.fanout(channel, |encoding| encoding.encode_reply(&reply));
+    }
+
+    fn gap(&self, channel: &str) {
+        // Their clients reconnect and recover from history (or learn they cannot).
+        self.registry.close_all(channel, DisconnectCode::INSUFFICIENT_STATE);
     }
 }
 
@@ -91,7 +95,7 @@ pub struct Hub {
     namespaces: NamespaceTable,
     verifier: TokenVerifier,
     registry: Arc<Registry>,
-    broker: MemoryBroker,
+    broker: Engine,
     presence: Presence,
     clients: DashMap<String, ClientEntry>,
     users: DashMap<String, Vec<String>>,
@@ -128,7 +132,23 @@ impl Hub {
     ) -> Result<Arc<Self>, HubError> {
         let verifier = TokenVerifier::from_config(&config.auth)?;
         let registry = Arc::new(Registry::new());
-        let broker = MemoryBroker::new(Arc::new(Fanout { registry: registry.clone() }));
+        let node_id = uuid::Uuid::new_v4().to_string();
+        let fanout = Arc::new(Fanout { registry: registry.clone() });
+        let broker = match config.engine.kind {
+            EngineKind::Memory => Engine::Memory(MemoryBroker::new(fanout)),
+            EngineKind::Redis => {
+                let e = &config.engine;
+                let options = RedisOptions {
+                    urls: if e.redis_urls.is_empty() { vec![e.redis_url.clone()] } else { e.redis_urls.clone() },
+                    prefix: e.redis_prefix.clone(),
+                    timeout: Duration::from_millis(e.redis_timeout_ms),
+                    presence_ttl: Duration::from_secs(e.presence_ttl_secs),
+                    gap_check_period: Duration::from_secs(e.gap_check_interval_secs),
+                    node: node_id.clone(),
+                };
+                Engine::Redis(RedisBroker::new(options, fanout).map_err(|e| HubError::Engine(e.to_string()))?)
+            }
+        };
         let idempotency = moka::sync::Cache::builder()
             .time_to_live(Duration::from_secs(config.api.idempotency_ttl_secs))
             .max_capacity(1_000_000)
@@ -145,7 +165,7 @@ impl Hub {
             idempotency,
             next_subscriber: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
-            node_id: uuid::Uuid::new_v4().to_string(),
+            node_id,
             started: Instant::now(),
             shutdown,
             plugins,
@@ -189,6 +209,11 @@ impl Hub {
         }
     }
 
+    /// This node's id (`node` in emulation connect results, `uid` in info).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     pub fn num_connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
     }
@@ -208,11 +233,13 @@ impl Hub {
     /// ordered step. An `idempotency_key` seen within
     /// `api.idempotency_ttl_secs` returns the first result and publishes
     /// nothing. A plugin's `drop` answers with an empty position; its `deny`
-    /// is the error.
+    /// is the error. A publish is acknowledged only once the engine stored
+    /// it: with Redis unreachable it fails with error 100 and nothing is
+    /// delivered.
     pub async fn publish(&self, mut req: PublishRequest) -> Result<StreamPosition, ReplyError> {
         let options = self.channel_options(&req.channel)?;
-        let key = req.idempotency_key.clone().filter(|k| !k.is_empty()).map(|k| (req.channel.clone(), k));
-        if let Some(position) = key.as_ref().and_then(|k| self.idempotency.get(k)) {
+        let key = req.idempotency_key.clone().filter(|k| !k.is_empty());
+        if let Some(position) = key.as_ref().and_then(|k| self.idempotency.get(&(req.channel.clone(), k.clone()))) {
             return Ok(position);
         }
         // The pipeline runs before the engine's ordered publish and under no
@@ -221,8 +248,7 @@ impl Hub {
             match plugins.on_publish(plugin_message(&req)).await {
                 PublishOutcome::Pass(message) => {
                     if message.data != *req.data.as_bytes() {
-                        let text = std::str::from_utf8(&message.data).map_err(|_| replaced_not_json())?;
-                        req.data = Payload::from_json(text).map_err(|_| replaced_not_json())?;
+                        req.data = Payload::from_binary(message.data);
                     }
                     req.tags = message.tags.into_iter().collect();
                 }
@@ -230,14 +256,55 @@ impl Hub {
                 PublishOutcome::Deny(rejection) => return Err(rejection_error(rejection)),
             }
         }
-        let Some(cache_key) = key else {
-            return Ok(self.publish_now(req, &options));
+        let Some(key) = key else {
+            return Ok(self.publish_now(req, &options).await?);
+        };
+        let memory = match &self.broker {
+            Engine::Redis(redis) => return Ok(self.publish_idempotent_redis(redis, key, req, &options).await?),
+            Engine::Memory(memory) => memory,
         };
         // moka runs the init closure once per key even under concurrent calls.
-        Ok(self.idempotency.get_with(cache_key, || self.publish_now(req, &options)))
+        let cache_key = (req.channel.clone(), key);
+        let history = if req.skip_history { None } else { StreamOptions::from_channel_options(&options) };
+        Ok(self.idempotency.get_with(cache_key, || {
+            let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
+            memory.publish(&req.channel, publication, history.as_ref())
+        }))
     }
 
-    fn publish_now(&self, req: PublishRequest, options: &ChannelOptions) -> StreamPosition {
+    /// Across nodes: the first publisher claims the key (SET NX) and stores
+    /// its result; the others wait briefly for that result.
+    async fn publish_idempotent_redis(
+        &self,
+        redis: &RedisBroker,
+        key: String,
+        req: PublishRequest,
+        options: &ChannelOptions,
+    ) -> Result<StreamPosition, ErrorCode> {
+        let ttl = Duration::from_secs(self.config.api.idempotency_ttl_secs);
+        let channel = req.channel.clone();
+        if redis.idempotent_claim(&channel, &key, ttl).await? {
+            let pos = match self.publish_now(req, options).await {
+                Ok(pos) => pos,
+                Err(e) => {
+                    // Not published: let a retry claim the key again.
+                    let _ = redis.idempotent_release(&channel, &key).await;
+                    return Err(e);
+                }
+            };
+            redis.idempotent_store(&channel, &key, &pos, ttl).await?;
+            return Ok(pos);
+        }
+        for _ in 0..50 {
+            if let Some(pos) = redis.idempotent_get(&channel, &key).await? {
+                return Ok(pos);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(ErrorCode::Internal)
+    }
+
+    async fn publish_now(&self, req: PublishRequest, options: &ChannelOptions) -> Result<StreamPosition, ErrorCode> {
         let history = if req.skip_history { None } else { StreamOptions::from_channel_options(options) };
         self.emit(|| {
             let (client, user) = req.info.as_ref().map_or(("", ""), |i| (i.client.as_str(), i.user.as_str()));
@@ -246,11 +313,80 @@ impl Hub {
             event
         });
         let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
-        self.broker.publish(&req.channel, publication, history.as_ref())
+        Ok(self.broker.publish(&req.channel, publication, history.as_ref()).await?)
+    }
+
+    /// Whether the node can serve: the engine answers (Redis PING).
+    pub async fn ready(&self) -> bool {
+        !self.shutdown.is_cancelled() && self.broker.ready().await
+    }
+
+    /// Runs the engine's background work (Redis pub/sub and presence
+    /// refresh) until shutdown; returns at once for the memory engine.
+    pub async fn run_engine(self: Arc<Self>) {
+        let Some(redis) = self.broker.redis().cloned() else { return };
+        let presence = self.clone().refresh_presence(redis.clone());
+        let heartbeat = self.clone().heartbeat(redis.clone());
+        tokio::join!(redis.run(self.shutdown.clone()), presence, heartbeat);
+    }
+
+    /// The shared engine, when there is one (multi-node).
+    pub fn redis(&self) -> Option<&Arc<RedisBroker>> {
+        self.broker.redis()
+    }
+
+    /// Keeps this node listed in the Redis node registry.
+    async fn heartbeat(self: Arc<Self>, redis: Arc<RedisBroker>) {
+        let mut tick = tokio::time::interval(crate::broker::redis::HEARTBEAT_PERIOD);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    if let Ok(info) = serde_json::to_string(&self.info()) {
+                        let _ = redis.heartbeat(&info, &self.registry.channels()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every live node's statistics: this node's alone with the memory
+    /// engine; all nodes in the Redis registry (this one always included).
+    pub async fn nodes(&self) -> Vec<serde_json::Value> {
+        let own = serde_json::to_value(self.info()).unwrap_or_default();
+        let Some(redis) = self.broker.redis() else { return vec![own] };
+        let mut nodes: Vec<serde_json::Value> = redis
+            .nodes()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| serde_json::from_str::<serde_json::Value>(n).ok())
+            .filter(|n| n["uid"] != own["uid"])
+            .collect();
+        nodes.insert(0, own);
+        nodes
+    }
+
+    /// Re-adds this node's presence entries every third of their TTL, so a
+    /// dead node's entries expire within `presence_ttl_secs`.
+    async fn refresh_presence(self: Arc<Self>, redis: Arc<RedisBroker>) {
+        let period = Duration::from_secs(self.config.engine.presence_ttl_secs / 3).max(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    for (channel, info) in self.presence.entries() {
+                        let _ = redis.presence_add(&channel, &info).await;
+                    }
+                }
+            }
+        }
     }
 
     /// Reads history (server API; the client path checks permissions first).
-    pub fn history(
+    pub async fn history(
         &self,
         channel: &str,
         since: Option<&StreamPosition>,
@@ -259,35 +395,69 @@ impl Hub {
     ) -> Result<(Vec<Publication>, StreamPosition), ErrorCode> {
         let options = self.channel_options(channel)?;
         let history = StreamOptions::from_channel_options(&options).ok_or(ErrorCode::NotAvailable)?;
-        self.broker.history(channel, &history, since, limit, reverse).map_err(|_| ErrorCode::UnrecoverablePosition)
+        Ok(self.broker.history(channel, &history, since, limit, reverse).await?)
     }
 
-    pub fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
+    pub async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
         let options = self.channel_options(channel)?;
         if !options.history_enabled() {
             return Err(ErrorCode::NotAvailable);
         }
-        self.broker.remove_history(channel);
-        Ok(())
+        Ok(self.broker.remove_history(channel).await?)
     }
 
-    pub fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, ErrorCode> {
+    pub async fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, ErrorCode> {
         if !self.channel_options(channel)?.presence {
             return Err(ErrorCode::NotAvailable);
         }
-        Ok(self.presence.get(channel))
+        Ok(self.broker.presence(channel).await?.unwrap_or_else(|| self.presence.get(channel)))
     }
 
-    pub fn presence_stats(&self, channel: &str) -> Result<PresenceStats, ErrorCode> {
+    pub async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, ErrorCode> {
         if !self.channel_options(channel)?.presence {
             return Err(ErrorCode::NotAvailable);
         }
-        Ok(self.presence.stats(channel))
+        Ok(self.broker.presence_stats(channel).await?.unwrap_or_else(|| self.presence.stats(channel)))
+    }
+
+    /// Records a presence entry: locally, and in the shared store. A failed
+    /// shared write is retried by the periodic refresh, which re-adds every
+    /// local entry.
+    async fn presence_add(&self, channel: &str, info: ClientInfo) {
+        self.presence.add(channel, info.clone());
+        if let Some(redis) = self.broker.redis()
+            && let Err(e) = redis.presence_add(channel, &info).await
+        {
+            tracing::debug!(error = %e, %channel, "presence write failed; the refresh retries it");
+        }
+    }
+
+    /// Drops a presence entry; the shared store is updated in the background.
+    fn presence_remove(&self, channel: &str, client: &str) {
+        self.presence.remove(channel, client);
+        if let Some(redis) = self.broker.redis().cloned() {
+            let (channel, client) = (channel.to_owned(), client.to_owned());
+            tokio::spawn(async move { redis.presence_remove(&channel, &client).await });
+        }
     }
 
     /// Channels with local subscribers and their subscriber counts.
     pub fn channels(&self) -> Vec<(String, usize)> {
         self.registry.channels()
+    }
+
+    /// Channels with subscribers on any node and their subscriber counts
+    /// (this node alone with the memory engine; as of the last heartbeats
+    /// with Redis).
+    pub async fn all_channels(&self) -> Vec<(String, usize)> {
+        let local = self.registry.channels();
+        let Some(redis) = self.broker.redis() else { return local };
+        let Ok(remote) = redis.remote_channels().await else { return local };
+        let mut all: HashMap<String, usize> = remote;
+        for (name, n) in local {
+            *all.entry(name).or_default() += n;
+        }
+        all.into_iter().filter(|(_, n)| *n > 0).collect()
     }
 
     /// Node statistics for `/api/info`.
@@ -358,7 +528,7 @@ impl Hub {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {
                     let registry = &self.registry;
-                    self.broker.sweep(|ch| registry.num_subscribers(ch) > 0);
+                    self.broker.sweep(|ch| registry.num_subscribers(ch) > 0).await;
                 }
             }
         }
@@ -379,14 +549,6 @@ impl Hub {
     }
 }
 
-fn replaced_not_json() -> ReplyError {
-    ReplyError {
-        code: ErrorCode::Internal.code(),
-        message: "publish pipeline replaced the data with invalid json".into(),
-        temporary: false,
-    }
-}
-
 /// The publish request as the publish pipeline sees it.
 fn plugin_message(req: &PublishRequest) -> plugin::Message {
     let mut tags: Vec<(String, String)> = req.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -396,7 +558,7 @@ fn plugin_message(req: &PublishRequest) -> plugin::Message {
         publisher: req.info.as_ref().map(|i| plugin::Publisher { user: i.user.clone(), client: i.client.clone() }),
         data: req.data.as_bytes().clone(),
         tags,
-        content_type: "application/json".into(),
+        content_type: if req.data.is_json() { "application/json" } else { "application/octet-stream" }.into(),
         trace: plugin::TraceContext::default(),
     }
 }
@@ -423,9 +585,4 @@ pub struct NodeInfo {
     pub num_channels: usize,
     #[serde(rename = "uptime")]
     pub uptime_secs: u64,
-}
-
-/// Encodes a ping: the empty object.
-pub(crate) fn ping_frame() -> Bytes {
-    Bytes::from_static(b"{}")
 }

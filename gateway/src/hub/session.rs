@@ -17,30 +17,66 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::auth::TokenError;
-use super::{ConnectionSlot, Hub, PublishRequest, VERSION, ping_frame, rejection_error};
+use super::{ConnectionSlot, Hub, PublishRequest, VERSION, rejection_error};
 use crate::channel::{Outbox, SubscriberId, user_limited_users};
 use crate::config::ChannelOptions;
 use crate::history::{Recovery, StreamOptions};
 use crate::plugin::{self, ConnectOutcome, EventKind};
 use crate::protocol::codes::UNSUBSCRIBE_SERVER;
 use crate::protocol::{
-    ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty, ErrorCode, HistoryRequest,
+    ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty, Encoding, ErrorCode, HistoryRequest,
     HistoryResult, Payload, PresenceResult, PresenceStatsResult, Push, RefreshRequest, RefreshResult, Reply,
     ReplyError, Request, RpcRequest, RpcResult, StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribePush,
-    SubscribeRequest, SubscribeResult, UnsubscribePush, decode_commands, encode_reply,
+    SubscribeRequest, SubscribeResult, UnsubscribePush,
 };
 
 /// What a transport hands the session.
 #[derive(Debug)]
 pub enum Inbound {
-    /// One text frame: newline-separated JSON commands.
+    /// One text frame: newline-separated JSON commands. A Protobuf session
+    /// does not accept it (3506).
     Text(Bytes),
-    /// A binary frame, which the JSON protocol does not accept (3506).
-    Binary,
+    /// One binary frame: length-delimited Protobuf commands. A JSON session
+    /// does not accept it (3506).
+    Binary(Bytes),
     /// A frame over `client.max_frame_bytes` (closed with 1009).
     TooLarge,
+    /// The client broke the transport's framing: close with this code
+    /// (WebSocket 1002 or 1007).
+    Violation(DisconnectCode),
     /// The client closed the connection or it failed.
     Closed,
+}
+
+/// The kind of transport that drives a session. It decides what the connect
+/// result carries and whether the client is expected to answer pings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TransportKind {
+    /// WebSocket: one bidirectional connection.
+    #[default]
+    Bidirectional,
+    /// SSE, HTTP-streaming or long-polling with commands over `/emulation`:
+    /// the connect result carries `session` and `node`.
+    Emulation,
+    /// uni_sse, uni_http_stream, uni_websocket: the client cannot send, so
+    /// it is never asked to pong (`pong: false`); the result carries `session`.
+    Unidirectional,
+}
+
+/// How a transport sets up a session; `Default` is the WebSocket setup.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub kind: TransportKind,
+    /// The transport's id for this session (`session` in the connect result;
+    /// the `/emulation` routing key). Empty for WebSocket.
+    pub session_id: String,
+    /// Treat every server-side subscription that the connect request gives no
+    /// position for as recovering from an unknown position: the result says
+    /// `was_recovering` and never `recovered`, so nothing is replayed. For a
+    /// resume token the transport could not read (uni_sse `Last-Event-ID`).
+    pub recover_unlisted: bool,
+    /// The wire encoding for the connection's whole life.
+    pub encoding: Encoding,
 }
 
 /// Requests from the server API to a live session.
@@ -100,6 +136,7 @@ pub struct Session {
     hub: Arc<Hub>,
     id: SubscriberId,
     outbox: Arc<Outbox>,
+    encoding: Encoding,
     control_tx: mpsc::Sender<Control>,
     control_rx: mpsc::Receiver<Control>,
     conn: Option<Connected>,
@@ -109,7 +146,14 @@ pub struct Session {
     pong_deadline: Option<Instant>,
     expire_deadline: Option<Instant>,
     rate: RateWindow,
+    options: SessionOptions,
     _slot: ConnectionSlot,
+}
+
+/// Encodes for a connection; a reply its encoding cannot carry (binary
+/// payloads, e.g. recovered publications, for JSON) ends it with 3506.
+fn encode(encoding: Encoding, reply: &Reply) -> Result<Bytes, DisconnectCode> {
+    encoding.encode_reply(reply).map_err(|_| DisconnectCode::INAPPROPRIATE_PROTOCOL)
 }
 
 fn unix_now() -> u64 {
@@ -117,8 +161,15 @@ fn unix_now() -> u64 {
 }
 
 impl Session {
-    /// A new, not yet connected session holding a connection slot.
-    pub fn new(hub: Arc<Hub>, slot: ConnectionSlot) -> Self {
+    /// A new, not yet connected bidirectional session holding a connection
+    /// slot, speaking `encoding` for its whole life.
+    pub fn new(hub: Arc<Hub>, slot: ConnectionSlot, encoding: Encoding) -> Self {
+        Self::with_options(hub, slot, SessionOptions { encoding, ..SessionOptions::default() })
+    }
+
+    /// A new session for a transport other than WebSocket.
+    pub fn with_options(hub: Arc<Hub>, slot: ConnectionSlot, options: SessionOptions) -> Self {
+        let encoding = options.encoding;
         let client = &hub.config().client;
         let outbox = Arc::new(Outbox::new(client.queue_max_bytes));
         let connect_deadline = Instant::now() + Duration::from_secs(client.connect_timeout_secs);
@@ -127,6 +178,7 @@ impl Session {
             id: hub.next_subscriber_id(),
             hub,
             outbox,
+            encoding,
             control_tx,
             control_rx,
             conn: None,
@@ -136,6 +188,7 @@ impl Session {
             pong_deadline: None,
             expire_deadline: None,
             rate: RateWindow { started: Instant::now(), count: 0 },
+            options,
             _slot: slot,
         }
     }
@@ -157,12 +210,18 @@ impl Session {
                 code = outbox.closed() => break code,
                 _ = shutdown.cancelled() => Err(DisconnectCode::SHUTDOWN),
                 frame = inbound.next() => match frame {
-                    Some(Inbound::Text(bytes)) => self.handle_frame(&bytes).await,
-                    Some(Inbound::Binary) => Err(DisconnectCode::INAPPROPRIATE_PROTOCOL),
+                    // A frame of the other kind means the client speaks the
+                    // other protocol: 3506 both ways.
+                    Some(Inbound::Text(bytes)) if self.encoding == Encoding::Json => self.handle_frame(&bytes).await,
+                    Some(Inbound::Binary(bytes)) if self.encoding == Encoding::Protobuf => {
+                        self.handle_frame(&bytes).await
+                    }
+                    Some(Inbound::Text(_) | Inbound::Binary(_)) => Err(DisconnectCode::INAPPROPRIATE_PROTOCOL),
                     Some(Inbound::TooLarge) => Err(DisconnectCode::MESSAGE_TOO_BIG),
+                    Some(Inbound::Violation(code)) => Err(code),
                     Some(Inbound::Closed) | None => Err(DisconnectCode::CONNECTION_CLOSED),
                 },
-                Some(control) = self.control_rx.recv() => self.handle_control(control),
+                Some(control) = self.control_rx.recv() => self.handle_control(control).await,
                 _ = tokio::time::sleep_until(deadline) => self.on_deadline(Instant::now()),
             };
             if let Err(code) = step {
@@ -205,8 +264,8 @@ impl Session {
         }
         if let Some(ping_at) = self.next_ping.filter(|t| now >= *t) {
             let client = &self.hub.config().client;
-            self.send(ping_frame())?;
-            if self.pong_deadline.is_none() {
+            self.send(self.encoding.ping())?;
+            if self.pong_deadline.is_none() && self.options.kind != TransportKind::Unidirectional {
                 self.pong_deadline = Some(now + Duration::from_secs(client.pong_timeout_secs));
             }
             self.next_ping = Some(ping_at + Duration::from_secs(client.ping_interval_secs));
@@ -219,12 +278,12 @@ impl Session {
     }
 
     fn reply(&self, reply: &Reply) -> Result<(), DisconnectCode> {
-        self.send(encode_reply(reply))
+        self.send(encode(self.encoding, reply)?)
     }
 
     /// Handles one inbound frame of commands.
     async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), DisconnectCode> {
-        let commands = decode_commands(frame).map_err(|e| {
+        let commands = self.encoding.decode_commands(frame).map_err(|e| {
             debug!(error = %e, "malformed frame");
             DisconnectCode::BAD_REQUEST
         })?;
@@ -280,9 +339,9 @@ impl Session {
                 Ok(Reply { id, unsubscribe: Some(Empty {}), ..Reply::default() })
             }
             Request::Publish(req) => self.publish(id, req.channel, req.data).await,
-            Request::Presence(req) => self.presence(id, &req.channel),
-            Request::PresenceStats(req) => self.presence_stats(id, &req.channel),
-            Request::History(req) => self.history(id, req),
+            Request::Presence(req) => self.presence(id, &req.channel).await,
+            Request::PresenceStats(req) => self.presence_stats(id, &req.channel).await,
+            Request::History(req) => self.history(id, req).await,
             Request::Ping => Ok(Reply { id, ping: Some(Empty {}), ..Reply::default() }),
             Request::Rpc(req) => self.rpc(id, req).await,
             Request::Refresh(req) => self.refresh(id, req),
@@ -374,9 +433,22 @@ impl Session {
             client: client.clone(),
             version: VERSION.to_owned(),
             ping: u32::try_from(config.ping_interval_secs).unwrap_or(u32::MAX),
-            pong: true,
+            pong: self.options.kind != TransportKind::Unidirectional,
             ..ConnectResult::default()
         };
+        if self.options.kind != TransportKind::Bidirectional {
+            result.session = self.options.session_id.clone();
+        }
+        if self.options.kind == TransportKind::Emulation {
+            result.node = self.hub.node_id().to_owned();
+        }
+        // A position no stream can have: recovery from it is never possible.
+        let unknown_position = self.options.recover_unlisted.then(|| SubscribeRequest {
+            recover: true,
+            offset: u64::MAX,
+            epoch: "\u{0}unknown".to_owned(),
+            ..SubscribeRequest::default()
+        });
         if let Some(exp) = expires_at {
             let ttl = exp.saturating_sub(unix_now());
             result.expires = true;
@@ -396,13 +468,23 @@ impl Session {
                 debug!(%channel, "token lists an invalid or unknown channel; skipped");
                 continue;
             };
-            let recover = req.subs.get(&channel);
-            let sub = self.attach(&channel, options, recover, true, None, |_, _| None);
+            let recover = req.subs.get(&channel).or(unknown_position.as_ref());
+            let sub = match self.attach(&channel, options, recover, true, None, |_, _| None).await {
+                Ok(sub) => sub,
+                Err(e) => {
+                    // Redis is unreachable: a reply would leave this
+                    // connection half-set-up. Close it; the client reconnects.
+                    debug!(error = ?e, %channel, "server-side subscription failed");
+                    self.outbox.release();
+                    return Err(DisconnectCode::INTERNAL.into());
+                }
+            };
             result.subs.insert(channel, sub);
         }
-        let pushed = self.outbox.push_front(encode_reply(&Reply { id, connect: Some(result), ..Reply::default() }));
+        let reply = encode(self.encoding, &Reply { id, connect: Some(result), ..Reply::default() });
+        let pushed = reply.map(|frame| self.outbox.push_front(frame).map_err(|_| DisconnectCode::SLOW));
         self.outbox.release();
-        pushed.map_err(|_| DisconnectCode::SLOW)?;
+        pushed??;
         Ok(Reply::default())
     }
 
@@ -449,25 +531,30 @@ impl Session {
             }
         }
         let channel = req.channel.clone();
+        let encoding = self.encoding;
         self.attach(&channel, options, Some(&req), false, chan_info, |result, _| {
-            Some(encode_reply(&Reply { id, subscribe: Some(result.clone()), ..Reply::default() }))
-        });
+            Some(encode(encoding, &Reply { id, subscribe: Some(result.clone()), ..Reply::default() }))
+        })
+        .await?;
         Ok(Reply::default())
     }
 
     /// Joins `channel`: under the channel's lock, reads the stream position and
     /// any recovery, registers for live publications, and queues whatever
     /// `announce` returns (the subscribe reply or push) so that it precedes
-    /// every live publication. Then records presence and announces the join.
-    fn attach(
+    /// every live publication; an announcement this connection's encoding
+    /// cannot carry closes it. Then records presence and announces the join.
+    /// Fails (error 100) only when the engine is unreachable; nothing was
+    /// registered then.
+    async fn attach(
         &mut self,
         channel: &str,
         options: ChannelOptions,
         req: Option<&SubscribeRequest>,
         server_side: bool,
         chan_info: Option<Payload>,
-        announce: impl FnOnce(&SubscribeResult, bool) -> Option<Bytes>,
-    ) -> SubscribeResult {
+        announce: impl FnOnce(&SubscribeResult, bool) -> Option<Result<Bytes, DisconnectCode>>,
+    ) -> Result<SubscribeResult, ErrorCode> {
         let history = StreamOptions::from_channel_options(&options);
         let asked_recoverable = req.is_some_and(|r| r.recoverable);
         let recoverable =
@@ -476,8 +563,10 @@ impl Session {
             req.filter(|r| r.recover).map(|r| StreamPosition { offset: r.offset, epoch: r.epoch.clone() });
         let max_recover = self.hub.config().client.recovery_max_publication_limit;
         let (id, outbox, registry) = (self.id, self.outbox.clone(), self.hub.registry.clone());
+        let encoding = self.encoding;
 
-        let result = self.hub.broker.subscribe(channel, history.as_ref(), |mut view| {
+        let recover = recover_from.as_ref().filter(|_| recoverable).map(|since| (since, max_recover));
+        let result = self.hub.broker.subscribe(channel, history.as_ref(), recover, |mut view| {
             let mut result = SubscribeResult::default();
             if let Some(top) = view.position().filter(|_| recoverable) {
                 result.recoverable = true;
@@ -492,26 +581,31 @@ impl Session {
                     result.publications = publications;
                 }
             }
-            registry.add(channel, id, outbox.clone());
-            if let Some(frame) = announce(&result, server_side) {
+            registry.add(channel, id, outbox.clone(), encoding);
+            match announce(&result, server_side) {
                 // Overflow closes the outbox (3008); the run loop sees it.
-                let _ = outbox.push(frame);
+                Some(Ok(frame)) => {
+                    let _ = outbox.push(frame);
+                }
+                Some(Err(code)) => outbox.close(code),
+                None => {}
             }
             result
         });
+        let result = result.await?;
 
         self.subs.insert(channel.to_owned(), Subscription { options: options.clone(), chan_info: chan_info.clone() });
         self.emit_membership(channel, EventKind::Subscribe, options.join_leave.then_some(EventKind::Join));
         if options.presence || options.join_leave {
             let info = self.client_info(chan_info);
             if options.presence {
-                self.hub.presence.add(channel, info.clone());
+                self.hub.presence_add(channel, info.clone()).await;
             }
             if options.join_leave {
                 self.hub.broker.join(channel, &info);
             }
         }
-        result
+        Ok(result)
     }
 
     /// Leaves `channel`; a no-op when not subscribed.
@@ -519,7 +613,7 @@ impl Session {
         let Some(sub) = self.subs.remove(channel) else { return false };
         self.hub.registry.remove(channel, self.id);
         if let Some(conn) = self.conn.as_ref().filter(|_| sub.options.presence) {
-            self.hub.presence.remove(channel, &conn.client);
+            self.hub.presence_remove(channel, &conn.client);
         }
         if sub.options.join_leave {
             let info = self.client_info(sub.chan_info);
@@ -590,25 +684,25 @@ impl Session {
         Ok(())
     }
 
-    fn presence(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
+    async fn presence(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
         self.check_subscriber_permission(channel, |o| o.allow_presence_for_subscriber)?;
-        let presence = self.hub.presence(channel)?;
+        let presence = self.hub.presence(channel).await?;
         Ok(Reply { id, presence: Some(PresenceResult { presence }), ..Reply::default() })
     }
 
-    fn presence_stats(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
+    async fn presence_stats(&self, id: u32, channel: &str) -> Result<Reply, Failure> {
         self.check_subscriber_permission(channel, |o| o.allow_presence_for_subscriber)?;
-        let stats = self.hub.presence_stats(channel)?;
+        let stats = self.hub.presence_stats(channel).await?;
         let result = PresenceStatsResult { num_clients: stats.num_clients, num_users: stats.num_users };
         Ok(Reply { id, presence_stats: Some(result), ..Reply::default() })
     }
 
-    fn history(&self, id: u32, req: HistoryRequest) -> Result<Reply, Failure> {
+    async fn history(&self, id: u32, req: HistoryRequest) -> Result<Reply, Failure> {
         self.check_subscriber_permission(&req.channel, |o| o.allow_history_for_subscriber)?;
         let max = self.hub.config().client.history_max_publication_limit;
         // A negative limit asks for as much as allowed; larger asks are capped.
         let limit = usize::try_from(req.limit).map_or(max, |l| l.min(max));
-        let (publications, top) = self.hub.history(&req.channel, req.since.as_ref(), limit, req.reverse)?;
+        let (publications, top) = self.hub.history(&req.channel, req.since.as_ref(), limit, req.reverse).await?;
         let result = HistoryResult { publications, epoch: top.epoch, offset: top.offset };
         Ok(Reply { id, history: Some(result), ..Reply::default() })
     }
@@ -653,13 +747,14 @@ impl Session {
         Ok(Reply { id, sub_refresh: Some(result), ..Reply::default() })
     }
 
-    fn handle_control(&mut self, control: Control) -> Result<(), DisconnectCode> {
+    async fn handle_control(&mut self, control: Control) -> Result<(), DisconnectCode> {
         match control {
             Control::Subscribe { channel } => {
                 if self.subs.contains_key(&channel) {
                     return Ok(());
                 }
                 let Ok(options) = self.hub.channel_options(&channel) else { return Ok(()) };
+                let encoding = self.encoding;
                 self.attach(&channel, options, None, true, None, |result, _| {
                     let push = SubscribePush {
                         recoverable: result.recoverable,
@@ -668,13 +763,13 @@ impl Session {
                         positioned: result.positioned,
                         data: None,
                     };
-                    Some(encode_reply(&Reply::push(Push {
-                        channel: channel.clone(),
-                        subscribe: Some(push),
-                        ..Push::default()
-                    })))
-                });
-                Ok(())
+                    let push = Push { channel: channel.clone(), subscribe: Some(push), ..Push::default() };
+                    Some(encode(encoding, &Reply::push(push)))
+                })
+                .await
+                .map(|_| ())
+                // The engine is unreachable: the client reconnects and gets it again.
+                .map_err(|_| DisconnectCode::INTERNAL)
             }
             Control::Unsubscribe { channel } => {
                 if self.unsubscribe(&channel) {
@@ -715,7 +810,7 @@ mod tests {
 
     fn start(config: Config) -> Harness {
         let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
-        let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"));
+        let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
         let outbox = session.outbox();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let inbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));

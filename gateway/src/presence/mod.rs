@@ -149,6 +149,14 @@ impl Presence {
         self.channels.get(channel).map(|p| p.stats()).unwrap_or_default()
     }
 
+    /// Returns every (channel, entry) pair; for refreshing a shared store.
+    pub fn entries(&self) -> Vec<(String, ClientInfo)> {
+        self.channels
+            .iter()
+            .flat_map(|e| e.value().clients.values().map(|i| (e.key().clone(), i.clone())).collect::<Vec<_>>())
+            .collect()
+    }
+
     /// Returns how many channels have at least one client. Visits every
     /// shard, so it is meant for metrics and the `info` API, not hot paths.
     pub fn channel_count(&self) -> usize {

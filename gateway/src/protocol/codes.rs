@@ -69,6 +69,11 @@ impl DisconnectCode {
     pub const CONNECTION_CLOSED: Self = Self { code: 3000, reason: "connection closed" };
     /// WebSocket 1009: an inbound message exceeded `client.max_frame_bytes`.
     pub const MESSAGE_TOO_BIG: Self = Self { code: 1009, reason: "message too big" };
+    /// WebSocket 1002: the client broke RFC 6455 framing (unmasked frame,
+    /// reserved bits or opcode, fragmented or oversized control frame).
+    pub const PROTOCOL_ERROR: Self = Self { code: 1002, reason: "protocol error" };
+    /// WebSocket 1007: a text message that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: Self = Self { code: 1007, reason: "invalid utf-8" };
     pub const SHUTDOWN: Self = Self { code: 3001, reason: "shutdown" };
     pub const INTERNAL: Self = Self { code: 3004, reason: "internal server error" };
     pub const EXPIRED: Self = Self { code: 3005, reason: "connection expired" };

@@ -2,10 +2,17 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::EncodeError;
 use super::types::{Command, Publication, RawCommand, Reply, Request};
 
 /// Most commands accepted in one frame; a larger batch is a bad request.
 pub const MAX_COMMANDS_PER_FRAME: usize = 256;
+/// Deepest nesting of objects and arrays accepted in one command, payloads
+/// included (serde_json's own limit for typed values). Payloads are kept as
+/// raw JSON, which serde_json skips without a depth limit: without this
+/// check a 10,000-deep publication would reach every subscriber, whose own
+/// parsers may have far lower limits (Python's is about 1,000).
+pub const MAX_JSON_DEPTH: usize = 128;
 
 /// Why a frame could not be decoded. Every variant is the client's fault and
 /// ends the connection with 3501 bad request.
@@ -21,6 +28,12 @@ pub enum DecodeError {
     UnknownCommand,
     #[error("too many commands in one frame (max {MAX_COMMANDS_PER_FRAME})")]
     TooManyCommands,
+    #[error("json nested too deep (max {MAX_JSON_DEPTH} levels)")]
+    TooDeep,
+    #[error("truncated or invalid length prefix")]
+    BadLength,
+    #[error("invalid command protobuf: {0}")]
+    Protobuf(String),
 }
 
 /// Decodes one frame of newline-separated JSON commands. Blank lines are
@@ -36,6 +49,9 @@ pub fn decode_commands(frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
         if out.len() == MAX_COMMANDS_PER_FRAME {
             return Err(DecodeError::TooManyCommands);
         }
+        if nesting_exceeds(line.as_bytes(), MAX_JSON_DEPTH) {
+            return Err(DecodeError::TooDeep);
+        }
         let raw: RawCommand = serde_json::from_str(line).map_err(|e| DecodeError::Json(e.to_string()))?;
         let command = into_command(raw)?;
         if matches!(command.request, Request::Pong) && !is_pong(command.id, line) {
@@ -44,6 +60,35 @@ pub fn decode_commands(frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
         out.push(command);
     }
     Ok(out)
+}
+
+/// Whether `json` opens more than `max` objects or arrays at once. A byte
+/// scan that skips strings; it does not validate (the parser does that).
+fn nesting_exceeds(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A command with no known request is a pong only when it is empty: an id
@@ -95,27 +140,26 @@ fn into_command(raw: RawCommand) -> Result<Command, DecodeError> {
     Ok(Command { id, request: found.unwrap_or(Request::Pong) })
 }
 
-/// Encodes one reply as a single JSON line (no trailing newline).
-pub fn encode_reply(reply: &Reply) -> Bytes {
+/// Encodes one reply as a single JSON line (no trailing newline). Fails only
+/// when the reply carries a binary payload, which JSON cannot embed.
+pub fn encode_reply(reply: &Reply) -> Result<Bytes, EncodeError> {
     let mut buf = BytesMut::with_capacity(128);
-    encode_reply_into(reply, &mut buf);
-    buf.freeze()
+    encode_reply_into(reply, &mut buf)?;
+    Ok(buf.freeze())
 }
 
-/// Appends one reply to `buf`.
-pub fn encode_reply_into(reply: &Reply, buf: &mut BytesMut) {
-    // Serializing our own types into memory cannot fail: every Payload was
-    // validated as JSON when it was built.
+/// Appends one reply to `buf`; on error `buf` may hold a partial reply.
+pub fn encode_reply_into(reply: &Reply, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    // Serializing our own types into memory fails only on a binary Payload:
+    // every JSON one was validated when it was built.
     let writer = (&mut *buf).writer();
-    if let Err(e) = serde_json::to_writer(writer, reply) {
-        unreachable!("reply encoding failed: {e}");
-    }
+    serde_json::to_writer(writer, reply).map_err(|_| EncodeError::BinaryPayload)
 }
 
 /// Encodes the `pub` push for `publication` in `channel` without cloning
 /// the publication: the hot path encodes each publication exactly once and
 /// shares the bytes with every subscriber.
-pub fn encode_publication_push(channel: &str, publication: &Publication) -> Bytes {
+pub fn encode_publication_push(channel: &str, publication: &Publication) -> Result<Bytes, EncodeError> {
     #[derive(serde::Serialize)]
     struct Envelope<'a> {
         push: PushRef<'a>,
@@ -128,17 +172,30 @@ pub fn encode_publication_push(channel: &str, publication: &Publication) -> Byte
     }
     let mut buf = BytesMut::with_capacity(64 + channel.len() + publication.data.len());
     let envelope = Envelope { push: PushRef { channel, publication } };
-    if let Err(e) = serde_json::to_writer((&mut buf).writer(), &envelope) {
-        unreachable!("publication encoding failed: {e}");
-    }
-    buf.freeze()
+    serde_json::to_writer((&mut buf).writer(), &envelope).map_err(|_| EncodeError::BinaryPayload)?;
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::protocol::{Payload, Publication, Push};
     use proptest::prelude::*;
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_wherever_it_is() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        // The command object, `publish` and `data` take three of the levels.
+        let ok = format!(r#"{{"id":1,"publish":{{"channel":"a","data":{{"x":{}}}}}}}"#, deep(MAX_JSON_DEPTH - 3));
+        decode_commands(ok.as_bytes()).unwrap();
+        let over = format!(r#"{{"id":1,"publish":{{"channel":"a","data":{{"x":{}}}}}}}"#, deep(MAX_JSON_DEPTH - 2));
+        assert_eq!(decode_commands(over.as_bytes()).unwrap_err(), DecodeError::TooDeep);
+        let ping = format!(r#"{{"id":1,"ping":{}}}"#, deep(10_000));
+        assert_eq!(decode_commands(ping.as_bytes()).unwrap_err(), DecodeError::TooDeep);
+        // Brackets inside strings, escaped quotes included, do not count.
+        let text = format!(r#"{{"id":1,"publish":{{"channel":"a","data":"\\\"{}"}}}}"#, "[".repeat(10_000));
+        decode_commands(text.as_bytes()).unwrap();
+    }
 
     #[test]
     fn decodes_a_batch_of_commands() {
@@ -192,7 +249,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            encode_reply(&reply).as_ref(),
+            encode_reply(&reply).unwrap().as_ref(),
             br#"{"push":{"channel":"chat:1","pub":{"data":{"text":"hi"},"offset":15}}}"#
         );
     }
@@ -204,11 +261,14 @@ mod tests {
             channel: "c".into(),
             publication: Some(publication.clone()),
             ..Default::default()
-        }));
-        assert_eq!(encode_publication_push("c", &publication), owned);
+        }))
+        .unwrap();
+        assert_eq!(encode_publication_push("c", &publication).unwrap(), owned);
+        let binary = Publication { data: Payload::from_binary(bytes::Bytes::from_static(&[0xff])), ..publication };
+        assert_eq!(encode_publication_push("c", &binary), Err(EncodeError::BinaryPayload));
     }
 
-    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    pub(crate) fn json_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
@@ -244,7 +304,7 @@ mod tests {
 
             // Encoding embeds the bytes verbatim and stays one line.
             let reply = Reply::push(Push { channel: "c".into(), publication: Some(Publication { data: payload, offset: 1, ..Default::default() }), ..Default::default() });
-            let bytes = encode_reply(&reply);
+            let bytes = encode_reply(&reply).unwrap();
             prop_assert!(!bytes.contains(&b'\n'));
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             prop_assert_eq!(&v["push"]["pub"]["data"], &value);

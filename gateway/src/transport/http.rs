@@ -16,7 +16,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use super::websocket;
+use super::emulation::{self, Emulation};
+use super::stream::{Body, check_origin, json_response, preflight, with_cors};
+use super::{long_poll, uni, uni_websocket, websocket};
 use crate::api;
 use crate::hub::Hub;
 
@@ -27,6 +29,7 @@ pub(super) struct Connection {
     pub hub: Arc<Hub>,
     pub tracker: TaskTracker,
     pub tls: Option<TlsAcceptor>,
+    pub emulation: Arc<Emulation>,
 }
 
 impl Connection {
@@ -47,10 +50,10 @@ impl Connection {
     {
         let cfg = &self.hub.config().server;
         let shutdown = self.hub.shutdown_token().clone();
-        let (hub, tracker) = (self.hub.clone(), self.tracker.clone());
+        let (hub, tracker, emulation) = (self.hub.clone(), self.tracker.clone(), self.emulation.clone());
         let service = service_fn(move |req| {
-            let (hub, tracker) = (hub.clone(), tracker.clone());
-            async move { Ok::<_, std::convert::Infallible>(route(req, hub, tracker).await) }
+            let (hub, tracker, emulation) = (hub.clone(), tracker.clone(), emulation.clone());
+            async move { Ok::<_, std::convert::Infallible>(route(req, hub, tracker, emulation).await) }
         });
         // The header timeout and buffer cap make slowloris peers cheap; plain
         // `serve` defaults set neither.
@@ -71,24 +74,87 @@ impl Connection {
     }
 }
 
-async fn route(req: Request<Incoming>, hub: Arc<Hub>, tracker: TaskTracker) -> Response<Full<Bytes>> {
+/// The HTTP transports browsers may call cross-origin (CORS applies).
+const BROWSER_HTTP_PATHS: [&str; 6] = [
+    "/connection/http_stream",
+    "/connection/sse",
+    "/emulation",
+    "/connection/uni_sse",
+    "/connection/uni_http_stream",
+    "/connection/long_poll",
+];
+
+async fn route(
+    req: Request<Incoming>,
+    hub: Arc<Hub>,
+    tracker: TaskTracker,
+    emulation: Arc<Emulation>,
+) -> Response<Body> {
     let path = req.uri().path();
+    if BROWSER_HTTP_PATHS.contains(&path) {
+        if req.method() == Method::OPTIONS {
+            return preflight(req.headers(), &hub);
+        }
+        let origin = match check_origin(req.headers(), &hub) {
+            Ok(origin) => origin,
+            Err(refused) => return refused.response(),
+        };
+        return with_cors(route_http_transport(req, hub, tracker, emulation).await, origin);
+    }
+    let echo_path = &hub.config().server.debug_echo_path;
+    if !echo_path.is_empty() && path == echo_path.as_str() {
+        return match *req.method() {
+            Method::GET => boxed(websocket::upgrade(req, hub.clone(), &tracker, websocket::Mode::Echo)),
+            _ => json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#),
+        };
+    }
     match (req.method(), path) {
-        (&Method::GET, "/connection/websocket") => websocket::upgrade(req, hub, &tracker),
-        (&Method::POST, p) if p == "/api" || p.starts_with("/api/") => api::handle(req, &hub).await,
-        (&Method::GET, "/health") => json(StatusCode::OK, r#"{"status":"ok"}"#),
+        (&Method::GET, "/connection/websocket") => {
+            boxed(websocket::upgrade(req, hub, &tracker, websocket::Mode::Session))
+        }
+        (&Method::GET, "/connection/uni_websocket") => boxed(uni_websocket::upgrade(req, hub, &tracker)),
+        (&Method::POST, p) if p == "/api" || p.starts_with("/api/") => boxed(api::handle(req, &hub).await),
+        (&Method::GET, "/health") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
         (&Method::GET, "/ready") => {
             if hub.shutdown_token().is_cancelled() {
-                json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting down"}"#)
+                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting down"}"#)
+            } else if !hub.ready().await {
+                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"engine unavailable"}"#)
             } else {
-                json(StatusCode::OK, r#"{"status":"ready"}"#)
+                json_response(StatusCode::OK, r#"{"status":"ready"}"#)
             }
         }
-        (_, "/connection/websocket" | "/health" | "/ready") => {
-            json(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#)
+        (_, "/connection/websocket" | "/connection/uni_websocket" | "/health" | "/ready") => {
+            json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#)
         }
-        _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
+        _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
     }
+}
+
+/// The HTTP-streaming, SSE, one-way HTTP and long-polling endpoints.
+async fn route_http_transport(
+    req: Request<Incoming>,
+    hub: Arc<Hub>,
+    tracker: TaskTracker,
+    emulation: Arc<Emulation>,
+) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/connection/http_stream") => {
+            emulation::handle_stream(req, &hub, &tracker, &emulation, false).await
+        }
+        (&Method::GET | &Method::POST, "/connection/sse") => {
+            emulation::handle_stream(req, &hub, &tracker, &emulation, true).await
+        }
+        (&Method::POST, "/emulation") => emulation::handle_post(req, &hub, &emulation).await,
+        (&Method::GET | &Method::POST, "/connection/uni_sse") => uni::handle(req, &hub, &tracker, true).await,
+        (&Method::POST, "/connection/uni_http_stream") => uni::handle(req, &hub, &tracker, false).await,
+        (&Method::POST, "/connection/long_poll") => long_poll::handle(req, &hub, &tracker, &emulation).await,
+        _ => json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#),
+    }
+}
+
+fn boxed(resp: Response<Full<Bytes>>) -> Response<Body> {
+    resp.map(http_body_util::BodyExt::boxed_unsync)
 }
 
 pub(super) fn json(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

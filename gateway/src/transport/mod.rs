@@ -1,14 +1,20 @@
 //! Transport: the listener, TLS, HTTP/1.1 serving and WebSocket framing.
 //!
-//! Owns sockets and nothing else: it routes requests to the WebSocket
-//! transport (which feeds `hub::Session`) or to the server API, enforces the
+//! Owns sockets and nothing else: it routes requests to the WebSocket,
+//! HTTP-streaming, SSE, one-way and long-polling transports (each only a
+//! framing around one `hub::Session`) or to the server API, enforces the
 //! header timeout and buffer limits that keep slow or hostile peers cheap,
 //! and runs the two-phase shutdown (stop accepting, close sessions with 3001,
 //! drain within `server.shutdown_grace_secs`).
 
+mod emulation;
 mod http;
+mod long_poll;
 mod origin;
+mod stream;
 mod tls;
+mod uni;
+mod uni_websocket;
 mod websocket;
 
 use std::future::Future;
@@ -24,7 +30,30 @@ use crate::config::{Config, ConfigError};
 use crate::hub::{Hub, HubError};
 use crate::plugin::{PluginError, PluginHost};
 
+pub use emulation::{DeliverError, DeliverFuture, EmulationRouter, LocalRouter};
 pub use origin::origin_allowed;
+
+/// The pure request parsers of the HTTP transports. Public only so the fuzz
+/// targets in `fuzz/` can reach them: not an API to build on.
+#[doc(hidden)]
+pub mod parsers {
+    use std::collections::BTreeMap;
+
+    pub use super::emulation::{EmulationPost, EmulationRequest, parse_emulation_request};
+    pub use super::stream::query_param;
+    pub use super::uni::connect_command;
+
+    /// Reads a one-way `Last-Event-ID` into channel → (offset, epoch);
+    /// `None` for garbage or more than `max_channels` channels.
+    pub fn decode_last_event_id(id: &str, max_channels: usize) -> Option<BTreeMap<String, (u64, String)>> {
+        super::uni::Positions::decode(id, max_channels).map(super::uni::Positions::into_map)
+    }
+
+    /// Encodes positions as a one-way `Last-Event-ID`.
+    pub fn encode_last_event_id(positions: BTreeMap<String, (u64, String)>) -> String {
+        super::uni::Positions::from_map(positions).encode()
+    }
+}
 
 /// Why the server could not start or run. Always the operator's to fix.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +126,9 @@ pub async fn run(
         spawn_named(&tracker, "plugin-reload-on-sighup", reload_on_sighup(plugins, root.child_token()));
     }
     let tls = tls::acceptor(&config.server.tls)?;
+    let emulation = emulation::Emulation::for_hub(&hub);
     spawn_named(&tracker, "hub-maintenance", hub.clone().run_maintenance(Duration::from_secs(30)));
+    spawn_named(&tracker, "hub-engine", hub.clone().run_engine());
     info!(addr = %listener.local_addr()?, tls = tls.is_some(), "switchboard listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -107,7 +138,12 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = http::Connection { hub: hub.clone(), tracker: tracker.clone(), tls: tls.clone() };
+                    let conn = http::Connection {
+                        hub: hub.clone(),
+                        tracker: tracker.clone(),
+                        tls: tls.clone(),
+                        emulation: emulation.clone(),
+                    };
                     spawn_named(&tracker, "http-connection", conn.serve(stream, peer));
                 }
                 Err(e) => {

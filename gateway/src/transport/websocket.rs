@@ -1,10 +1,16 @@
 //! The bidirectional WebSocket transport (`/connection/websocket`).
 //!
 //! One connection runs two halves in one task: the session loop reading
-//! frames, and the writer draining the session's outbox in batches (queued
-//! messages joined with `\n` into one frame). Disconnects travel in the close
-//! frame, as the SDKs expect.
+//! frames, and the writer draining the session's outbox in batches. The
+//! `centrifuge-protobuf` subprotocol selects Protobuf: batches go out as one
+//! binary frame of concatenated length-prefixed messages. Otherwise JSON:
+//! one text frame of messages joined with `\n`. A frame of the other kind
+//! ends the connection with 3506 either way (Centrifugo ignores the frame
+//! type and would fail to decode it instead, with 3501; a wrong frame type
+//! is the clearer signal of a client speaking the wrong protocol).
+//! Disconnects travel in the close frame, as the SDKs expect.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +24,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -27,12 +33,13 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::http::json;
+use super::stream::Refused;
 use super::{origin_allowed, spawn_named};
 use crate::channel::Outbox;
 use crate::hub::{Hub, Inbound, Session};
-use crate::protocol::DisconnectCode;
+use crate::protocol::{DisconnectCode, Encoding};
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+pub(super) type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
 /// After our close frame, how long we keep reading so the peer receives it
 /// before the socket closes (closing with unread input sends a TCP reset,
@@ -50,91 +57,228 @@ fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &s
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Validates the upgrade request and answers 101, spawning the session.
-pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTracker) -> Response<Full<Bytes>> {
-    let server = &hub.config().server;
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| origin_allowed(o, &server.allowed_origins));
-        if !allowed {
-            debug!(origin = ?origin, "websocket origin rejected");
-            return json(StatusCode::FORBIDDEN, r#"{"error":"origin not allowed"}"#);
-        }
+/// An upgrade request that passed [`check_upgrade`].
+pub(super) struct Handshake {
+    /// The client's `Sec-WebSocket-Key`, for the accept header.
+    key: HeaderValue,
+}
+
+/// The checks every WebSocket endpoint makes before answering 101: the
+/// `Origin` against `server.allowed_origins` (403), a version-13 upgrade
+/// with a key (400), and a node that is not shutting down (503).
+pub(super) fn check_upgrade(req: &Request<Incoming>, hub: &Hub) -> Result<Handshake, Refused> {
+    if let Some(origin) = req.headers().get(header::ORIGIN)
+        && !origin.to_str().is_ok_and(|o| origin_allowed(o, &hub.config().server.allowed_origins))
+    {
+        debug!(origin = ?origin, "websocket origin rejected");
+        return Err(Refused(StatusCode::FORBIDDEN, r#"{"error":"origin not allowed"}"#));
     }
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
     let version_ok = req.headers().get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let Some(key) = key.filter(|_| {
         version_ok
-            && header_has_token(&req, header::CONNECTION, "upgrade")
-            && header_has_token(&req, header::UPGRADE, "websocket")
+            && header_has_token(req, header::CONNECTION, "upgrade")
+            && header_has_token(req, header::UPGRADE, "websocket")
     }) else {
-        return json(StatusCode::BAD_REQUEST, r#"{"error":"websocket upgrade required"}"#);
+        return Err(Refused(StatusCode::BAD_REQUEST, r#"{"error":"websocket upgrade required"}"#));
     };
     if hub.shutdown_token().is_cancelled() {
-        return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"shutting down"}"#);
+        return Err(Refused(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"shutting down"}"#));
     }
-
-    let client = &hub.config().client;
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(client.ws_read_buffer_bytes)
-        .write_buffer_size(client.ws_write_buffer_bytes)
-        .max_write_buffer_size(client.ws_write_buffer_bytes.max(client.write_batch_max_bytes) * 4)
-        .max_message_size(Some(client.max_frame_bytes))
-        .max_frame_size(Some(client.max_frame_bytes));
-    let hub_for_task = hub.clone();
-    spawn_named(tracker, "ws-session", async move {
-        match hyper::upgrade::on(req).await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
-                serve(ws, hub_for_task).await;
-            }
-            Err(e) => debug!(error = %e, "websocket upgrade failed"),
-        }
-    });
-
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = resp.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    resp
+    Ok(Handshake { key })
 }
 
-async fn serve(ws: Ws, hub: Arc<Hub>) {
+impl Handshake {
+    /// The socket limits from `client.*`.
+    pub fn config(hub: &Hub) -> WebSocketConfig {
+        let client = &hub.config().client;
+        WebSocketConfig::default()
+            .read_buffer_size(client.ws_read_buffer_bytes)
+            .write_buffer_size(client.ws_write_buffer_bytes)
+            .max_write_buffer_size(client.ws_write_buffer_bytes.max(client.write_batch_max_bytes) * 4)
+            .max_message_size(Some(client.max_frame_bytes))
+            .max_frame_size(Some(client.max_frame_bytes))
+    }
+
+    /// Spawns `serve` on the upgraded socket and answers 101, selecting
+    /// `subprotocol` when given.
+    pub fn accept<F, Fut>(
+        self,
+        req: Request<Incoming>,
+        hub: &Hub,
+        tracker: &TaskTracker,
+        name: &'static str,
+        subprotocol: Option<&'static str>,
+        serve: F,
+    ) -> Response<Full<Bytes>>
+    where
+        F: FnOnce(Ws) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let ws_config = Self::config(hub);
+        spawn_named(tracker, name, async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => {
+                    let ws =
+                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                    serve(ws).await;
+                }
+                Err(e) => debug!(error = %e, task = name, "websocket upgrade failed"),
+            }
+        });
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = resp.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(self.key.as_bytes())) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        if let Some(protocol) = subprotocol {
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+        }
+        resp
+    }
+}
+
+/// The subprotocol a Protobuf client asks for in `Sec-WebSocket-Protocol`.
+pub const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
+/// The JSON subprotocol, echoed when offered (clients that offer one fail
+/// the handshake when the server selects none).
+const JSON_SUBPROTOCOL: &str = "centrifuge-json";
+
+/// What runs on an accepted WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// A client protocol session.
+    Session,
+    /// `server.debug_echo_path`: every message is sent back, through the
+    /// same limits, UTF-8 validation and close handling (for conformance
+    /// suites such as Autobahn).
+    Echo,
+}
+
+/// Validates the upgrade request and answers 101, spawning the session (or
+/// the echo loop).
+pub(super) fn upgrade(
+    req: Request<Incoming>,
+    hub: Arc<Hub>,
+    tracker: &TaskTracker,
+    mode: Mode,
+) -> Response<Full<Bytes>> {
+    let handshake = match check_upgrade(&req, &hub) {
+        Ok(handshake) => handshake,
+        Err(Refused(status, body)) => return json(status, body),
+    };
+    let (encoding, subprotocol) = if header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, PROTOBUF_SUBPROTOCOL) {
+        (Encoding::Protobuf, Some(PROTOBUF_SUBPROTOCOL))
+    } else if header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, JSON_SUBPROTOCOL) {
+        (Encoding::Json, Some(JSON_SUBPROTOCOL))
+    } else {
+        (Encoding::Json, None)
+    };
+    let hub_for_task = hub.clone();
+    handshake.accept(req, &hub, tracker, "ws-session", subprotocol, move |ws| async move {
+        match mode {
+            Mode::Session => serve(ws, hub_for_task, encoding).await,
+            Mode::Echo => echo(ws).await,
+        }
+    })
+}
+
+async fn serve(ws: Ws, hub: Arc<Hub>, encoding: Encoding) {
     let (mut sink, mut stream) = ws.split();
     let Some(slot) = hub.try_acquire_connection() else {
         let _ = sink.send(close_message(DisconnectCode::CONNECTION_LIMIT)).await;
         linger(sink.reunite(stream).ok()).await;
         return;
     };
-    let session = Session::new(hub.clone(), slot);
+    let session = Session::new(hub.clone(), slot, encoding);
     let outbox = session.outbox();
     let max_batch = hub.config().client.write_batch_max_bytes;
     let inbound = stream.by_ref().filter_map(|msg| {
         std::future::ready(match msg {
             Ok(Message::Text(text)) => Some(Inbound::Text(Bytes::from(text))),
-            Ok(Message::Binary(_)) => Some(Inbound::Binary),
+            Ok(Message::Binary(bytes)) => Some(Inbound::Binary(bytes)),
             Ok(Message::Close(_)) => Some(Inbound::Closed),
             // tungstenite answers pings itself on the next flush.
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
             Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => Some(Inbound::TooLarge),
-            Err(e) => {
-                debug!(error = %e, "websocket read failed");
-                Some(Inbound::Closed)
-            }
+            Err(e) => match violation(&e) {
+                Some(code) => {
+                    debug!(error = %e, code = code.code, "websocket protocol violation");
+                    Some(Inbound::Violation(code))
+                }
+                None => {
+                    debug!(error = %e, "websocket read failed");
+                    Some(Inbound::Closed)
+                }
+            },
         })
     });
-    let (code, sent_close) = tokio::join!(session.run(inbound), write_loop(&mut sink, &outbox, max_batch));
+    let (code, sent_close) = tokio::join!(session.run(inbound), write_loop(&mut sink, &outbox, max_batch, encoding));
     debug!(code = code.code, reason = code.reason, "session ended");
     if sent_close {
         linger(sink.reunite(stream).ok()).await;
     }
 }
 
+/// The close code for a read error that is the client's fault: 1007 for a
+/// text message that is not UTF-8, 1002 for broken framing, 1009 for an
+/// oversized message. `None` when the connection merely failed or ended.
+fn violation(error: &WsError) -> Option<DisconnectCode> {
+    match error {
+        WsError::Utf8(_) => Some(DisconnectCode::INVALID_PAYLOAD),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(DisconnectCode::MESSAGE_TOO_BIG),
+        WsError::Protocol(
+            ProtocolError::NonZeroReservedBits
+            | ProtocolError::UnmaskedFrameFromClient
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::ControlFrameTooBig
+            | ProtocolError::UnknownControlFrameType(_)
+            | ProtocolError::UnknownDataFrameType(_)
+            | ProtocolError::UnexpectedContinueFrame
+            | ProtocolError::ExpectedFragment(_)
+            | ProtocolError::InvalidOpcode(_)
+            | ProtocolError::InvalidCloseSequence,
+        ) => Some(DisconnectCode::PROTOCOL_ERROR),
+        _ => None,
+    }
+}
+
+/// The echo loop of [`Mode::Echo`]: text and binary messages go back as
+/// they came; tungstenite answers pings and the peer's close itself. A
+/// violation closes with its code (see [`violation`]).
+async fn echo(mut ws: Ws) {
+    let code = loop {
+        let reply = match ws.next().await {
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break violation(&e),
+            None => return,
+        };
+        if ws.send(reply).await.is_err() {
+            return;
+        }
+    };
+    if let Some(code) = code {
+        debug!(code = code.code, "echo: closing on a protocol violation");
+        let _ = ws.send(close_message(code)).await;
+        // Wait for the peer's close reply, then drop the TCP connection
+        // first, as RFC 6455 has the server do (Autobahn checks it).
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(message)) = ws.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
 /// Drains the outbox into the socket. Returns whether a close frame was sent.
-async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batch: usize) -> bool {
+async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batch: usize, encoding: Encoding) -> bool {
     let mut batch = Vec::new();
     loop {
         if let Some(code) = outbox.next_batch(&mut batch, max_batch).await {
@@ -146,10 +290,14 @@ async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batc
             let _ = sink.send(close_message(code)).await;
             return true;
         }
-        let frame = join_batch(&mut batch);
-        let sent = match Utf8Bytes::try_from(frame) {
-            Ok(text) => sink.send(Message::Text(text)).await,
-            Err(_) => Ok(()),
+        let sent = if encoding.is_binary() {
+            // Length prefixes delimit the messages: plain concatenation.
+            sink.send(Message::Binary(join_batch(&mut batch, b""))).await
+        } else {
+            match Utf8Bytes::try_from(join_batch(&mut batch, b"\n")) {
+                Ok(text) => sink.send(Message::Text(text)).await,
+                Err(_) => Ok(()),
+            }
         };
         if sent.is_err() {
             outbox.close(DisconnectCode::WRITE_ERROR);
@@ -159,16 +307,16 @@ async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batc
 }
 
 /// One frame for the batch: shared bytes as-is for a single message, else
-/// the messages joined with `\n`.
-fn join_batch(batch: &mut Vec<Bytes>) -> Bytes {
+/// the messages joined with `separator`.
+fn join_batch(batch: &mut Vec<Bytes>, separator: &[u8]) -> Bytes {
     if batch.len() == 1 {
         return batch.pop().expect("one element");
     }
-    let len = batch.iter().map(|b| b.len() + 1).sum::<usize>();
+    let len = batch.iter().map(|b| b.len() + separator.len()).sum::<usize>();
     let mut out = BytesMut::with_capacity(len);
     for (i, part) in batch.drain(..).enumerate() {
         if i > 0 {
-            out.extend_from_slice(b"\n");
+            out.extend_from_slice(separator);
         }
         out.extend_from_slice(&part);
     }

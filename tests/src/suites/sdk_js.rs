@@ -17,6 +17,30 @@ fn js_dir() -> PathBuf {
 
 #[tokio::test]
 async fn centrifuge_js_sdk_connects_recovers_and_reads_presence_and_history() -> Result<()> {
+    run_sdk(test_config()).await
+}
+
+/// The same script against the Redis engine (`REDIS_URL`, default
+/// `redis://127.0.0.1:6379`; skipped without Redis unless `CI=true`).
+#[tokio::test]
+async fn centrifuge_js_sdk_works_on_the_redis_engine() -> Result<()> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let hostport = url.trim_start_matches("redis://").split('/').next().unwrap_or_default().to_owned();
+    if tokio::net::TcpStream::connect(hostport).await.is_err() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            bail!("CI=true but Redis at {url} is unreachable");
+        }
+        eprintln!("skipped: Redis at {url} is unreachable");
+        return Ok(());
+    }
+    let mut config = test_config();
+    config.engine.kind = switchboard::config::EngineKind::Redis;
+    config.engine.redis_url = url;
+    config.engine.redis_prefix = format!("sbsdk-{}-{}", std::process::id(), now_secs());
+    run_sdk(config).await
+}
+
+async fn run_sdk(config: switchboard::config::Config) -> Result<()> {
     let dir = js_dir();
     if !dir.join("node_modules").join("centrifuge").is_dir() || !dir.join("node_modules").join("ws").is_dir() {
         let ci = std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false);
@@ -27,7 +51,7 @@ async fn centrifuge_js_sdk_connects_recovers_and_reads_presence_and_history() ->
         );
     }
 
-    let gw = TestGateway::start().await?;
+    let gw = TestGateway::start_with(config).await?;
     let child = tokio::process::Command::new("node")
         .arg("recovery.mjs")
         .current_dir(&dir)

@@ -1,0 +1,395 @@
+//! `enrich`: validates JSON publications against a small schema, renames and
+//! drops fields, and adds server fields.
+//!
+//! Steps, in order: validate (on the fields as the client sent them), then
+//! `rename`, then `drop`, then the server fields, which overwrite whatever
+//! the client put under those names (a client cannot forge them). A payload
+//! that is not a JSON object is refused.
+//!
+//! The schema is a hand-checked subset of JSON Schema:
+//! - `required`: top-level fields that must be present;
+//! - `properties.NAME.type`: one of `string`, `number`, `integer`,
+//!   `boolean`, `object`, `array`, `null`, or a list of them;
+//! - `properties.NAME.max_length`: the most characters a string may have;
+//! - `additional_properties = false`: refuses fields not in `properties`.
+//!
+//! No nesting, `$ref`, formats or patterns. Server fields:
+//! `received_at_field` (Unix ms from the host clock) and `user_field` (the
+//! publisher's user, NFKC-normalized, lowercased, whitespace collapsed;
+//! left out for server-side publishes). Imports: `clock`.
+//!
+//! ```toml
+//! config = { schema = { required = ["text"], additional_properties = false,
+//!                       properties = { text = { type = "string", max_length = 2000 },
+//!                                      msg = { type = "string" }, debug = { type = "boolean" },
+//!                                      n = { type = ["integer", "null"] } } },
+//!            rename = { msg = "text" }, drop = ["debug"],
+//!            received_at_field = "received_at", user_field = "user", invalid_code = 400 }
+//! ```
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use switchboard_plugin_sdk::{Message, Plugin, PublishHook, PublishResult, clock};
+use unicode_normalization::UnicodeNormalization as _;
+
+/// The plugin config (the TOML `config` table).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Default: accepts any object.
+    pub schema: Schema,
+    /// Old name to new name. Default none.
+    pub rename: BTreeMap<String, String>,
+    /// Fields removed. Default none.
+    pub drop: Vec<String>,
+    /// Where the receive time goes; empty turns it off. Default
+    /// "received_at".
+    pub received_at_field: String,
+    /// Where the normalized user name goes; empty turns it off. Default
+    /// "user".
+    pub user_field: String,
+    /// Code of a refused publish (400..=1999). Default 400.
+    pub invalid_code: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            schema: Schema::default(),
+            rename: BTreeMap::new(),
+            drop: Vec::new(),
+            received_at_field: "received_at".to_owned(),
+            user_field: "user".to_owned(),
+            invalid_code: 400,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schema {
+    pub required: Vec<String>,
+    pub properties: BTreeMap<String, Property>,
+    pub additional_properties: bool,
+}
+
+impl Default for Schema {
+    fn default() -> Self {
+        Schema { required: Vec::new(), properties: BTreeMap::new(), additional_properties: true }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Property {
+    #[serde(rename = "type")]
+    pub types: Types,
+    pub max_length: Option<usize>,
+}
+
+/// `"string"` or `["string", "null"]`; empty allows any type.
+#[derive(Debug, Default, Deserialize)]
+#[serde(try_from = "Value")]
+pub struct Types(Vec<JsonType>);
+
+impl TryFrom<Value> for Types {
+    type Error = String;
+
+    fn try_from(value: Value) -> Result<Self, String> {
+        let one = |v: &Value| -> Result<JsonType, String> {
+            let name = v.as_str().ok_or_else(|| format!("type must be a string or a list of strings, not {v}"))?;
+            JsonType::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| {
+                format!("unknown type `{name}` (expected string, number, integer, boolean, object, array or null)")
+            })
+        };
+        match &value {
+            Value::Array(items) => items.iter().map(one).collect::<Result<_, _>>().map(Types),
+            other => one(other).map(|t| Types(vec![t])),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Object,
+    Array,
+    Null,
+}
+
+impl JsonType {
+    const ALL: [JsonType; 7] = [
+        JsonType::String,
+        JsonType::Number,
+        JsonType::Integer,
+        JsonType::Boolean,
+        JsonType::Object,
+        JsonType::Array,
+        JsonType::Null,
+    ];
+
+    /// Judged from the raw JSON text, which the parser already checked: its
+    /// first byte tells the type, and an integer is a number without a
+    /// fraction or exponent.
+    fn admits(self, raw: &RawValue) -> bool {
+        let text = raw.get();
+        let first = text.as_bytes().first().copied().unwrap_or(b' ');
+        let number = first == b'-' || first.is_ascii_digit();
+        match self {
+            JsonType::String => first == b'"',
+            JsonType::Number => number,
+            JsonType::Integer => number && !text.contains(['.', 'e', 'E']),
+            JsonType::Boolean => first == b't' || first == b'f',
+            JsonType::Object => first == b'{',
+            JsonType::Array => first == b'[',
+            JsonType::Null => first == b'n',
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            JsonType::String => "string",
+            JsonType::Number => "number",
+            JsonType::Integer => "integer",
+            JsonType::Boolean => "boolean",
+            JsonType::Object => "object",
+            JsonType::Array => "array",
+            JsonType::Null => "null",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Enrich {
+    config: Config,
+}
+
+/// Trimmed, NFKC, lowercased, inner whitespace runs as one space, control
+/// characters removed.
+pub fn normalize_user(user: &str) -> String {
+    let folded: String = user.nfkc().flat_map(char::to_lowercase).filter(|c| !c.is_control()).collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Enrich {
+    pub fn from_config(json: &str) -> Result<Self, String> {
+        let config: Config = serde_json::from_str(json).map_err(|e| format!("enrich config: {e}"))?;
+        if !(400..=1999).contains(&config.invalid_code) {
+            return Err(format!("enrich config: invalid_code {} out of range (400..=1999)", config.invalid_code));
+        }
+        for (name, prop) in &config.schema.properties {
+            if prop.max_length.is_some() && !prop.types.0.is_empty() && !prop.types.0.contains(&JsonType::String) {
+                return Err(format!("enrich config: schema.properties.{name}: max_length needs type string"));
+            }
+        }
+        Ok(Enrich { config })
+    }
+
+    /// Checks the object against the schema; the error names the field.
+    pub fn validate(&self, object: &Object) -> Result<(), String> {
+        let schema = &self.config.schema;
+        for name in &schema.required {
+            if !object.contains_key(name) {
+                return Err(format!("field {name} is required"));
+            }
+        }
+        for (name, value) in object {
+            let Some(prop) = schema.properties.get(name) else {
+                if schema.additional_properties {
+                    continue;
+                }
+                return Err(format!("field {name} is not allowed"));
+            };
+            let types = &prop.types.0;
+            if !types.is_empty() && !types.iter().any(|t| t.admits(value)) {
+                let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
+                return Err(format!("field {name} must be {}", names.join(" or ")));
+            }
+            if let Some(max) = prop.max_length
+                && let Ok(text) = serde_json::from_str::<String>(value.get())
+                && text.chars().count() > max
+            {
+                return Err(format!("field {name} is too long (max {max} characters)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates and rewrites one payload. Only the top level is parsed:
+    /// nested values are carried as raw JSON text.
+    pub fn transform(&self, data: &[u8], user: &str, now_ms: u64) -> Result<Vec<u8>, String> {
+        let mut object: Object = match serde_json::from_slice(data) {
+            Ok(object) => object,
+            Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok() => {
+                return Err("payload must be a JSON object".to_owned());
+            }
+            Err(_) => return Err("payload is not valid JSON".to_owned()),
+        };
+        self.validate(&object)?;
+        for (from, to) in &self.config.rename {
+            if let Some(value) = object.shift_remove(from) {
+                object.insert(to.clone(), value);
+            }
+        }
+        for name in &self.config.drop {
+            object.shift_remove(name);
+        }
+        if !self.config.received_at_field.is_empty() {
+            object.insert(self.config.received_at_field.clone(), raw(now_ms.to_string()));
+        }
+        if !self.config.user_field.is_empty() {
+            // A client-sent value under the server field name never survives.
+            object.shift_remove(&self.config.user_field);
+            if !user.is_empty() {
+                object.insert(self.config.user_field.clone(), raw(Value::from(normalize_user(user)).to_string()));
+            }
+        }
+        Ok(serde_json::to_vec(&object).expect("raw values serialize"))
+    }
+}
+
+/// A top-level JSON object, its values unparsed.
+pub type Object = IndexMap<String, Box<RawValue>>;
+
+fn raw(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).expect("server fields are valid JSON")
+}
+
+impl Plugin for Enrich {
+    fn init(config: &str) -> Result<Self, String> {
+        Enrich::from_config(config)
+    }
+}
+
+impl PublishHook for Enrich {
+    fn on_publish(&mut self, mut msg: Message) -> PublishResult {
+        let now = if self.config.received_at_field.is_empty() { 0 } else { clock::now_ms() };
+        match self.transform(&msg.data, msg.user(), now) {
+            Ok(data) => {
+                msg.data = data;
+                msg.content_type = "application/json".to_owned();
+                PublishResult::Replace(msg)
+            }
+            Err(reason) => PublishResult::deny(self.config.invalid_code, reason),
+        }
+    }
+}
+
+switchboard_plugin_sdk::export_plugin!(Enrich, hooks: [publish]);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use switchboard_plugin_sdk::testing;
+
+    use super::*;
+
+    const CONFIG: &str = r#"{
+        "schema": {
+            "required": ["text"],
+            "additional_properties": false,
+            "properties": {
+                "text": { "type": "string", "max_length": 5 },
+                "msg": { "type": "string" },
+                "debug": { "type": "boolean" },
+                "n": { "type": ["integer", "null"] },
+                "x": { "type": "number" },
+                "any": {},
+                "user": {},
+                "received_at": {}
+            }
+        },
+        "rename": { "msg": "message" },
+        "drop": ["debug"]
+    }"#;
+
+    #[test]
+    fn validation_table() {
+        let e = Enrich::from_config(CONFIG).unwrap();
+        let cases: &[(Value, Result<(), &str>)] = &[
+            (json!({"text": "hi"}), Ok(())),
+            (json!({"text": "héllo"}), Ok(())),
+            (json!({"text": "hi", "n": 3, "x": 1.5, "any": [1], "debug": true}), Ok(())),
+            (json!({"text": "hi", "n": null, "x": 2}), Ok(())),
+            (json!({"text": "hi", "n": -3, "x": -2.5e-3}), Ok(())),
+            (json!({"text": "\"é\""}), Ok(())),
+            (json!({"text": "\"é\"\n!!"}), Err("field text is too long (max 5 characters)")),
+            (json!({}), Err("field text is required")),
+            (json!({"text": 1}), Err("field text must be string")),
+            (json!({"text": "toolong"}), Err("field text is too long (max 5 characters)")),
+            (json!({"text": "hi", "n": 1.5}), Err("field n must be integer or null")),
+            (json!({"text": "hi", "x": "1"}), Err("field x must be number")),
+            (json!({"text": "hi", "debug": "yes"}), Err("field debug must be boolean")),
+            (json!({"text": "hi", "extra": 1}), Err("field extra is not allowed")),
+        ];
+        for (value, want) in cases {
+            let got = e.validate(&serde_json::from_str(&value.to_string()).unwrap());
+            assert_eq!(got, want.map_err(str::to_owned), "{value}");
+        }
+    }
+
+    #[test]
+    fn transform_renames_drops_and_adds_server_fields() {
+        let e = Enrich::from_config(CONFIG).unwrap();
+        let data = json!({"text": "hi", "msg": "m", "debug": true, "user": "forged", "received_at": 1}).to_string();
+        let out: Value = serde_json::from_slice(&e.transform(data.as_bytes(), "  Ｊöe\t DOE ", 42).unwrap()).unwrap();
+        assert_eq!(out, json!({"text": "hi", "message": "m", "user": "jöe doe", "received_at": 42}));
+        // Server-side publishes get no user field, not even the forged one.
+        let out: Value = serde_json::from_slice(&e.transform(data.as_bytes(), "", 42).unwrap()).unwrap();
+        assert_eq!(out, json!({"text": "hi", "message": "m", "received_at": 42}));
+        assert_eq!(e.transform(b"[1]", "a", 0), Err("payload must be a JSON object".to_owned()));
+        assert_eq!(e.transform(b"{nope", "a", 0), Err("payload is not valid JSON".to_owned()));
+        // Nested values and escapes pass through as they were sent.
+        let nested = br#"{"text":"a\"b","deep":{"x":[1,2.5,{"y":null}]},"e":1e3}"#;
+        let open = Enrich::from_config("{}").unwrap();
+        let out = open.transform(nested, "", 7).unwrap();
+        assert_eq!(out, br#"{"text":"a\"b","deep":{"x":[1,2.5,{"y":null}]},"e":1e3,"received_at":7}"#);
+    }
+
+    #[test]
+    fn normalizes_user_names() {
+        for (raw, want) in [
+            ("Alice", "alice"),
+            ("  Bob  Smith ", "bob smith"),
+            ("ＡＬＩＣＥ", "alice"),
+            ("e\u{301}", "é"),
+            ("a\u{7}b", "ab"),
+        ] {
+            assert_eq!(normalize_user(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn publish_uses_the_host_clock_and_denies_invalid() {
+        testing::reset();
+        let mut e = Enrich::from_config(r#"{ "schema": { "required": ["t"] }, "invalid_code": 422 }"#).unwrap();
+        let msg = Message::new("c", br#"{"t":1}"#.to_vec()).with_publisher("Alice", "c1");
+        let PublishResult::Replace(out) = e.on_publish(msg) else { panic!("expected replace") };
+        let want = json!({"t": 1, "received_at": testing::START_MS, "user": "alice"});
+        assert_eq!(serde_json::from_slice::<Value>(&out.data).unwrap(), want);
+        assert_eq!(e.on_publish(Message::new("c", b"{}".to_vec())), PublishResult::deny(422, "field t is required"));
+    }
+
+    #[test]
+    fn config_is_validated() {
+        for (json, want) in [
+            (r#"{ "schema": { "properties": { "a": { "type": "int" } } } }"#, "unknown type `int`"),
+            (
+                r#"{ "schema": { "properties": { "a": { "type": "number", "max_length": 3 } } } }"#,
+                "max_length needs type string",
+            ),
+            (r#"{ "invalid_code": 99 }"#, "invalid_code 99 out of range"),
+            (r#"{ "schema": { "requird": [] } }"#, "unknown field `requird`"),
+        ] {
+            let error = Enrich::from_config(json).unwrap_err();
+            assert!(error.contains(want), "{error}");
+        }
+    }
+}
