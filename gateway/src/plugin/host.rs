@@ -139,7 +139,7 @@ impl HostState {
             timed_out: false,
             // No preopens, env, args, stdio or sockets: std guests link, but
             // have no ambient access.
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build(),
             table: ResourceTable::new(),
         }
     }

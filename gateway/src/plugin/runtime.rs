@@ -43,6 +43,8 @@ pub fn build_engine(plugins: &[PluginConfig]) -> Result<Engine, PluginError> {
         .max_memories_per_component(4)
         .max_tables_per_component(16)
         .max_core_instances_per_component(64)
+        // JS and Python runtimes carry large function tables.
+        .table_elements(100_000)
         .max_memory_size(max_memory);
     // MPK stays off: the `memory-protection-keys` cargo feature is not
     // enabled, so the pool never stripes memories by protection key.

@@ -398,3 +398,50 @@ async fn repeated_faults_quarantine_the_plugin_until_a_reload() -> anyhow::Resul
     shutdown.cancel();
     Ok(())
 }
+
+#[tokio::test]
+async fn a_busy_pool_is_back_pressure_and_on_error_applies_after_timeout_ms() -> anyhow::Result<()> {
+    // A server that accepts and never answers: the one instance stays busy
+    // inside http.fetch (host time, not charged to the guest's budget).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let _ = accepted_tx.send(());
+        tokio::time::sleep(WAIT).await;
+        drop(stream);
+    });
+    let mut config = plugin_config(
+        vec![PluginConfig {
+            pool_size: 1,
+            timeout_ms: 100,
+            grants: vec!["log".into(), "http".into()],
+            allowed_hosts: vec![addr.to_string()],
+            ..plugin("fetcher", "hostile", "fetch")
+        }],
+        vec![],
+    );
+    config.pipelines.publish = vec!["fetcher".into()];
+    config.plugin_runtime.watch_interval_ms = 0;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let host = switchboard::plugin::PluginHost::from_config(&config, shutdown.clone()).await?;
+
+    let busy = host.clone();
+    let url = format!("\"http://{addr}/hang\"");
+    let first = tokio::spawn(async move { run_publish(&busy, &url).await });
+    tokio::time::timeout(WAIT, accepted_rx).await??;
+
+    let started = Instant::now();
+    let second = run_publish(&host, r#""ok""#).await;
+    let waited = started.elapsed();
+    assert_eq!(second, r#"Deny(Rejection { code: 100, reason: "plugin fetcher unavailable" })"#);
+    assert!(waited >= Duration::from_millis(100), "gave up before timeout_ms: {waited:?}");
+    assert!(waited < Duration::from_millis(600), "waited far past timeout_ms: {waited:?}");
+
+    let first = tokio::time::timeout(WAIT, first).await??;
+    assert_eq!(first, r#"Deny(Rejection { code: 4002, reason: "timed out after 1000 ms" })"#);
+    assert_eq!(run_publish(&host, r#""ok""#).await, r#""ok""#, "the instance is free again");
+    shutdown.cancel();
+    Ok(())
+}
