@@ -1,6 +1,10 @@
-//! NOT YET ENABLED: this suite is added to `suites/mod.rs` once the plugin
-//! host lands (the `[[plugins]]` / `[pipelines]` config and the WASM
-//! runtime). Until then `Config::from_toml_str` refuses the `plugins` key.
+//! NOT YET ENABLED (not listed in `suites/mod.rs`): with the plugin host
+//! merged, `invalid_plugin_config_refuses_to_start` passes, but the two
+//! pipeline tests time out: a debug build of wasmtime compiles the 18 MB
+//! componentize-py component with unoptimised Cranelift, and the gateway is
+//! not serving within 180 s. Enable it once dev builds optimise the
+//! cranelift/wasmtime crates (`[profile.dev.package.*] opt-level`) or the
+//! test loads a precompiled artifact.
 //!
 //! End to end through the gateway with the plugins written in other
 //! languages, built from source by `scripts/build-lang-plugins.sh` (which
