@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check and test of the workspace: formatting, clippy, and
-# `cargo test --workspace` (unit, property and end-to-end tests, including the
-# centrifuge JS SDK and the cent Python client suites).
+# Runs every check and test of the workspace: formatting, clippy, building
+# the benchmarks (`cargo bench --no-run`), and `cargo test --workspace` (unit,
+# property and end-to-end tests, including the centrifuge JS SDK and the cent
+# Python client suites).
 #
 # It first installs what the SDK suites need when missing or out of date:
 #   tests/sdk/js/node_modules       `npm ci` from the committed lockfile
@@ -42,6 +43,10 @@ cargo fmt --all -- --check
 
 say "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks are not run here, only built, so they keep compiling.
+say "cargo bench --workspace --no-run"
+cargo bench --workspace --no-run
 
 say "cargo test --workspace"
 # The output stays on screen; a copy is summed so the run closes on one line
