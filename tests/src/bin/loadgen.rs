@@ -159,8 +159,10 @@ struct Args {
     /// Size of each payload in bytes.
     #[arg(long, default_value_t = 100)]
     payload_bytes: usize,
-    /// Concurrent HTTP publisher connections (each keeps one request in flight).
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent HTTP publisher connections (each keeps one request in
+    /// flight, so a server whose publish answers only after the fan-out
+    /// needs several to reach the rate).
+    #[arg(long, default_value_t = 16)]
     publishers: usize,
     /// Seconds to wait for outstanding deliveries after publishing stops.
     #[arg(long, default_value_t = 5)]
@@ -226,13 +228,17 @@ impl Plan {
             Some(Preset::ConnectRate) => (10_000, 1, 0, 0, 0, Publisher::None, false),
             None => (1_000, 1, 2_000, 1_000, 10, Publisher::Api, true),
         };
+        let connections = a.connections.unwrap_or(n);
+        // Presets that give every subscriber its own channel keep doing so
+        // when --connections changes.
+        let own_channel = k == n;
         let plan = Self {
             preset: a.preset,
             target: a.target,
             protocol: a.protocol,
             ws_url: a.ws_url,
-            connections: a.connections.unwrap_or(n),
-            channels: a.channels.unwrap_or(k),
+            connections,
+            channels: a.channels.unwrap_or(if own_channel { connections } else { k.min(connections) }),
             channel_prefix: a.channel_prefix,
             connect_rate: a.connect_rate.unwrap_or(cr),
             connect_concurrency: a.connect_concurrency.max(1),
@@ -777,7 +783,9 @@ async fn http_publisher(plan: Arc<Plan>, shared: Arc<Shared>, p: usize, t0: Inst
     };
     for k in 0u64.. {
         let due = t0 + Duration::from_secs_f64(k as f64 * interval);
-        if due >= end || shared.stop.is_cancelled() {
+        // Behind schedule (a server slower than the rate) the publisher sends
+        // back to back, but never past the end of the phase.
+        if due >= end || Instant::now() >= end || shared.stop.is_cancelled() {
             break;
         }
         tokio::time::sleep_until(due).await;
