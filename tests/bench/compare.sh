@@ -126,7 +126,9 @@ http {
   scgi_temp_path tmp_scgi;
   server {
     listen 127.0.0.1:$NCHAN_PORT;
-    location ~ ^/sub/(\w+)\$ { nchan_subscriber websocket; nchan_channel_id \$1; }
+    # Subscribers start at the newest message, like the other servers:
+    # nchan's default (oldest) would replay a previous scenario's buffer.
+    location ~ ^/sub/(\w+)\$ { nchan_subscriber websocket; nchan_channel_id \$1; nchan_subscriber_first_message newest; }
     location ~ ^/pub/(\w+)\$ { nchan_publisher; nchan_channel_id \$1; }
   }
 }
