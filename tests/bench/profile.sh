@@ -60,4 +60,4 @@ cat "$OUT/profile-$PRESET.txt"
 echo "--- top symbols (self time) ---"
 perf report -i "$OUT/perf-$PRESET.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -40
 echo "--- by shared object ---"
-perf report -i "$OUT/perf-$PRESET.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8
+perf report -i "$OUT/perf-$PRESET.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '%' | head -8
