@@ -82,6 +82,10 @@ cargo fmt --all -- --check
 say "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# Benchmarks are not run here. clippy --all-targets above type-checks them,
+# so they keep compiling; `cargo bench --no-run` would add a release build
+# of wasmtime (about 20 minutes on 2 cores) to every run.
+
 say "cargo test --workspace"
 cargo test --workspace 2>&1 | tee -a "$log"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
