@@ -21,7 +21,7 @@ fn encode(c: &mut Criterion) {
         let publication = Publication { data: payload_of(len), offset: 42, ..Publication::default() };
         group.throughput(Throughput::Bytes(len as u64));
         group.bench_function(format!("{len}B"), |b| {
-            b.iter(|| encode_publication_push(black_box("chat:room-1"), black_box(&publication)))
+            b.iter(|| encode_publication_push(black_box("chat:room-1"), black_box(&publication)).expect("json payload"))
         });
     }
     let with_info = Publication {
@@ -36,7 +36,7 @@ fn encode(c: &mut Criterion) {
         ..Publication::default()
     };
     group.bench_function("100B+info", |b| {
-        b.iter(|| encode_publication_push(black_box("chat:room-1"), black_box(&with_info)))
+        b.iter(|| encode_publication_push(black_box("chat:room-1"), black_box(&with_info)).expect("json payload"))
     });
     group.finish();
 }

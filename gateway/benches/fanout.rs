@@ -24,7 +24,7 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use switchboard::channel::{Outbox, Registry};
 use switchboard::config::Config;
 use switchboard::hub::{Hub, Inbound, PublishRequest, Session};
-use switchboard::protocol::{Payload, Publication, encode_publication_push};
+use switchboard::protocol::{Encoding, Payload, Publication};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -71,12 +71,13 @@ fn registry(c: &mut Criterion) {
     let registry = Registry::new();
     let outboxes: Vec<Arc<Outbox>> = (0..SUBSCRIBERS).map(|_| Arc::new(Outbox::new(1 << 20))).collect();
     for (id, outbox) in outboxes.iter().enumerate() {
-        registry.add(CHANNEL, id as u64, outbox.clone());
+        registry.add(CHANNEL, id as u64, outbox.clone(), Encoding::Json);
     }
     let publication = Publication { data: data(), ..Publication::default() };
     let publish = || {
-        let frame: Bytes = encode_publication_push(CHANNEL, &publication);
-        assert_eq!(registry.fanout(CHANNEL, black_box(&frame)), SUBSCRIBERS);
+        // The encoder runs once per encoding present (here: JSON only).
+        let delivered = registry.fanout(CHANNEL, |encoding| encoding.encode_publication_push(CHANNEL, &publication));
+        assert_eq!(black_box(delivered), SUBSCRIBERS);
     };
     let allocations = allocations_of(publish);
     drain(&rt, &outboxes);
@@ -106,7 +107,7 @@ fn hub(c: &mut Criterion) {
     let outboxes: Vec<Arc<Outbox>> = rt.block_on(async {
         let mut outboxes = Vec::with_capacity(SUBSCRIBERS);
         for _ in 0..SUBSCRIBERS {
-            let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"));
+            let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
             outboxes.push(session.outbox());
             let frame =
                 format!("{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{CHANNEL}\"}}}}");
@@ -123,7 +124,7 @@ fn hub(c: &mut Criterion) {
     drain(&rt, &outboxes);
     let request = PublishRequest { channel: CHANNEL.into(), data: data(), ..PublishRequest::default() };
     let publish = || {
-        hub.publish(black_box(request.clone())).expect("published");
+        rt.block_on(hub.publish(black_box(request.clone()))).expect("published");
     };
     let allocations = allocations_of(publish);
     assert_eq!(drain(&rt, &outboxes), 2 * SUBSCRIBERS);
