@@ -13,4 +13,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::switchboard::plugin::{connect_hook, events_hook, lifecycle, publish_hook, rpc_hook, subscribe_hook};
-pub use switchboard::plugin::types;
+pub use self::switchboard::plugin::types;
