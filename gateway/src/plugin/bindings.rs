@@ -12,5 +12,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::switchboard::plugin::{connect_hook, events_hook, lifecycle, publish_hook, rpc_hook, subscribe_hook};
 pub use self::switchboard::plugin::types;
+pub use exports::switchboard::plugin::{connect_hook, events_hook, lifecycle, publish_hook, rpc_hook, subscribe_hook};
