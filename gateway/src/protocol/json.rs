@@ -130,6 +130,16 @@ fn into_command(raw: RawCommand) -> Result<Command, DecodeError> {
         refresh.map(Request::Refresh),
         sub_refresh.map(Request::SubRefresh),
     ];
+    single_request(id, candidates)
+}
+
+/// The one rule both encodings share: a command carries at most one request,
+/// and none means a pong. The wire has no `oneof` (for JSON's sake), so
+/// decoders hand over every request slot and this picks.
+pub(super) fn single_request<const N: usize>(
+    id: u32,
+    candidates: [Option<Request>; N],
+) -> Result<Command, DecodeError> {
     let mut found = None;
     for request in candidates.into_iter().flatten() {
         if found.is_some() {

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 
 use super::Payload;
-use super::json::{DecodeError, MAX_COMMANDS_PER_FRAME};
+use super::json::{DecodeError, MAX_COMMANDS_PER_FRAME, single_request};
 use super::proto;
 use super::types::{
     ChannelRequest, ClientInfo, Command, ConnectRequest, HistoryRequest, Publication, PublishRequest, Push,
@@ -154,14 +154,7 @@ fn into_command(raw: proto::Command) -> Result<Command, DecodeError> {
         refresh.map(|r| Request::Refresh(RefreshRequest { token: r.token })),
         sub_refresh.map(|r| Request::SubRefresh(SubRefreshRequest { channel: r.channel, token: r.token })),
     ];
-    let mut found = None;
-    for request in candidates.into_iter().flatten() {
-        if found.is_some() {
-            return Err(DecodeError::TwoRequests);
-        }
-        found = Some(request);
-    }
-    Ok(Command { id, request: found.unwrap_or(Request::Pong) })
+    single_request(id, candidates)
 }
 
 // ------------------------------------------------------------ model → wire
