@@ -640,3 +640,47 @@ pub fn url_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// Runs `node SCRIPT` in `tests/sdk/js` with `env`, and fails unless it exits
+/// 0 within `limit` and prints `ok_line`. `packages` must be installed
+/// (`npm ci`, which `./scripts/test.sh` runs); a missing one fails, never
+/// skips. Returns the script's stdout.
+pub async fn run_sdk_script(
+    script: &str,
+    packages: &[&str],
+    env: &[(&str, String)],
+    limit: Duration,
+    ok_line: &str,
+) -> Result<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk").join("js");
+    for package in packages {
+        if !dir.join("node_modules").join(package).is_dir() {
+            bail!(
+                "node_modules/{package} missing in {}: run npm ci in tests/sdk/js (./scripts/test.sh does it)",
+                dir.display()
+            );
+        }
+    }
+    let mut command = tokio::process::Command::new("node");
+    command.arg(script).current_dir(&dir).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn node (is Node.js installed?)")?;
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .with_context(|| format!("node {script} did not finish in {limit:?}"))??;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("node {script} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}", out.status);
+    }
+    print!("{stdout}");
+    if !stdout.contains(ok_line) {
+        bail!("node {script}: no {ok_line:?} line:\n{stdout}\n{stderr}");
+    }
+    Ok(stdout)
+}

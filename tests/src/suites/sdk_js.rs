@@ -3,17 +3,11 @@
 //! history. The script is `tests/sdk/js/recovery.mjs`; its packages are
 //! pinned by `tests/sdk/js/package-lock.json` and installed by `npm ci`.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::*;
-
-fn js_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk").join("js")
-}
 
 #[tokio::test]
 async fn centrifuge_js_sdk_connects_recovers_and_reads_presence_and_history() -> Result<()> {
@@ -41,40 +35,14 @@ async fn centrifuge_js_sdk_works_on_the_redis_engine() -> Result<()> {
 }
 
 async fn run_sdk(config: switchboard::config::Config) -> Result<()> {
-    let dir = js_dir();
-    if !dir.join("node_modules").join("centrifuge").is_dir() || !dir.join("node_modules").join("ws").is_dir() {
-        let ci = std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false);
-        bail!(
-            "{}node_modules missing in {}: run npm ci in tests/sdk/js (./scripts/test.sh does it)",
-            if ci { "CI: " } else { "" },
-            dir.display()
-        );
-    }
-
     let gw = TestGateway::start_with(config).await?;
-    let child = tokio::process::Command::new("node")
-        .arg("recovery.mjs")
-        .current_dir(&dir)
-        .env("SWITCHBOARD_WS_URL", gw.ws_url())
-        .env("SWITCHBOARD_API_URL", gw.http_url("/api"))
-        .env("SWITCHBOARD_API_KEY", API_KEY)
-        .env("SWITCHBOARD_TOKEN", user_token("sdk-js"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawn node (is Node.js installed?)")?;
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .context("node recovery.mjs did not finish in 30 s")??;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!("node recovery.mjs failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}", out.status);
-    }
-    print!("{stdout}");
-    assert!(stdout.contains("[sdk-js] OK"), "no OK line:\n{stdout}\n{stderr}");
+    let env = [
+        ("SWITCHBOARD_WS_URL", gw.ws_url()),
+        ("SWITCHBOARD_API_URL", gw.http_url("/api")),
+        ("SWITCHBOARD_API_KEY", API_KEY.to_owned()),
+        ("SWITCHBOARD_TOKEN", user_token("sdk-js")),
+    ];
+    run_sdk_script("recovery.mjs", &["centrifuge", "ws"], &env, Duration::from_secs(30), "[sdk-js] OK").await?;
     gw.shutdown().await?;
     Ok(())
 }
