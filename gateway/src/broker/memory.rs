@@ -106,17 +106,18 @@ impl MemoryBroker {
         channel: &str,
         mut publication: Publication,
         history: Option<&StreamOptions>,
+        exclude: Option<&str>,
     ) -> StreamPosition {
         let now = Instant::now();
         self.with_stream(channel, history, now, |stream| match (stream, history) {
             (Some(stream), Some(opts)) => {
                 let offset = stream.append(publication.clone(), opts, now);
                 publication.offset = offset;
-                self.delivery.publication(channel, &publication);
+                self.delivery.publication(channel, &publication, exclude);
                 StreamPosition { offset, epoch: stream.epoch().to_owned() }
             }
             _ => {
-                self.delivery.publication(channel, &publication);
+                self.delivery.publication(channel, &publication, exclude);
                 StreamPosition::default()
             }
         })

@@ -25,7 +25,9 @@ use crate::protocol::{ClientInfo, ErrorCode, Publication, StreamPosition};
 /// back into the engine for the same channel.
 pub trait Delivery: Send + Sync + 'static {
     /// A publication, with its offset set when the channel keeps history.
-    fn publication(&self, channel: &str, publication: &Publication);
+    /// `exclude` names a client that must not receive it (the publisher,
+    /// with `exclude_publisher`).
+    fn publication(&self, channel: &str, publication: &Publication, exclude: Option<&str>);
     fn join(&self, channel: &str, info: &ClientInfo);
     fn leave(&self, channel: &str, info: &ClientInfo);
     /// Live publications of `channel` were lost (a multi-node engine saw a
@@ -59,15 +61,18 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// Publishes; `exclude` is the client whose connection must not get the
+    /// publication live (it is still stored in history).
     pub async fn publish(
         &self,
         channel: &str,
         publication: Publication,
         history: Option<&StreamOptions>,
+        exclude: Option<&str>,
     ) -> Result<StreamPosition, EngineError> {
         match self {
-            Self::Memory(m) => Ok(m.publish(channel, publication, history)),
-            Self::Redis(r) => r.publish(channel, &publication, history).await,
+            Self::Memory(m) => Ok(m.publish(channel, publication, history, exclude)),
+            Self::Redis(r) => r.publish(channel, &publication, history, exclude).await,
         }
     }
 

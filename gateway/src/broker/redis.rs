@@ -90,7 +90,7 @@ local t = redis.call('TIME')
 local ms = t[1] .. string.sub(string.format('%06d', tonumber(t[2])), 1, 3)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], top .. '-0', 'd', ARGV[1], 't', ms)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[6], 'p:' .. epoch .. ':' .. top .. ':' .. ARGV[1])
+redis.call('PUBLISH', ARGV[6], 'p:' .. epoch .. ':' .. top .. ':' .. ARGV[7] .. ':' .. ARGV[1])
 return {top, epoch}
 "#;
 
@@ -144,8 +144,9 @@ struct Cell {
     last: Option<StreamPosition>,
     /// Subscribes between "reading the position" and "registered".
     pending: usize,
-    /// Live publications received while `pending > 0`, in arrival order.
-    buffer: VecDeque<(StreamPosition, Publication)>,
+    /// Live publications received while `pending > 0`, in arrival order,
+    /// with the client each excludes.
+    buffer: VecDeque<(StreamPosition, Publication, Option<String>)>,
     /// The buffer overflowed: live messages were dropped.
     overflowed: bool,
     /// Stream top seen by the last gap check when it was ahead of `last`.
@@ -411,15 +412,20 @@ impl RedisBroker {
     }
 
     /// Publishes; returns once Redis stored (and fanned out) the publication.
+    /// The live message is `p:<epoch>:<offset>:<exclude>:<body>`: `exclude`
+    /// is the client that must not get it (empty for none; client ids hold
+    /// no `:`), and only the body is stored in the stream.
     pub async fn publish(
         &self,
         channel: &str,
         publication: &Publication,
         history: Option<&StreamOptions>,
+        exclude: Option<&str>,
     ) -> Result<StreamPosition, EngineError> {
         let body = encode_publication(publication);
+        let exclude = exclude.unwrap_or_default();
         let Some(opts) = history else {
-            let mut message = b"p::0:".to_vec();
+            let mut message = format!("p::0:{exclude}:").into_bytes();
             message.extend_from_slice(&body);
             self.shard(channel)
                 .query::<i64>(redis::cmd("PUBLISH").arg(self.live_channel(channel)).arg(message))
@@ -434,7 +440,8 @@ impl RedisBroker {
             .arg(opts.ttl.as_secs().max(1))
             .arg(opts.meta_ttl.as_secs().max(1))
             .arg(new_epoch())
-            .arg(self.live_channel(channel));
+            .arg(self.live_channel(channel))
+            .arg(exclude);
         let reply = self.shard(channel).script(inv).await?;
         let bad = || EngineError::Redis("unexpected reply to the publish script".to_owned());
         let Value::Array(parts) = reply else { return Err(bad()) };
@@ -541,11 +548,11 @@ impl RedisBroker {
             Some(last) if last.epoch == read.epoch && last.offset <= read.offset => last.clone(),
             Some(_) => {
                 self.delivery.gap(channel);
-                guard.buffer.retain(|(pos, _)| pos.epoch == read.epoch && pos.offset > read.offset);
+                guard.buffer.retain(|(pos, _, _)| pos.epoch == read.epoch && pos.offset > read.offset);
                 read
             }
             None => {
-                guard.buffer.retain(|(pos, _)| pos.epoch == read.epoch && pos.offset > read.offset);
+                guard.buffer.retain(|(pos, _, _)| pos.epoch == read.epoch && pos.offset > read.offset);
                 read
             }
         };
@@ -595,28 +602,35 @@ impl RedisBroker {
             self.delivery.gap(channel);
             return;
         }
-        while let Some((pos, publication)) = cell.buffer.pop_front() {
-            self.deliver(channel, cell, pos, &publication);
+        while let Some((pos, publication, exclude)) = cell.buffer.pop_front() {
+            self.deliver(channel, cell, pos, &publication, exclude.as_deref());
         }
     }
 
     /// Delivers one live publication with the position check.
-    fn deliver(&self, channel: &str, cell: &mut Cell, pos: StreamPosition, publication: &Publication) {
+    fn deliver(
+        &self,
+        channel: &str,
+        cell: &mut Cell,
+        pos: StreamPosition,
+        publication: &Publication,
+        exclude: Option<&str>,
+    ) {
         if pos.offset == 0 {
-            self.delivery.publication(channel, publication);
+            self.delivery.publication(channel, publication, exclude);
             return;
         }
         match &cell.last {
             Some(last) if last.epoch == pos.epoch && pos.offset <= last.offset => return,
             Some(last) if last.epoch == pos.epoch && pos.offset == last.offset + 1 => {
-                self.delivery.publication(channel, publication);
+                self.delivery.publication(channel, publication, exclude);
             }
             Some(last) => {
                 warn!(%channel, last = last.offset, got = pos.offset, "live gap; subscribers must recover");
                 self.delivery.gap(channel);
             }
             // Nobody is positioned yet: nothing to compare with.
-            None => self.delivery.publication(channel, publication),
+            None => self.delivery.publication(channel, publication, exclude),
         }
         cell.last = Some(pos);
     }
@@ -711,10 +725,13 @@ impl RedisBroker {
         let mut cell = cell.lock();
         match payload.get(..2) {
             Some(b"p:") => {
-                let mut parts = payload[2..].splitn(3, |b| *b == b':');
-                let (Some(epoch), Some(offset), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+                let mut parts = payload[2..].splitn(4, |b| *b == b':');
+                let (Some(epoch), Some(offset), Some(exclude), Some(body)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
                     return;
                 };
+                let exclude = (!exclude.is_empty()).then(|| String::from_utf8_lossy(exclude).into_owned());
                 let Some(offset) = std::str::from_utf8(offset).ok().and_then(|s| s.parse::<u64>().ok()) else {
                     return;
                 };
@@ -724,11 +741,11 @@ impl RedisBroker {
                     if cell.buffer.len() >= MAX_BUFFERED {
                         cell.overflowed = true;
                     } else {
-                        cell.buffer.push_back((pos, publication));
+                        cell.buffer.push_back((pos, publication, exclude));
                     }
                     return;
                 }
-                self.deliver(channel, &mut cell, pos, &publication);
+                self.deliver(channel, &mut cell, pos, &publication, exclude.as_deref());
             }
             Some(b"j:") => {
                 if let Some(info) = decode_info(&payload[2..]) {
@@ -961,7 +978,7 @@ mod tests {
     struct Nothing;
 
     impl Delivery for Nothing {
-        fn publication(&self, _: &str, _: &Publication) {}
+        fn publication(&self, _: &str, _: &Publication, _: Option<&str>) {}
         fn join(&self, _: &str, _: &ClientInfo) {}
         fn leave(&self, _: &str, _: &ClientInfo) {}
         fn gap(&self, _: &str) {}
@@ -1010,7 +1027,7 @@ mod tests {
             for &(_, count) in c.batches {
                 for _ in 0..count {
                     let p = publication(top.offset + 1);
-                    top = broker.publish(&channel, &p, Some(&opts)).await.expect("publish");
+                    top = broker.publish(&channel, &p, Some(&opts), None).await.expect("publish");
                 }
             }
             let since = StreamPosition { offset: c.since, epoch: c.epoch_for(&top.epoch) };

@@ -234,11 +234,19 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// How long an `idempotency_key` suppresses a repeated publish. Default 300.
     pub idempotency_ttl_secs: u64,
+    /// Most channels one `broadcast` with a `pattern` may publish to; a
+    /// pattern matching more is refused with 106 and publishes nothing. Default 1000.
+    pub max_pattern_channels: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { key: DEV_API_KEY.to_owned(), max_body_bytes: 1024 * 1024, idempotency_ttl_secs: 300 }
+        Self {
+            key: DEV_API_KEY.to_owned(),
+            max_body_bytes: 1024 * 1024,
+            idempotency_ttl_secs: 300,
+            max_pattern_channels: 1000,
+        }
     }
 }
 
@@ -445,6 +453,15 @@ macro_rules! channel_options {
             pub allow_presence_for_subscriber: bool,
             /// Channels like `ns:name#42,43` are limited to the listed users. Default false.
             pub allow_user_limited_channels: bool,
+            /// A publication is not delivered back to the connection that
+            /// published it (an API publish names it with `client`). Default false.
+            pub exclude_publisher: bool,
+            /// Subscribers may send a tags filter (`tf`) to receive only
+            /// publications whose tags match. Default false.
+            pub allow_tags_filter: bool,
+            /// Delta compressions a subscription may negotiate (`delta` in
+            /// subscribe); only `"fossil"` exists. Default `[]`.
+            pub allowed_delta_types: Vec<String>,
         }
 
         impl Default for $name {
@@ -465,6 +482,9 @@ macro_rules! channel_options {
                     allow_history_for_subscriber: false,
                     allow_presence_for_subscriber: false,
                     allow_user_limited_channels: false,
+                    exclude_publisher: false,
+                    allow_tags_filter: false,
+                    allowed_delta_types: Vec::new(),
                 }
             }
         }
@@ -487,6 +507,9 @@ macro_rules! channel_options {
                     allow_history_for_subscriber: self.allow_history_for_subscriber,
                     allow_presence_for_subscriber: self.allow_presence_for_subscriber,
                     allow_user_limited_channels: self.allow_user_limited_channels,
+                    exclude_publisher: self.exclude_publisher,
+                    allow_tags_filter: self.allow_tags_filter,
+                    allow_delta_fossil: self.allowed_delta_types.iter().any(|t| t == DELTA_FOSSIL),
                 }
             }
         }
@@ -533,7 +556,14 @@ pub struct ChannelOptions {
     pub allow_history_for_subscriber: bool,
     pub allow_presence_for_subscriber: bool,
     pub allow_user_limited_channels: bool,
+    pub exclude_publisher: bool,
+    pub allow_tags_filter: bool,
+    /// `"fossil"` is in `allowed_delta_types`.
+    pub allow_delta_fossil: bool,
 }
+
+/// The one delta compression type (`allowed_delta_types`, subscribe `delta`).
+pub const DELTA_FOSSIL: &str = "fossil";
 
 impl ChannelOptions {
     /// History is on only when both size and TTL are set.

@@ -8,7 +8,8 @@ use std::net::{Ipv6Addr, SocketAddr};
 
 use super::error::{ConfigError, FieldError};
 use super::schema::{
-    ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DEV_API_KEY, DEV_TOKEN_HMAC_SECRET,
+    ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DELTA_FOSSIL, DEV_API_KEY,
+    DEV_TOKEN_HMAC_SECRET,
     EngineConfig, EngineKind, LongPollConfig, PLUGIN_GRANTS, ServerConfig,
 };
 
@@ -240,6 +241,7 @@ fn validate_api(api: &ApiConfig, errors: &mut Errors) {
     }
     errors.positive("api.max_body_bytes", api.max_body_bytes as u64);
     errors.positive("api.idempotency_ttl_secs", api.idempotency_ttl_secs);
+    errors.positive("api.max_pattern_channels", api.max_pattern_channels as u64);
 }
 
 fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
@@ -287,6 +289,7 @@ fn validate_channels(channels: &ChannelsConfig, errors: &mut Errors) {
         );
     }
     validate_channel_options("channels", &channels.options(), errors);
+    validate_delta_types("channels", &channels.allowed_delta_types, errors);
 
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, namespace) in channels.namespaces.iter().enumerate() {
@@ -301,6 +304,15 @@ fn validate_channels(channels: &ChannelsConfig, errors: &mut Errors) {
             );
         }
         validate_channel_options(&prefix, &namespace.options(), errors);
+        validate_delta_types(&prefix, &namespace.allowed_delta_types, errors);
+    }
+}
+
+fn validate_delta_types(prefix: &str, types: &[String], errors: &mut Errors) {
+    for (i, kind) in types.iter().enumerate() {
+        if kind != DELTA_FOSSIL {
+            errors.push(format!("{prefix}.allowed_delta_types[{i}]"), format!("{kind:?} is not \"{DELTA_FOSSIL}\""));
+        }
     }
 }
 

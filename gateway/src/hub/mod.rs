@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Delivery, Engine, MemoryBroker, RedisBroker, RedisOptions};
-use crate::channel::{self, Outbox, Registry, SubscriberId};
+use crate::channel::{self, Form, Outbox, Registry, SubscriberId};
 use crate::config::{ChannelOptions, Config, EngineKind, NamespaceTable};
 use crate::history::StreamOptions;
 use crate::plugin::{self, PluginHost, PublishOutcome};
@@ -46,6 +46,12 @@ pub struct PublishRequest {
     pub tags: HashMap<String, String>,
     pub skip_history: bool,
     pub idempotency_key: Option<String>,
+    /// The publishing connection's client id (a client publish, or `client`
+    /// in an API publish).
+    pub client: Option<String>,
+    /// Skip `client` in the fan-out even when the namespace does not ask to
+    /// (`exclude_publisher` in an API publish).
+    pub exclude_publisher: bool,
 }
 
 /// A live connection as the server API sees it.
@@ -62,11 +68,15 @@ struct Fanout {
 }
 
 impl Delivery for Fanout {
-    fn publication(&self, channel: &str, publication: &Publication) {
+    fn publication(&self, channel: &str, publication: &Publication, exclude: Option<&str>) {
         if self.registry.num_subscribers(channel) == 0 {
             return;
         }
-        self.registry.fanout(channel, |encoding| encoding.encode_publication_push(channel, publication));
+        self.registry.fanout_publication(channel, publication, exclude, |encoding, form| match form {
+            Form::Plain => encoding.encode_publication_push(channel, publication),
+            Form::Full => encoding.encode_delta_publication_push(channel, publication, None),
+            Form::Delta(delta) => encoding.encode_delta_publication_push(channel, publication, Some(delta)),
+        });
     }
 
     fn join(&self, channel: &str, info: &ClientInfo) {
@@ -266,9 +276,10 @@ impl Hub {
         // moka runs the init closure once per key even under concurrent calls.
         let cache_key = (req.channel.clone(), key);
         let history = if req.skip_history { None } else { StreamOptions::from_channel_options(&options) };
+        let exclude = excluded_client(&req, &options);
         Ok(self.idempotency.get_with(cache_key, || {
             let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
-            memory.publish(&req.channel, publication, history.as_ref())
+            memory.publish(&req.channel, publication, history.as_ref(), exclude.as_deref())
         }))
     }
 
@@ -312,8 +323,9 @@ impl Hub {
             event.data = req.data.as_bytes().clone();
             event
         });
+        let exclude = excluded_client(&req, options);
         let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
-        Ok(self.broker.publish(&req.channel, publication, history.as_ref()).await?)
+        Ok(self.broker.publish(&req.channel, publication, history.as_ref(), exclude.as_deref()).await?)
     }
 
     /// Whether the node can serve: the engine answers (Redis PING).
@@ -547,6 +559,12 @@ impl Hub {
             self.users.remove_if(&entry.user, |_, ids| ids.is_empty());
         }
     }
+}
+
+/// The client a publish must not be delivered back to: the publisher, when
+/// the namespace or the request asks for it.
+fn excluded_client(req: &PublishRequest, options: &ChannelOptions) -> Option<String> {
+    req.client.clone().filter(|c| !c.is_empty() && (options.exclude_publisher || req.exclude_publisher))
 }
 
 /// The publish request as the publish pipeline sees it.

@@ -18,8 +18,8 @@ use tracing::debug;
 
 use super::auth::TokenError;
 use super::{ConnectionSlot, Hub, PublishRequest, VERSION, rejection_error};
-use crate::channel::{Outbox, SubscriberId, user_limited_users};
-use crate::config::ChannelOptions;
+use crate::channel::{Outbox, SubscriberId, SubscriberOptions, TagFilter, user_limited_users};
+use crate::config::{ChannelOptions, DELTA_FOSSIL};
 use crate::history::{Recovery, StreamOptions};
 use crate::plugin::{self, ConnectOutcome, EventKind};
 use crate::protocol::codes::UNSUBSCRIBE_SERVER;
@@ -123,6 +123,14 @@ struct Connected {
 struct Subscription {
     options: ChannelOptions,
     chan_info: Option<Payload>,
+}
+
+/// What a client subscribe adds to a subscription (server-side ones have none).
+#[derive(Default)]
+struct SubscribeExtras {
+    chan_info: Option<Payload>,
+    filter: Option<Arc<TagFilter>>,
+    delta: bool,
 }
 
 /// Commands-per-second window for `client.max_commands_per_sec`.
@@ -469,7 +477,7 @@ impl Session {
                 continue;
             };
             let recover = req.subs.get(&channel).or(unknown_position.as_ref());
-            let sub = match self.attach(&channel, options, recover, true, None, |_, _| None).await {
+            let sub = match self.attach(&channel, options, recover, true, SubscribeExtras::default(), |_, _| None).await {
                 Ok(sub) => sub,
                 Err(e) => {
                     // Redis is unreachable: a reply would leave this
@@ -496,6 +504,19 @@ impl Session {
         if self.subs.len() >= self.hub.config().client.max_channels_per_connection {
             return Err(ErrorCode::LimitExceeded.into());
         }
+        let filter = match &req.tf {
+            Some(_) if !options.allow_tags_filter => return Err(ErrorCode::PermissionDenied.into()),
+            Some(tf) => Some(Arc::new(TagFilter::compile(tf).map_err(|e| ReplyError {
+                code: ErrorCode::BadRequest.code(),
+                message: format!("bad request: {e}"),
+                temporary: false,
+            })?)),
+            None => None,
+        };
+        // Like Centrifugo: an unknown or disallowed type is simply not
+        // negotiated (`delta` absent from the reply), and a tags filter rules
+        // delta out, since a filtered subscriber misses the bases.
+        let delta = req.delta == DELTA_FOSSIL && options.allow_delta_fossil && filter.is_none();
         let user = self.user().to_owned();
         let mut chan_info = None;
         if !req.token.is_empty() {
@@ -532,7 +553,8 @@ impl Session {
         }
         let channel = req.channel.clone();
         let encoding = self.encoding;
-        self.attach(&channel, options, Some(&req), false, chan_info, |result, _| {
+        let extras = SubscribeExtras { chan_info, filter, delta };
+        self.attach(&channel, options, Some(&req), false, extras, |result, _| {
             Some(encode(encoding, &Reply { id, subscribe: Some(result.clone()), ..Reply::default() }))
         })
         .await?;
@@ -552,9 +574,12 @@ impl Session {
         options: ChannelOptions,
         req: Option<&SubscribeRequest>,
         server_side: bool,
-        chan_info: Option<Payload>,
+        extras: SubscribeExtras,
         announce: impl FnOnce(&SubscribeResult, bool) -> Option<Result<Bytes, DisconnectCode>>,
     ) -> Result<SubscribeResult, ErrorCode> {
+        let SubscribeExtras { chan_info, filter, delta } = extras;
+        let client: Arc<str> = self.conn.as_ref().map_or("", |c| c.client.as_str()).into();
+        let delivery = SubscriberOptions { client, filter, delta };
         let history = StreamOptions::from_channel_options(&options);
         let asked_recoverable = req.is_some_and(|r| r.recoverable);
         let recoverable =
@@ -576,12 +601,21 @@ impl Session {
             }
             if let Some(since) = &recover_from {
                 result.was_recovering = true;
-                if recoverable && let Recovery::Recovered(publications) = view.recover(since, max_recover) {
+                if recoverable && let Recovery::Recovered(mut publications) = view.recover(since, max_recover) {
                     result.recovered = true;
+                    if delta {
+                        // The SDK decodes these through the delta path too.
+                        for p in &mut publications {
+                            if let Some(data) = encoding.delta_full_data(&p.data) {
+                                p.data = data;
+                            }
+                        }
+                    }
                     result.publications = publications;
                 }
             }
-            registry.add(channel, id, outbox.clone(), encoding);
+            result.delta = delta;
+            registry.add_with(channel, id, outbox.clone(), encoding, delivery);
             match announce(&result, server_side) {
                 // Overflow closes the outbox (3008); the run loop sees it.
                 Some(Ok(frame)) => {
@@ -651,7 +685,8 @@ impl Session {
         }
         let data = data.ok_or(ErrorCode::BadRequest)?;
         let info = self.client_info(subscribed.and_then(|s| s.chan_info.clone()));
-        self.hub.publish(PublishRequest { channel, data, info: Some(info), ..PublishRequest::default() }).await?;
+        let client = self.conn.as_ref().map(|c| c.client.clone());
+        self.hub.publish(PublishRequest { channel, data, info: Some(info), client, ..PublishRequest::default() }).await?;
         Ok(Reply { id, publish: Some(Empty {}), ..Reply::default() })
     }
 
@@ -755,7 +790,7 @@ impl Session {
                 }
                 let Ok(options) = self.hub.channel_options(&channel) else { return Ok(()) };
                 let encoding = self.encoding;
-                self.attach(&channel, options, None, true, None, |result, _| {
+                self.attach(&channel, options, None, true, SubscribeExtras::default(), |result, _| {
                     let push = SubscribePush {
                         recoverable: result.recoverable,
                         epoch: result.epoch.clone(),

@@ -4,6 +4,7 @@ mod api;
 mod auth;
 mod browser;
 mod catalogue;
+mod channel_features;
 mod client;
 mod curl;
 mod history;
