@@ -569,3 +569,59 @@ async fn redis_urls_shard_channels_across_instances() -> anyhow::Result<()> {
     assert_eq!(total, channels.len(), "each stream lives on exactly one instance");
     Ok(())
 }
+
+/// Publisher exclusion travels with the live message to other nodes, and
+/// each node sends its delta subscribers fossil deltas of what Redis
+/// delivered to it.
+#[tokio::test]
+async fn redis_publisher_exclusion_and_fossil_delta_span_nodes() -> anyhow::Result<()> {
+    let url = redis_url();
+    if !redis_available(&url).await {
+        return Ok(());
+    }
+    let prefix = prefix();
+    let config = || {
+        let mut config = redis_config(&url, &prefix);
+        config.channels.namespaces.push(switchboard::config::NamespaceConfig {
+            name: "score".into(),
+            history_size: 10,
+            history_ttl_secs: 300,
+            force_recovery: true,
+            allowed_delta_types: vec!["fossil".into()],
+            ..Default::default()
+        });
+        config
+    };
+    let a = TestGateway::start_with(config()).await?;
+    let b = TestGateway::start_with(config()).await?;
+    let (mut alice, connect) = a.connect("alice").await?;
+    let alice_id = connect["client"].as_str().context("client id")?.to_owned();
+    let (mut bob, _) = b.connect("bob").await?;
+    subscribe(&mut alice, json!({"channel": "chat:x"})).await?;
+    subscribe(&mut bob, json!({"channel": "chat:x"})).await?;
+    let api = b.api();
+    api.result("publish", json!({"channel": "chat:x", "data": {"n": 1}, "client": alice_id, "exclude_publisher": true}))
+        .await?;
+    api.result("publish", json!({"channel": "chat:x", "data": {"n": 2}})).await?;
+    assert_eq!(next_pub(&mut alice).await?["pub"]["data"], json!({"n": 2}), "alice on node a is skipped once");
+    assert_eq!(next_pub(&mut bob).await?["pub"]["data"], json!({"n": 1}));
+    assert_eq!(next_pub(&mut bob).await?["pub"]["data"], json!({"n": 2}));
+
+    let sub = subscribe(&mut alice, json!({"channel": "score:1", "delta": "fossil"})).await?;
+    assert_eq!(sub["delta"], json!(true), "{sub}");
+    let docs: Vec<Value> =
+        (1..=2).map(|n| json!({"minute": n, "text": "a long commentary line that stays the same ".repeat(8)})).collect();
+    for doc in &docs {
+        api.result("publish", json!({"channel": "score:1", "data": doc})).await?;
+    }
+    let first = next_pub(&mut alice).await?["pub"].clone();
+    assert!(first.get("delta").is_none(), "{first}");
+    let base = first["data"].as_str().context("string data")?.to_owned();
+    assert_eq!(serde_json::from_str::<Value>(&base)?, docs[0]);
+    let second = next_pub(&mut alice).await?["pub"].clone();
+    assert_eq!(second["delta"], json!(true), "{second}");
+    let rebuilt = fossil_delta::apply(base.as_bytes(), second["data"].as_str().context("delta")?.as_bytes())
+        .map_err(|e| anyhow::anyhow!("bad delta: {e:?}"))?;
+    assert_eq!(serde_json::from_slice::<Value>(&rebuilt)?, docs[1]);
+    Ok(())
+}
