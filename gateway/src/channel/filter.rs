@@ -153,7 +153,12 @@ fn compile_leaf(node: &FilterNode, budget: &mut Budget) -> Result<Node, FilterEr
         Ok(node.vals.iter().map(|v| v.as_str().into()).collect())
     };
     let number = || {
-        node.val.trim().parse::<f64>().ok().filter(|n| n.is_finite()).ok_or_else(|| FilterError::NotANumber(node.cmp.clone(), node.val.clone()))
+        node.val
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| FilterError::NotANumber(node.cmp.clone(), node.val.clone()))
     };
     let cmp = match node.cmp.as_str() {
         "eq" => Cmp::Eq(val()),
@@ -217,7 +222,12 @@ mod tests {
     }
 
     fn set(key: &str, cmp: &str, vals: &[&str]) -> FilterNode {
-        FilterNode { key: key.into(), cmp: cmp.into(), vals: vals.iter().map(|v| v.to_string()).collect(), ..FilterNode::default() }
+        FilterNode {
+            key: key.into(),
+            cmp: cmp.into(),
+            vals: vals.iter().map(|v| v.to_string()).collect(),
+            ..FilterNode::default()
+        }
     }
 
     fn logic(op: &str, nodes: Vec<FilterNode>) -> FilterNode {

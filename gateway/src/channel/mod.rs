@@ -15,7 +15,7 @@ mod name;
 mod outbox;
 mod registry;
 
-pub use name::{NameError, namespace_of, user_limited_users, validate_name};
 pub use filter::{FilterError, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_FILTER_VALUES, TagFilter};
+pub use name::{NameError, namespace_of, user_limited_users, validate_name};
 pub use outbox::{Outbox, PushError};
 pub use registry::{Form, Registry, SubscriberId, SubscriberOptions};

@@ -299,7 +299,10 @@ mod tests {
     }
 
     fn scoreboard(home: u32) -> Publication {
-        let text = format!(r#"{{"match":"Arsenal v Chelsea","minute":{home},"home":{home},"away":1,"events":"{}"}}"#, "x".repeat(200));
+        let text = format!(
+            r#"{{"match":"Arsenal v Chelsea","minute":{home},"home":{home},"away":1,"events":"{}"}}"#,
+            "x".repeat(200)
+        );
         Publication { data: Payload::from_json(&text).unwrap(), ..Publication::default() }
     }
 
@@ -345,7 +348,10 @@ mod tests {
         assert_eq!(reg.fanout_publication("c", &second, None, recording(&mut calls)), 5);
         assert_eq!(calls.len(), 3, "{calls:?}");
         let (json_delta, proto_delta) = (&calls[0], &calls[1]);
-        assert_eq!((json_delta.0, json_delta.1, proto_delta.0, proto_delta.1), (Encoding::Json, 2, Encoding::Protobuf, 2));
+        assert_eq!(
+            (json_delta.0, json_delta.1, proto_delta.0, proto_delta.1),
+            (Encoding::Json, 2, Encoding::Protobuf, 2)
+        );
         assert_eq!(json_delta.2, proto_delta.2, "one delta shared by both encodings");
         assert_eq!(calls[2].1, 0, "the plain subscriber gets the plain push");
         let applied = fossil_delta::apply(scoreboard(1).data.as_bytes(), &json_delta.2).unwrap();
@@ -387,13 +393,21 @@ mod tests {
         );
         // The last delta is against publication 2, which `me` never got.
         let last = &calls.last().unwrap().2;
-        assert_eq!(fossil_delta::apply(scoreboard(2).data.as_bytes(), last).unwrap(), scoreboard(3).data.as_bytes().as_ref());
+        assert_eq!(
+            fossil_delta::apply(scoreboard(2).data.as_bytes(), last).unwrap(),
+            scoreboard(3).data.as_bytes().as_ref()
+        );
     }
 
     #[tokio::test]
     async fn tags_filters_skip_non_matching_subscribers_without_encoding_for_them() {
         let reg = Registry::new();
-        let btc = crate::protocol::FilterNode { key: "ticker".into(), cmp: "eq".into(), val: "BTC".into(), ..Default::default() };
+        let btc = crate::protocol::FilterNode {
+            key: "ticker".into(),
+            cmp: "eq".into(),
+            val: "BTC".into(),
+            ..Default::default()
+        };
         let filter = Some(Arc::new(TagFilter::compile(&btc).unwrap()));
         let filtered = Arc::new(Outbox::new(1 << 20));
         reg.add_with("c", 1, filtered.clone(), Encoding::Protobuf, SubscriberOptions { filter, ..Default::default() });

@@ -9,8 +9,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use super::error::{ConfigError, FieldError};
 use super::schema::{
     ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DELTA_FOSSIL, DEV_API_KEY,
-    DEV_TOKEN_HMAC_SECRET,
-    EngineConfig, EngineKind, LongPollConfig, PLUGIN_GRANTS, ServerConfig,
+    DEV_TOKEN_HMAC_SECRET, EngineConfig, EngineKind, LongPollConfig, PLUGIN_GRANTS, ServerConfig,
 };
 
 /// The only schema version.

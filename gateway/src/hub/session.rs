@@ -477,7 +477,8 @@ impl Session {
                 continue;
             };
             let recover = req.subs.get(&channel).or(unknown_position.as_ref());
-            let sub = match self.attach(&channel, options, recover, true, SubscribeExtras::default(), |_, _| None).await {
+            let sub = match self.attach(&channel, options, recover, true, SubscribeExtras::default(), |_, _| None).await
+            {
                 Ok(sub) => sub,
                 Err(e) => {
                     // Redis is unreachable: a reply would leave this
@@ -686,7 +687,9 @@ impl Session {
         let data = data.ok_or(ErrorCode::BadRequest)?;
         let info = self.client_info(subscribed.and_then(|s| s.chan_info.clone()));
         let client = self.conn.as_ref().map(|c| c.client.clone());
-        self.hub.publish(PublishRequest { channel, data, info: Some(info), client, ..PublishRequest::default() }).await?;
+        self.hub
+            .publish(PublishRequest { channel, data, info: Some(info), client, ..PublishRequest::default() })
+            .await?;
         Ok(Reply { id, publish: Some(Empty {}), ..Reply::default() })
     }
 

@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 
+use super::Payload;
 use super::json::{self, DecodeError};
 use super::protobuf;
-use super::Payload;
 use super::types::{Command, Publication, Reply};
 
 /// How one connection's frames are encoded. Chosen by the transport at

@@ -364,7 +364,10 @@ pub(crate) mod tests {
         assert_eq!(s.delta, "fossil");
         let tf = s.tf.as_ref().unwrap();
         assert_eq!((tf.op.as_str(), tf.nodes.len()), ("and", 1));
-        assert_eq!((tf.nodes[0].key.as_str(), tf.nodes[0].cmp.as_str(), &tf.nodes[0].vals[..]), ("t", "in", &["x".to_owned(), "y".to_owned()][..]));
+        assert_eq!(
+            (tf.nodes[0].key.as_str(), tf.nodes[0].cmp.as_str(), &tf.nodes[0].vals[..]),
+            ("t", "in", &["x".to_owned(), "y".to_owned()][..])
+        );
     }
 
     pub(crate) fn json_value() -> impl Strategy<Value = serde_json::Value> {

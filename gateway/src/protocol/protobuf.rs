@@ -484,7 +484,12 @@ mod tests {
             nodes: vec![proto::FilterNode { key: "k".into(), cmp: "eq".into(), val: "v".into(), ..Default::default() }],
             ..Default::default()
         };
-        let sub = proto::SubscribeRequest { channel: "a".into(), delta: "fossil".into(), tf: Some(tf.clone()), ..Default::default() };
+        let sub = proto::SubscribeRequest {
+            channel: "a".into(),
+            delta: "fossil".into(),
+            tf: Some(tf.clone()),
+            ..Default::default()
+        };
         let wire = encode_delimited(&proto::Command { id: 1, subscribe: Some(sub), ..Default::default() });
         let cmds = decode_commands(&wire).unwrap();
         let Request::Subscribe(s) = &cmds[0].request else { panic!("not a subscribe") };
@@ -493,9 +498,11 @@ mod tests {
         let back = proto::Command::from(&cmds[0]).subscribe.unwrap();
         assert_eq!((back.delta.as_str(), back.tf), ("fossil", Some(tf)));
 
-        let publication = Publication { data: Payload::from_binary(Bytes::from_static(b"full")), offset: 4, ..Default::default() };
+        let publication =
+            Publication { data: Payload::from_binary(Bytes::from_static(b"full")), offset: 4, ..Default::default() };
         let push = |delta: Option<&[u8]>| {
-            let reply = proto::Reply::decode_length_delimited(encode_delta_publication_push("c", &publication, delta)).unwrap();
+            let reply =
+                proto::Reply::decode_length_delimited(encode_delta_publication_push("c", &publication, delta)).unwrap();
             reply.push.unwrap().publication.unwrap()
         };
         let full = push(None);

@@ -232,8 +232,11 @@ async fn exclude_publisher_skips_only_the_publishing_connection() -> Result<()> 
     // `chat` has no exclude_publisher: an API publish naming alice excludes
     // her only when it asks to; a client publish is echoed.
     let api = gw.api();
-    api.result("publish", json!({"channel": "chat:1", "data": {"n": 1}, "client": alice_id, "exclude_publisher": true}))
-        .await?;
+    api.result(
+        "publish",
+        json!({"channel": "chat:1", "data": {"n": 1}, "client": alice_id, "exclude_publisher": true}),
+    )
+    .await?;
     api.result("publish", json!({"channel": "chat:1", "data": {"n": 2}, "client": alice_id})).await?;
     alice.call(json!({"publish": {"channel": "chat:1", "data": {"n": 3}}})).await?;
     let mut got = Vec::new();
@@ -286,7 +289,8 @@ async fn tags_filters_are_validated_at_subscribe_and_applied_per_subscriber() ->
     assert!(reply.get("subscribe").is_some(), "{reply}");
     let (mut all, _) = gw.connect("bob").await?;
     all.call(json!({"subscribe": {"channel": "ticks:f"}})).await?;
-    for (n, tags) in [(0, json!({"k": "a"})), (1, json!({"k": "b"})), (2, json!({})), (3, json!({"k": "a", "x": "1"}))] {
+    for (n, tags) in [(0, json!({"k": "a"})), (1, json!({"k": "b"})), (2, json!({})), (3, json!({"k": "a", "x": "1"}))]
+    {
         gw.api().result("publish", json!({"channel": "ticks:f", "data": {"n": n}, "tags": tags})).await?;
     }
     let mut got = Vec::new();
@@ -313,8 +317,11 @@ async fn broadcast_to_a_pattern_reaches_matching_channels_within_the_limit() -> 
     let api = gw.api();
     let result = api.result("broadcast", json!({"pattern": "chat:*", "data": {"hi": 1}})).await?;
     assert_eq!(result["channels"], json!(["chat:a", "chat:b"]), "{result}");
-    assert_eq!(result["responses"], json!([{"result": {"offset": 1, "epoch": result["responses"][0]["result"]["epoch"]}},
-        {"result": {"offset": 1, "epoch": result["responses"][1]["result"]["epoch"]}}]));
+    assert_eq!(
+        result["responses"],
+        json!([{"result": {"offset": 1, "epoch": result["responses"][0]["result"]["epoch"]}},
+        {"result": {"offset": 1, "epoch": result["responses"][1]["result"]["epoch"]}}])
+    );
     for channel in ["chat:a", "chat:b"] {
         assert_eq!(next_pub_on(&mut ws, channel).await?["data"], json!({"hi": 1}));
     }
@@ -364,9 +371,13 @@ impl Meter {
         if protobuf {
             let connect = proto::ConnectRequest { token: user_token("meter"), ..Default::default() };
             let sub = proto::SubscribeRequest { channel: channel.into(), delta: delta.into(), ..Default::default() };
-            let mut frame = encode_delimited(&proto::Command { id: 1, connect: Some(connect), ..Default::default() })
-                .to_vec();
-            frame.extend_from_slice(&encode_delimited(&proto::Command { id: 2, subscribe: Some(sub), ..Default::default() }));
+            let mut frame =
+                encode_delimited(&proto::Command { id: 1, connect: Some(connect), ..Default::default() }).to_vec();
+            frame.extend_from_slice(&encode_delimited(&proto::Command {
+                id: 2,
+                subscribe: Some(sub),
+                ..Default::default()
+            }));
             meter.ws.send(Message::binary(frame)).await?;
         } else {
             let frame = format!(
@@ -478,8 +489,16 @@ async fn fossil_delta_bandwidth_on_a_live_score_stream() -> Result<()> {
             assert_eq!(deltas, 0);
             full_bytes = wire;
         }
-        let ratio = if *delta { format!("{:.1}% ({:.1}x less)", 100.0 * wire as f64 / full_bytes as f64, full_bytes as f64 / wire as f64) } else { "100%".to_owned() };
-        println!("| {encoding} | {} | {wire} | {} | {deltas} | {ratio} |", if *delta { "fossil" } else { "off" }, wire / docs.len());
+        let ratio = if *delta {
+            format!("{:.1}% ({:.1}x less)", 100.0 * wire as f64 / full_bytes as f64, full_bytes as f64 / wire as f64)
+        } else {
+            "100%".to_owned()
+        };
+        println!(
+            "| {encoding} | {} | {wire} | {} | {deltas} | {ratio} |",
+            if *delta { "fossil" } else { "off" },
+            wire / docs.len()
+        );
     }
     gw.shutdown().await?;
     Ok(())

@@ -600,8 +600,11 @@ async fn redis_publisher_exclusion_and_fossil_delta_span_nodes() -> anyhow::Resu
     subscribe(&mut alice, json!({"channel": "chat:x"})).await?;
     subscribe(&mut bob, json!({"channel": "chat:x"})).await?;
     let api = b.api();
-    api.result("publish", json!({"channel": "chat:x", "data": {"n": 1}, "client": alice_id, "exclude_publisher": true}))
-        .await?;
+    api.result(
+        "publish",
+        json!({"channel": "chat:x", "data": {"n": 1}, "client": alice_id, "exclude_publisher": true}),
+    )
+    .await?;
     api.result("publish", json!({"channel": "chat:x", "data": {"n": 2}})).await?;
     assert_eq!(next_pub(&mut alice).await?["pub"]["data"], json!({"n": 2}), "alice on node a is skipped once");
     assert_eq!(next_pub(&mut bob).await?["pub"]["data"], json!({"n": 1}));
@@ -609,8 +612,9 @@ async fn redis_publisher_exclusion_and_fossil_delta_span_nodes() -> anyhow::Resu
 
     let sub = subscribe(&mut alice, json!({"channel": "score:1", "delta": "fossil"})).await?;
     assert_eq!(sub["delta"], json!(true), "{sub}");
-    let docs: Vec<Value> =
-        (1..=2).map(|n| json!({"minute": n, "text": "a long commentary line that stays the same ".repeat(8)})).collect();
+    let docs: Vec<Value> = (1..=2)
+        .map(|n| json!({"minute": n, "text": "a long commentary line that stays the same ".repeat(8)}))
+        .collect();
     for doc in &docs {
         api.result("publish", json!({"channel": "score:1", "data": doc})).await?;
     }
