@@ -567,6 +567,8 @@ impl Session {
     /// `announce` returns (the subscribe reply or push) so that it precedes
     /// every live publication; an announcement this connection's encoding
     /// cannot carry closes it. Then records presence and announces the join.
+    /// `extras` registers the tags filter and negotiated delta with the
+    /// subscriber (recovered publications then take the delta data form).
     /// Fails (error 100) only when the engine is unreachable; nothing was
     /// registered then.
     async fn attach(
