@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod browser;
+mod browser_chat;
 mod catalogue;
 mod chat;
 mod client;
