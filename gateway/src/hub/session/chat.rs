@@ -58,3 +58,61 @@ impl Session {
         Ok(Payload::from_json_unchecked(Bytes::from(result.to_string())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Status "away" driven by the session's activity, on paused time.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::super::{Hub, Inbound, Session};
+    use crate::config::Config;
+    use crate::protocol::Encoding;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_without_commands_turns_away_and_any_command_brings_them_back() {
+        let mut config = Config::default();
+        config.client.ping_interval_secs = 3600;
+        config.status.away_after_secs = 300;
+        let token =
+            crate::hub::auth::mint_hs256(&config.auth.token_hmac_secret, &serde_json::json!({ "sub": "u" })).unwrap();
+        let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
+        let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
+        let outbox = session.outbox();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(session.run(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))));
+        let next = || async {
+            let mut batch = Vec::new();
+            assert_eq!(outbox.next_batch(&mut batch, 1 << 16).await, None);
+            String::from_utf8(batch.concat()).unwrap()
+        };
+        let state = || hub.statuses(&["u".to_owned()])[0].state;
+
+        tx.send(Inbound::Text(Bytes::from(format!(r#"{{"id":1,"connect":{{"token":"{token}"}}}}"#)))).unwrap();
+        assert!(next().await.contains(r#""connect""#));
+        assert_eq!(state(), "online");
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert_eq!(state(), "online");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(state(), "away");
+        tx.send(Inbound::Text(Bytes::from_static(br#"{"id":2,"ping":{}}"#))).unwrap();
+        assert!(next().await.contains(r#""id":2"#));
+        assert_eq!(state(), "online");
+        tx.send(Inbound::Text(Bytes::from_static(
+            br#"{"id":3,"rpc":{"method":"status.set","data":{"state":"busy"}}}"#,
+        )))
+        .unwrap();
+        assert!(next().await.contains(r#""state":"busy""#));
+        tokio::time::advance(Duration::from_secs(1000)).await;
+        assert_eq!(state(), "busy", "a chosen state is kept while idle");
+        drop(tx);
+        task.await.unwrap();
+        let gone = &hub.statuses(&["u".to_owned()])[0];
+        assert_eq!((gone.state, gone.online, gone.last_seen.is_some()), ("offline", false, true));
+    }
+}
