@@ -489,3 +489,33 @@ async fn moderation_and_redaction_plugins_apply_to_edits() -> Result<()> {
     );
     gw.shutdown().await
 }
+
+/// Cost of an aggregate read (`message.get`) that folds a full scan window:
+/// a message followed by 999 reactions. Run with
+/// `cargo test -p switchboard -p switchboard-e2e -- --ignored chat_aggregate_read_latency --nocapture`
+/// (numbers in BENCHMARKS.md).
+#[tokio::test]
+#[ignore = "a measurement, not a check; run explicitly"]
+async fn chat_aggregate_read_latency() -> Result<()> {
+    let gw = TestGateway::start_with(chat_config()).await?;
+    let api = gw.api();
+    api.result("message_send", json!({ "channel": ROOM, "user": "alice", "data": { "text": "hot" } })).await?;
+    let mut ws = member(&gw, "bob", json!({}), ROOM).await?;
+    for n in 0..999 {
+        let user = format!("u{n}");
+        api.result("reaction_add", json!({ "channel": ROOM, "user": user, "offset": 1, "reaction": "👍" })).await?;
+    }
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let started = std::time::Instant::now();
+        let agg = ok(&mut ws, "message.get", json!({ "channel": ROOM, "offset": 1 })).await?;
+        samples.push(started.elapsed());
+        ensure!(agg["reactions"][0]["count"] == 999, "{agg}");
+    }
+    samples.sort();
+    println!(
+        "message.get over 1000 publications: p50 {:?} p90 {:?} p99 {:?}",
+        samples[100], samples[180], samples[198]
+    );
+    gw.shutdown().await
+}
