@@ -8,6 +8,8 @@
 //! - [`channel`]: channel names, the subscriber registry, per-connection outboxes.
 //! - [`history`]: per-channel streams with offsets and epochs.
 //! - [`presence`]: who is in which channel.
+//! - [`chat`]: the pure model of message interactions (edits, reactions,
+//!   threads, read marks) folded from a channel stream, and user status.
 //! - [`broker`]: engines that order, store and deliver publications.
 //! - [`plugin`]: sandboxed WASM hooks (wasmtime); uses `config` only.
 //! - [`hub`]: node state and the session state machine; the one place that
@@ -21,6 +23,7 @@
 pub mod api;
 pub mod broker;
 pub mod channel;
+pub mod chat;
 pub mod config;
 pub mod history;
 pub mod hub;

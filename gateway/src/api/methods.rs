@@ -27,7 +27,7 @@ const METHODS: &[&str] = &[
 ];
 
 pub(super) fn exists(method: &str) -> bool {
-    METHODS.contains(&method)
+    METHODS.contains(&method) || super::chat::exists(method)
 }
 
 fn parse<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
@@ -142,6 +142,12 @@ struct History {
     since: Option<StreamPosition>,
     #[serde(default)]
     reverse: bool,
+    /// Chat channels: messages only, each with its aggregate.
+    #[serde(default)]
+    aggregate: bool,
+    /// Whose `me` the aggregates answer.
+    #[serde(default)]
+    user: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -263,6 +269,13 @@ pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<V
             let h: History = parse(params)?;
             // No limit: only the stream position. Negative: everything kept.
             let limit = usize::try_from(h.limit).unwrap_or(usize::MAX);
+            if h.aggregate {
+                let (messages, top) =
+                    hub.history_aggregated(&h.channel, h.since.as_ref(), limit, h.reverse, &h.user).await?;
+                let mut result = position(top);
+                result["messages"] = serde_json::to_value(messages).map_err(ApiError::bad_request)?;
+                return Ok(result);
+            }
             let (pubs, top) = hub.history(&h.channel, h.since.as_ref(), limit, h.reverse).await?;
             let mut result = position(top);
             result["publications"] = serde_json::to_value(pubs).map_err(ApiError::bad_request)?;
@@ -304,6 +317,6 @@ pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<V
             }
             Ok(json!({ "replies": replies }))
         }
-        _ => Err(ApiError { code: 404, message: format!("unknown method {method:?}") }),
+        _ => super::chat::call(hub, method, params).await,
     }
 }

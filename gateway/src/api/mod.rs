@@ -7,6 +7,7 @@
 //! calls the hub exactly as a session would; it never reaches into channel or
 //! history internals.
 
+mod chat;
 mod methods;
 
 use std::sync::Arc;
@@ -78,6 +79,9 @@ pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Byt
         return error_response(StatusCode::UNAUTHORIZED, ApiError { code: 401, message: "unauthorized".into() });
     }
     let method = req.uri().path().trim_start_matches("/api").trim_start_matches('/').to_owned();
+    // `POST /api/history?aggregate=true` is the body's `"aggregate": true`.
+    let aggregate_query =
+        method == "history" && req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "aggregate=true"));
     if !methods::exists(&method) {
         return error_response(
             StatusCode::NOT_FOUND,
@@ -99,6 +103,17 @@ pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Byt
     {
         Ok(p) => p,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::bad_request(e)),
+    };
+    let with_aggregate;
+    let params = if aggregate_query {
+        let mut value: serde_json::Value = serde_json::from_str(params.get()).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("aggregate".into(), true.into());
+        }
+        with_aggregate = serde_json::value::to_raw_value(&value).unwrap_or_else(|_| params.to_owned());
+        &*with_aggregate
+    } else {
+        params
     };
     let outcome = methods::call(hub, &method, params).await;
     let envelope = match outcome {

@@ -37,6 +37,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+mod read_marks;
+
 use super::{Delivery, EngineError, SubscribeView};
 use crate::history::{Recovery, Stream, StreamOptions};
 use crate::presence::PresenceStats;

@@ -35,6 +35,10 @@ pub struct Config {
     pub plugin_runtime: PluginRuntimeConfig,
     /// `[long_poll]`: the HTTP long-polling transport.
     pub long_poll: LongPollConfig,
+    /// `[chat]`: message interactions in namespaces with `chat = true`.
+    pub chat: ChatConfig,
+    /// `[status]`: user status (online, away, busy) and last seen.
+    pub status: StatusConfig,
 }
 
 impl Default for Config {
@@ -51,6 +55,8 @@ impl Default for Config {
             pipelines: PipelinesConfig::default(),
             plugin_runtime: PluginRuntimeConfig::default(),
             long_poll: LongPollConfig::default(),
+            chat: ChatConfig::default(),
+            status: StatusConfig::default(),
         }
     }
 }
@@ -184,6 +190,63 @@ pub struct LongPollConfig {
 impl Default for LongPollConfig {
     fn default() -> Self {
         Self { hold_secs: 25, session_ttl_secs: 60 }
+    }
+}
+
+/// `[chat]`: message interactions (edits, deletes, reactions, replies, read
+/// marks, typing) in namespaces with `chat = true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Distinct reactions one message may carry; a new one past it gets 106. Default 20.
+    pub max_reactions_per_message: usize,
+    /// Longest reaction in bytes. Default 64.
+    pub max_reaction_bytes: usize,
+    /// Minimum milliseconds between two typing events of one user in one
+    /// channel; calls in between are accepted and not published. Default 1000.
+    pub typing_throttle_ms: u64,
+    /// Most publications one aggregate, unread count or thread read scans
+    /// from history. Default 1000.
+    pub max_scan_publications: usize,
+    /// Most channels one `unread.counts` call may ask about. Default 100.
+    pub max_unread_channels: usize,
+    /// Read marks kept by the memory engine (least recently used go first). Default 100000.
+    pub max_read_marks: u64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            max_reactions_per_message: 20,
+            max_reaction_bytes: 64,
+            typing_throttle_ms: 1000,
+            max_scan_publications: 1000,
+            max_unread_channels: 100,
+            max_read_marks: 100_000,
+        }
+    }
+}
+
+/// `[status]`: user status set with `status.set`, shown in presence
+/// `conn_info` and `/api/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// Seconds without a command from any of a user's connections after which
+    /// an `online` user shows as `away`. Default 300.
+    pub away_after_secs: u64,
+    /// Users whose status and last-seen time are kept (least recently used
+    /// go first). Default 100000.
+    pub max_users: u64,
+    /// Seconds a disconnected user's last-seen time is kept. Default 2592000 (30 days).
+    pub last_seen_ttl_secs: u64,
+    /// Longest status text in bytes. Default 256.
+    pub max_text_bytes: usize,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self { away_after_secs: 300, max_users: 100_000, last_seen_ttl_secs: 30 * 24 * 3600, max_text_bytes: 256 }
     }
 }
 
@@ -462,6 +525,12 @@ macro_rules! channel_options {
             /// Delta compressions a subscription may negotiate (`delta` in
             /// subscribe); only `"fossil"` exists. Default `[]`.
             pub allowed_delta_types: Vec<String>,
+            /// Message interactions (`message.edit`, `reaction.add`, … over rpc
+            /// and the API). Requires history. Default false.
+            pub chat: bool,
+            /// A connection token claim that, when `true`, lets its user edit and
+            /// delete anyone's messages here. Empty: nobody. Default "".
+            pub chat_admin_claim: String,
         }
 
         impl Default for $name {
@@ -485,6 +554,8 @@ macro_rules! channel_options {
                     exclude_publisher: false,
                     allow_tags_filter: false,
                     allowed_delta_types: Vec::new(),
+                    chat: false,
+                    chat_admin_claim: String::new(),
                 }
             }
         }
@@ -510,6 +581,8 @@ macro_rules! channel_options {
                     exclude_publisher: self.exclude_publisher,
                     allow_tags_filter: self.allow_tags_filter,
                     allow_delta_fossil: self.allowed_delta_types.iter().any(|t| t == DELTA_FOSSIL),
+                    chat: self.chat,
+                    chat_admin_claim: self.chat_admin_claim.clone(),
                 }
             }
         }
@@ -560,6 +633,8 @@ pub struct ChannelOptions {
     pub allow_tags_filter: bool,
     /// `"fossil"` is in `allowed_delta_types`.
     pub allow_delta_fossil: bool,
+    pub chat: bool,
+    pub chat_admin_claim: String,
 }
 
 /// The one delta compression type (`allowed_delta_types`, subscribe `delta`).

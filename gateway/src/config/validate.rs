@@ -39,6 +39,7 @@ impl Config {
         validate_channels(&self.channels, &mut errors);
         validate_plugins(self, &mut errors);
         validate_long_poll(&self.long_poll, &mut errors);
+        validate_chat(self, &mut errors);
         validate_engine(&self.engine, &mut errors);
         validate_dev_credentials(self, &mut errors);
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
@@ -270,6 +271,19 @@ fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
     }
 }
 
+fn validate_chat(config: &Config, errors: &mut Errors) {
+    let chat = &config.chat;
+    errors.positive("chat.max_reactions_per_message", chat.max_reactions_per_message as u64);
+    errors.positive("chat.max_reaction_bytes", chat.max_reaction_bytes as u64);
+    errors.positive("chat.max_scan_publications", chat.max_scan_publications as u64);
+    errors.positive("chat.max_unread_channels", chat.max_unread_channels as u64);
+    errors.positive("chat.max_read_marks", chat.max_read_marks);
+    let status = &config.status;
+    errors.positive("status.away_after_secs", status.away_after_secs);
+    errors.positive("status.max_users", status.max_users);
+    errors.positive("status.last_seen_ttl_secs", status.last_seen_ttl_secs);
+}
+
 fn validate_long_poll(long_poll: &LongPollConfig, errors: &mut Errors) {
     errors.positive("long_poll.hold_secs", long_poll.hold_secs);
     if long_poll.session_ttl_secs <= long_poll.hold_secs {
@@ -402,7 +416,11 @@ fn validate_channel_options(prefix: &str, options: &ChannelOptions, errors: &mut
         );
     }
     if !options.history_enabled() {
-        for (flag, set) in [("force_recovery", options.force_recovery), ("allow_recovery", options.allow_recovery)] {
+        for (flag, set) in [
+            ("force_recovery", options.force_recovery),
+            ("allow_recovery", options.allow_recovery),
+            ("chat", options.chat),
+        ] {
             if set {
                 errors.push(
                     format!("{prefix}.{flag}"),

@@ -6,9 +6,11 @@
 //! sockets and encodes through `protocol` only.
 
 pub mod auth;
+mod chat;
 mod error;
 mod session;
 
+pub use chat::{Actor, ChatCall, METHODS as CHAT_METHODS};
 pub use error::HubError;
 pub use session::{Control, Inbound, Session, SessionOptions, TransportKind};
 
@@ -116,6 +118,7 @@ pub struct Hub {
     started: Instant,
     shutdown: CancellationToken,
     plugins: Option<PluginHost>,
+    chat: chat::ChatState,
 }
 
 /// The error reply for a plugin's refusal. Code 100 (a failing plugin under
@@ -164,6 +167,7 @@ impl Hub {
             .max_capacity(1_000_000)
             .build();
         Ok(Arc::new(Self {
+            chat: chat::ChatState::new(&config),
             namespaces: config.channels.namespace_table(),
             config,
             verifier,
@@ -419,10 +423,12 @@ impl Hub {
     }
 
     pub async fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, ErrorCode> {
-        if !self.channel_options(channel)?.presence {
+        let options = self.channel_options(channel)?;
+        if !options.presence {
             return Err(ErrorCode::NotAvailable);
         }
-        Ok(self.broker.presence(channel).await?.unwrap_or_else(|| self.presence.get(channel)))
+        let entries = self.broker.presence(channel).await?.unwrap_or_else(|| self.presence.get(channel));
+        Ok(if options.chat { self.with_status(entries) } else { entries })
     }
 
     pub async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, ErrorCode> {
@@ -549,6 +555,7 @@ impl Hub {
     fn register_client(&self, client: &str, user: &str, outbox: Arc<Outbox>, control: mpsc::Sender<Control>) {
         self.clients.insert(client.to_owned(), ClientEntry { user: user.to_owned(), outbox, control });
         self.users.entry(user.to_owned()).or_default().push(client.to_owned());
+        self.status_connection(user, true);
     }
 
     fn unregister_client(&self, client: &str) {
@@ -557,6 +564,7 @@ impl Hub {
                 ids.retain(|id| id != client);
             }
             self.users.remove_if(&entry.user, |_, ids| ids.is_empty());
+            self.status_connection(&entry.user, false);
         }
     }
 }

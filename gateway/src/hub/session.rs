@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
 
+mod chat;
+
 use super::auth::TokenError;
 use super::{ConnectionSlot, Hub, PublishRequest, VERSION, rejection_error};
 use crate::channel::{Outbox, SubscriberId, SubscriberOptions, TagFilter, user_limited_users};
@@ -118,6 +120,8 @@ struct Connected {
     client: String,
     user: String,
     info: Option<Payload>,
+    /// Boolean claims of the connection token that are `true` (chat admin).
+    true_claims: Vec<String>,
 }
 
 struct Subscription {
@@ -296,8 +300,11 @@ impl Session {
             DisconnectCode::BAD_REQUEST
         })?;
         for command in commands {
-            // Any command proves the client is alive.
+            // Any command proves the client is alive (and its user active).
             self.pong_deadline = None;
+            if let Some(conn) = self.conn.as_ref().filter(|c| !c.user.is_empty()) {
+                self.hub.status_touch(&conn.user);
+            }
             self.handle_command(command).await?;
         }
         Ok(())
@@ -396,9 +403,9 @@ impl Session {
                 }
             }
         };
-        let (mut user, mut info, mut expires_at, mut channels) = match claims {
-            Some(c) => (c.user, c.info, c.expires_at, c.channels),
-            None => (String::new(), None, None, Vec::new()),
+        let (mut user, mut info, mut expires_at, mut channels, mut true_claims) = match claims {
+            Some(c) => (c.user, c.info, c.expires_at, c.channels, c.true_claims),
+            None => (String::new(), None, None, Vec::new(), Vec::new()),
         };
         let client = uuid::Uuid::new_v4().to_string();
         if let Some(plugins) = self.hub.plugins().filter(|p| p.has_connect_pipeline()) {
@@ -432,6 +439,8 @@ impl Session {
                         )?;
                     channels = principal.channels;
                     expires_at = principal.expires_at;
+                    // The plugin's principal carries no token claims.
+                    true_claims.clear();
                 }
                 ConnectOutcome::Deny(rejection) => return Err(rejection_error(rejection).into()),
             }
@@ -465,7 +474,7 @@ impl Session {
         }
         self.hub.register_client(&client, &user, self.outbox.clone(), self.control_tx.clone());
         self.hub.emit(|| plugin::Event::new(EventKind::Connect, &client, &user, ""));
-        self.conn = Some(Connected { client, user, info });
+        self.conn = Some(Connected { client, user, info, true_claims });
         self.next_ping = Some(now + Duration::from_secs(config.ping_interval_secs));
 
         // Server-side subscriptions from the token. Their publications may be
@@ -697,6 +706,11 @@ impl Session {
 
     /// Answers `rpc` through the rpc pipeline; 104 when none is configured.
     async fn rpc(&mut self, id: u32, req: RpcRequest) -> Result<Reply, Failure> {
+        let bytes = req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default();
+        if let Some(call) = super::ChatCall::parse(&req.method, &bytes) {
+            let data = self.chat(call?).await?;
+            return Ok(Reply { id, rpc: Some(RpcResult { data: Some(data) }), ..Reply::default() });
+        }
         let Some(plugins) = self.hub.plugins().filter(|p| p.has_rpc_pipeline()) else {
             return Err(ErrorCode::MethodNotFound.into());
         };

@@ -3,8 +3,10 @@
 mod api;
 mod auth;
 mod browser;
+mod browser_chat;
 mod catalogue;
 mod channel_features;
+mod chat;
 mod client;
 mod curl;
 mod history;
@@ -18,6 +20,7 @@ mod protocol_errors;
 mod recovery;
 mod redis;
 mod sdk_js;
+mod sdk_js_chat;
 mod sdk_js_fallback;
 mod sdk_js_protobuf;
 mod sdk_python;
