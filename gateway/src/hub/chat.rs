@@ -311,6 +311,10 @@ impl Hub {
             tags,
             skip_history: ephemeral,
             idempotency_key: None,
+            // The namespace's `exclude_publisher` applies to interactions as
+            // to any client publish.
+            client: actor.info.as_ref().map(|info| info.client.clone()),
+            exclude_publisher: false,
         })
         .await
     }
