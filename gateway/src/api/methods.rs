@@ -76,6 +76,7 @@ impl PublishParams {
             tags: self.tags.clone(),
             skip_history: self.skip_history,
             idempotency_key: self.idempotency_key.clone(),
+            connection: None,
         })
     }
 }
