@@ -50,7 +50,10 @@ impl Backend {
         match path {
             "/connect" => {
                 let cookie = headers.get("cookie").map(String::as_str).unwrap_or_default();
-                if cookie.split("; ").any(|c| c == "session=good-session") {
+                if let Some(user) = cookie.split("; ").find_map(|c| c.strip_prefix("session=short-")) {
+                    // A session the backend wants refreshed in a second.
+                    (200, json!({"result": {"user": user, "expire_at": now_secs() + 1, "meta": {"short": true}}}))
+                } else if cookie.split("; ").any(|c| c == "session=good-session") {
                     let result = json!({"user": "42", "info": {"name": "Ann"}, "data": {"welcome": "Ann"},
                                         "meta": {"tier": "gold"}});
                     (200, json!({"result": result}))
@@ -64,7 +67,11 @@ impl Backend {
             // The first subscribe to chat:flaky fails (requests are
             // recorded after they are answered).
             "/subscribe" if channel == "chat:flaky" && self.attempts("chat:flaky") == 0 => (503, json!({})),
+            "/subscribe" if channel == "chat:timed" => (200, json!({"result": {"expire_at": now_secs() + 1}})),
             "/subscribe" => (200, json!({"result": {"info": {"role": "member"}, "data": {"motd": "hi"}}})),
+            "/refresh" if body["user"] == "expire-me" => (200, json!({"result": {"expired": true}})),
+            "/refresh" => (200, json!({"result": {"expire_at": now_secs() + 3600}})),
+            "/sub_refresh" => (200, json!({"result": {"expired": true}})),
             "/publish" => {
                 let text = body["data"]["text"].as_str().unwrap_or_default();
                 let result = json!({"data": {"text": text.to_uppercase(), "by": body["user"]},
@@ -140,7 +147,8 @@ async fn proxied_gateway(backend: SocketAddr) -> anyhow::Result<TestGateway> {
         "backend",
         backend,
         json!({"connect": {"url": url("/connect")}, "subscribe": {"url": url("/subscribe")},
-               "publish": {"url": url("/publish")}, "rpc": {"url": url("/rpc")}, "retries": 1}),
+               "publish": {"url": url("/publish")}, "rpc": {"url": url("/rpc")}, "refresh": {"url": url("/refresh")},
+               "sub_refresh": {"url": url("/sub_refresh")}, "retries": 1}),
     );
     let slow = proxy_plugin("slow-backend", backend, json!({"subscribe": {"url": url("/slow"), "timeout_ms": 300}}));
     let mut config: Config = test_config();
@@ -153,6 +161,8 @@ async fn proxied_gateway(backend: SocketAddr) -> anyhow::Result<TestGateway> {
     config.pipelines.subscribe = vec!["backend".into()];
     config.pipelines.publish = vec!["backend".into()];
     config.pipelines.rpc = vec!["backend".into()];
+    config.pipelines.refresh = vec!["backend".into()];
+    config.pipelines.sub_refresh = vec!["backend".into()];
     // Per-namespace selection: `slow:` subscribes go to the other backend.
     config.channels.namespaces.push(NamespaceConfig {
         name: "slow".into(),
@@ -160,6 +170,17 @@ async fn proxied_gateway(backend: SocketAddr) -> anyhow::Result<TestGateway> {
         ..NamespaceConfig::default()
     });
     TestGateway::start_with(config).await
+}
+
+/// The next push carrying `kind` (`pub`, `unsubscribe`, ...), skipping
+/// others (a `chat:` subscriber also sees its own join).
+async fn next_push_of(ws: &mut WsClient, kind: &str) -> anyhow::Result<Value> {
+    loop {
+        let push = ws.next_push().await?;
+        if push.get(kind).is_some() {
+            return Ok(push);
+        }
+    }
 }
 
 async fn browser(gw: &TestGateway, headers: &[(&str, &str)]) -> anyhow::Result<(WsClient, Value)> {
@@ -230,11 +251,11 @@ async fn subscribe_publish_and_rpc_are_decided_by_the_backend() -> anyhow::Resul
     // The backend rewrites the publication; subscribers get its version.
     let reply = ws.call(json!({"publish": {"channel": "chat:room", "data": {"text": "hello"}}})).await?;
     assert_eq!(reply.get("error"), None, "{reply}");
-    let push = ws.next_push().await?;
+    let push = next_push_of(&mut ws, "pub").await?;
     assert_eq!(push["pub"]["data"], json!({"text": "HELLO", "by": "42"}));
     // skip_history from the backend keeps a publication out of history.
     ws.call(json!({"publish": {"channel": "chat:room", "data": {"text": "ephemeral"}}})).await?;
-    assert_eq!(ws.next_push().await?["pub"]["data"], json!({"text": "EPHEMERAL", "by": "42"}));
+    assert_eq!(next_push_of(&mut ws, "pub").await?["pub"]["data"], json!({"text": "EPHEMERAL", "by": "42"}));
     let history = ws.call(json!({"history": {"channel": "chat:room", "limit": 10}})).await?;
     let texts: Vec<Value> = publications(&history["history"]).iter().map(|p| p["data"]["text"].clone()).collect();
     assert_eq!(texts, vec![json!("HELLO")]);
@@ -263,6 +284,38 @@ async fn a_failing_backend_is_retried_once_and_a_slow_one_times_out_to_error_100
     assert_eq!(reply["error"]["message"], json!("backend unavailable"));
     assert_eq!(reply["error"]["temporary"], json!(true));
     assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(2500), "took {took:?}");
+    gw.shutdown().await
+}
+
+#[tokio::test]
+async fn expiring_connections_and_subscriptions_are_refreshed_through_the_backend() -> anyhow::Result<()> {
+    let backend = Arc::new(Backend::default());
+    let gw = proxied_gateway(serve_backend(backend.clone()).await?).await?;
+
+    // Extended: the connection outlives its first expiry and still works.
+    let (mut kept, reply) = browser(&gw, &[("origin", ORIGIN), ("cookie", "session=short-keep-me")]).await?;
+    assert_eq!(reply["connect"].get("expires"), None, "the backend refreshes, not the client: {reply}");
+    // Expired: the backend says so at the first refresh.
+    let (mut gone, _) = browser(&gw, &[("origin", ORIGIN), ("cookie", "session=short-expire-me")]).await?;
+    let (code, reason) = gone.expect_close().await?;
+    assert_eq!((code, reason.as_str()), (3005, "connection expired"));
+    let deadline = Instant::now() + WAIT;
+    while !backend.seen("/refresh").iter().any(|s| s.body["user"] == "keep-me") {
+        anyhow::ensure!(Instant::now() < deadline, "no refresh for keep-me");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refresh = backend.seen("/refresh").into_iter().find(|s| s.body["user"] == "keep-me").unwrap();
+    assert_eq!(refresh.body["meta"], json!({"short": true}));
+    let reply = kept.call(json!({"rpc": {"method": "sum", "data": {"a": 1, "b": 1}}})).await?;
+    assert_eq!(reply["rpc"]["data"]["sum"], json!(2), "still connected after the refresh: {reply}");
+
+    // A subscription the backend gave a 1 s expiry, then refused to extend.
+    let reply = kept.call(json!({"subscribe": {"channel": "chat:timed"}})).await?;
+    assert!(reply.get("subscribe").is_some(), "{reply}");
+    let push = next_push_of(&mut kept, "unsubscribe").await?;
+    assert_eq!(push["channel"], json!("chat:timed"));
+    assert_eq!(push["unsubscribe"], json!({"code": 2501, "reason": "subscription expired"}));
+    assert_eq!(backend.seen("/sub_refresh")[0].body["channel"], json!("chat:timed"));
     gw.shutdown().await
 }
 
