@@ -157,6 +157,10 @@ pub struct Session {
     expire_deadline: Option<Instant>,
     /// When the refresh pipeline must extend this connection.
     refresh_at: Option<Instant>,
+    /// Whether any subscription ever had an expiry: only then are the
+    /// subscriptions scanned for one (the loop computes its deadline per
+    /// frame).
+    timed_subs: bool,
     rate: RateWindow,
     options: SessionOptions,
     _slot: ConnectionSlot,
@@ -205,6 +209,7 @@ impl Session {
             pong_deadline: None,
             expire_deadline: None,
             refresh_at: None,
+            timed_subs: false,
             rate: RateWindow { started: Instant::now(), count: 0 },
             options,
             _slot: slot,
@@ -263,7 +268,7 @@ impl Session {
         if self.conn.is_none() {
             return self.connect_deadline;
         }
-        let sub_expiry = self.subs.values().filter_map(|s| s.expires).min();
+        let sub_expiry = if self.timed_subs { self.subs.values().filter_map(|s| s.expires).min() } else { None };
         [self.next_ping, self.pong_deadline, self.expire_deadline, self.refresh_at, sub_expiry]
             .into_iter()
             .flatten()
@@ -284,8 +289,11 @@ impl Session {
         if self.refresh_at.is_some_and(|d| now >= d) {
             self.refresh_by_plugins().await?;
         }
-        let expired: Vec<String> =
-            self.subs.iter().filter(|(_, s)| s.expires.is_some_and(|d| now >= d)).map(|(c, _)| c.clone()).collect();
+        let expired: Vec<String> = if self.timed_subs {
+            self.subs.iter().filter(|(_, s)| s.expires.is_some_and(|d| now >= d)).map(|(c, _)| c.clone()).collect()
+        } else {
+            Vec::new()
+        };
         for channel in expired {
             self.sub_refresh_by_plugins(&channel).await?;
         }
@@ -704,6 +712,7 @@ impl Session {
         .await?;
         if let Some(sub) = self.subs.get_mut(&channel) {
             sub.expires = expires;
+            self.timed_subs |= expires.is_some();
         }
         Ok(Reply::default())
     }
