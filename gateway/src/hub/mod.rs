@@ -47,7 +47,7 @@ pub struct PublishRequest {
     pub skip_history: bool,
     pub idempotency_key: Option<String>,
     /// The publishing client's connection, for publish plugins.
-    pub connection: Option<plugin::Connection>,
+    pub connection: Option<Arc<plugin::Connection>>,
 }
 
 /// A live connection as the server API sees it.

@@ -832,7 +832,7 @@ impl Session {
         }
         let data = data.ok_or(ErrorCode::BadRequest)?;
         let info = self.client_info(subscribed.and_then(|s| s.chan_info.clone()));
-        let connection = Some(self.plugin_connection());
+        let connection = Some(Arc::new(self.plugin_connection()));
         self.hub
             .publish(PublishRequest { channel, data, info: Some(info), connection, ..PublishRequest::default() })
             .await?;

@@ -153,8 +153,9 @@ pub struct Message {
     pub trace: TraceContext,
     /// Keep this publication out of history (a plugin may set it).
     pub skip_history: bool,
-    /// The publishing connection; None for server API publishes.
-    pub connection: Option<Connection>,
+    /// The publishing connection; None for server API publishes. Shared:
+    /// the message is cloned along the pipeline.
+    pub connection: Option<Arc<Connection>>,
 }
 
 /// A connection as hooks after connect see it.
@@ -915,7 +916,7 @@ impl PluginHost {
                 trace: to_trace(&message.trace),
             };
             let call = if plugin.current.load().hooks.publish_ext.is_some() {
-                Call::PublishExt(types::PublishAttempt { msg, conn: message.connection.as_ref().map(to_connection) })
+                Call::PublishExt(types::PublishAttempt { msg, conn: message.connection.as_deref().map(to_connection) })
             } else {
                 Call::Publish(msg)
             };
