@@ -189,6 +189,19 @@ impl WsClient {
         Ok(Self::from_stream(ws))
     }
 
+    /// Opens a socket to `url` with extra request headers (`Origin`,
+    /// `Cookie`, ...).
+    pub async fn open_with_headers(url: &str, headers: &[(&str, &str)]) -> Result<Self> {
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())?, value.parse()?);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self::from_stream(ws))
+    }
+
     /// Opens a socket to `url` whose kernel receive buffer is asked to be
     /// `recv_buffer` bytes, so that a client that stops reading backs the
     /// server up quickly.
@@ -389,6 +402,35 @@ fn dechunk(mut body: &str) -> String {
         body = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Builds the example plugin `plugins/<name>` (the shipped plugins'
+/// workspace) for `wasm32-wasip2` (release) once per test process and
+/// returns its `.wasm`; artifacts go to `$CARGO_TARGET_DIR/example-plugins`.
+pub fn example_plugin(name: &str) -> Result<std::path::PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_owned();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("example-plugins");
+    let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|b| b == name) {
+        return Ok(wasm);
+    }
+    let output = std::process::Command::new("cargo")
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", name, "--manifest-path"])
+        .arg(root.join("plugins/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(root.join("plugins"))
+        .output()
+        .context("run cargo for an example plugin")?;
+    if !output.status.success() {
+        bail!("building plugin {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    built.push(name.to_owned());
+    Ok(wasm)
 }
 
 /// Builds the test guest `plugins/testing/<name>` for `wasm32-wasip2`

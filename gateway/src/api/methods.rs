@@ -97,6 +97,7 @@ impl PublishParams {
             idempotency_key: self.idempotency_key.clone(),
             client: self.client.clone(),
             exclude_publisher: self.exclude_publisher,
+            connection: None,
         })
     }
 }

@@ -39,6 +39,9 @@ pub struct Config {
     pub chat: ChatConfig,
     /// `[status]`: user status (online, away, busy) and last seen.
     pub status: StatusConfig,
+    /// `[[routes]]`: HTTP pass-through to upstream services for every
+    /// request that is not a Switchboard endpoint. Default none.
+    pub routes: Vec<RouteConfig>,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             long_poll: LongPollConfig::default(),
             chat: ChatConfig::default(),
             status: StatusConfig::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -88,6 +92,10 @@ pub struct ServerConfig {
     pub debug_echo_path: String,
     /// `[server.tls]`: certificate and key; plain TCP when both are empty.
     pub tls: TlsConfig,
+    /// Idle pooled connections kept per upstream host of `[[routes]]`. Default 32.
+    pub upstream_max_idle_per_host: usize,
+    /// Seconds an idle pooled upstream connection is kept. Default 90.
+    pub upstream_idle_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +109,8 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             debug_echo_path: String::new(),
             tls: TlsConfig::default(),
+            upstream_max_idle_per_host: 32,
+            upstream_idle_timeout_secs: 90,
         }
     }
 }
@@ -152,6 +162,14 @@ pub struct ClientConfig {
     /// Time after token expiry before a connection that has not refreshed is
     /// closed with 3005. Default 25.
     pub expired_close_delay_secs: u64,
+    /// Request headers (case-insensitive names) handed to connect plugins,
+    /// e.g. `authorization`; `cookie` is not accepted here (see
+    /// `forward_cookies`). Default `[]`.
+    pub forward_headers: Vec<String>,
+    /// Cookies handed to connect plugins (as one `cookie` header holding
+    /// only these), and only when the request carried an `Origin` that
+    /// matched `server.allowed_origins`, which must then be set. Default `[]`.
+    pub forward_cookies: Vec<String>,
 }
 
 impl Default for ClientConfig {
@@ -171,6 +189,8 @@ impl Default for ClientConfig {
             recovery_max_publication_limit: 300,
             history_max_publication_limit: 300,
             expired_close_delay_secs: 25,
+            forward_headers: Vec::new(),
+            forward_cookies: Vec::new(),
         }
     }
 }
@@ -223,6 +243,38 @@ impl Default for ChatConfig {
             max_scan_publications: 1000,
             max_unread_channels: 100,
             max_read_marks: 100_000,
+        }
+    }
+}
+
+/// `[[routes]]`: one HTTP pass-through route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Path prefix the route matches (`/` matches everything); the longest
+    /// matching prefix wins. Must start with `/`. Required.
+    pub path_prefix: String,
+    /// `Host` (without port, case-insensitive) the route matches; empty
+    /// matches any host. Default empty.
+    pub host: String,
+    /// Upstream base URL, `http://host:port[/base]`; the request path is
+    /// appended to the base path. Required.
+    pub upstream: String,
+    /// Most milliseconds to connect to the upstream (502 past it). Default 1000.
+    pub connect_timeout_ms: u64,
+    /// Most milliseconds from sending the request until the upstream's
+    /// response headers arrive (504 past it). Default 30000.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        Self {
+            path_prefix: String::new(),
+            host: String::new(),
+            upstream: String::new(),
+            connect_timeout_ms: 1000,
+            response_timeout_ms: 30_000,
         }
     }
 }
@@ -430,8 +482,15 @@ impl Default for PluginConfig {
 pub struct PipelinesConfig {
     /// After token verification, before the connect reply. Default `[]`.
     pub connect: Vec<String>,
-    /// Before a client subscription is attached. Default `[]`.
+    /// When a connection whose expiry a connect plugin set reaches it;
+    /// without plugins such a connection is closed with 3005. Default `[]`.
+    pub refresh: Vec<String>,
+    /// Before a client subscription is attached; a namespace's
+    /// `subscribe_pipeline` replaces it. Default `[]`.
     pub subscribe: Vec<String>,
+    /// When a subscription whose expiry a subscribe plugin set reaches it;
+    /// a namespace's `sub_refresh_pipeline` replaces it. Default `[]`.
+    pub sub_refresh: Vec<String>,
     /// Before every publish (client and API), ahead of the ordered engine
     /// publish; a namespace's `publish_pipeline` replaces it. Default `[]`.
     pub publish: Vec<String>,
@@ -608,6 +667,10 @@ channel_options! {
         /// Replaces `pipelines.publish` for this namespace when set (`[]`: no
         /// plugins). Default none.
         pub publish_pipeline: Option<Vec<String>> = None,
+        /// Replaces `pipelines.subscribe` for this namespace when set. Default none.
+        pub subscribe_pipeline: Option<Vec<String>> = None,
+        /// Replaces `pipelines.sub_refresh` for this namespace when set. Default none.
+        pub sub_refresh_pipeline: Option<Vec<String>> = None,
     }
 }
 

@@ -40,6 +40,8 @@ impl Config {
         validate_plugins(self, &mut errors);
         validate_long_poll(&self.long_poll, &mut errors);
         validate_chat(self, &mut errors);
+        validate_routes(self, &mut errors);
+        validate_forwarding(self, &mut errors);
         validate_engine(&self.engine, &mut errors);
         validate_dev_credentials(self, &mut errors);
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
@@ -373,13 +375,21 @@ fn validate_plugins(config: &Config, errors: &mut Errors) {
         }
     };
     check("pipelines.connect".into(), &pipelines.connect);
+    check("pipelines.refresh".into(), &pipelines.refresh);
     check("pipelines.subscribe".into(), &pipelines.subscribe);
+    check("pipelines.sub_refresh".into(), &pipelines.sub_refresh);
     check("pipelines.publish".into(), &pipelines.publish);
     check("pipelines.rpc".into(), &pipelines.rpc);
     check("pipelines.events".into(), &pipelines.events);
     for (i, namespace) in config.channels.namespaces.iter().enumerate() {
         if let Some(names) = &namespace.publish_pipeline {
             check(format!("channels.namespaces[{i}].publish_pipeline"), names);
+        }
+        if let Some(names) = &namespace.subscribe_pipeline {
+            check(format!("channels.namespaces[{i}].subscribe_pipeline"), names);
+        }
+        if let Some(names) = &namespace.sub_refresh_pipeline {
+            check(format!("channels.namespaces[{i}].sub_refresh_pipeline"), names);
         }
     }
     let runtime = &config.plugin_runtime;
@@ -390,6 +400,59 @@ fn validate_plugins(config: &Config, errors: &mut Errors) {
     errors.positive("plugin_runtime.breaker_backoff_ms", runtime.breaker_backoff_ms);
     errors.positive("plugin_runtime.events_queue_max", runtime.events_queue_max as u64);
     errors.positive("plugin_runtime.events_batch_max", runtime.events_batch_max as u64);
+}
+
+fn validate_routes(config: &Config, errors: &mut Errors) {
+    errors.positive("server.upstream_idle_timeout_secs", config.server.upstream_idle_timeout_secs);
+    let mut seen: HashMap<(String, &str), usize> = HashMap::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let prefix = format!("routes[{i}]");
+        if !route.path_prefix.starts_with('/') {
+            errors.push(format!("{prefix}.path_prefix"), format!("{:?} must start with /", route.path_prefix));
+        } else if let Some(first) = seen.insert((route.host.to_ascii_lowercase(), route.path_prefix.as_str()), i) {
+            errors.push(
+                format!("{prefix}.path_prefix"),
+                format!("duplicate route for host {:?} and this prefix (first at routes[{first}])", route.host),
+            );
+        }
+        if !route.host.is_empty() && check_hostname(&route.host.to_ascii_lowercase()).is_err() {
+            errors.push(format!("{prefix}.host"), format!("{:?} is not a host name", route.host));
+        }
+        match route.upstream.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() && uri.query().is_none() => {}
+            _ => errors.push(
+                format!("{prefix}.upstream"),
+                format!("{:?} is not an http://host[:port][/path] URL without a query", route.upstream),
+            ),
+        }
+        errors.positive(&format!("{prefix}.connect_timeout_ms"), route.connect_timeout_ms);
+        errors.positive(&format!("{prefix}.response_timeout_ms"), route.response_timeout_ms);
+    }
+}
+
+fn validate_forwarding(config: &Config, errors: &mut Errors) {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    for (i, name) in config.client.forward_headers.iter().enumerate() {
+        let path = format!("client.forward_headers[{i}]");
+        if name.is_empty() || !name.bytes().all(token) {
+            errors.push(path, format!("{name:?} is not an http header name"));
+        } else if name.eq_ignore_ascii_case("cookie") {
+            errors.push(path, "cookies are forwarded by name through client.forward_cookies");
+        }
+    }
+    for (i, name) in config.client.forward_cookies.iter().enumerate() {
+        if name.is_empty() || !name.bytes().all(token) {
+            errors.push(format!("client.forward_cookies[{i}]"), format!("{name:?} is not a cookie name"));
+        }
+    }
+    // A browser attaches cookies to a WebSocket opened by any page: without
+    // an origin allow-list, a foreign page could connect as the user.
+    if !config.client.forward_cookies.is_empty() && config.server.allowed_origins.is_empty() {
+        errors.push(
+            "client.forward_cookies",
+            "requires server.allowed_origins: cookies are honoured only for allowed origins",
+        );
+    }
 }
 
 /// `^[-a-zA-Z0-9_]{2,}$` without a regex engine.
@@ -483,6 +546,66 @@ mod tests {
 
     fn namespace(name: &str) -> NamespaceConfig {
         NamespaceConfig { name: name.into(), ..NamespaceConfig::default() }
+    }
+
+    #[test]
+    fn routes_are_checked_under_their_key_paths() {
+        use super::super::schema::RouteConfig;
+        let route = |prefix: &str, host: &str, upstream: &str| RouteConfig {
+            path_prefix: prefix.into(),
+            host: host.into(),
+            upstream: upstream.into(),
+            ..RouteConfig::default()
+        };
+        let config = with(|c| {
+            c.routes = vec![
+                route("/", "", "http://127.0.0.1:3000"),
+                route("app", "", "http://127.0.0.1:3000"),
+                route("/", "", "http://127.0.0.1:3001"),
+                route("/x", "bad host!", "https://up:1"),
+                route("/y", "", "http://up:1/?q=1"),
+            ];
+            c.routes[0].response_timeout_ms = 0;
+        });
+        assert_rejects(&config, "routes[0].response_timeout_ms", "greater than 0");
+        assert_rejects(&config, "routes[1].path_prefix", "must start with /");
+        assert_rejects(
+            &config,
+            "routes[2].path_prefix",
+            "duplicate route for host \"\" and this prefix (first at routes[0])",
+        );
+        assert_rejects(&config, "routes[3].host", "is not a host name");
+        assert_rejects(&config, "routes[3].upstream", "is not an http://host[:port][/path] URL");
+        assert_rejects(&config, "routes[4].upstream", "without a query");
+        assert_eq!(errors(&config).len(), 6, "{:#?}", errors(&config));
+        assert!(errors(&with(|c| c.routes = vec![route("/", "app.example.com", "http://up:1/base")])).is_empty());
+    }
+
+    #[test]
+    fn forwarded_cookies_need_an_origin_allow_list() {
+        let config = with(|c| {
+            c.client.forward_cookies = vec!["session".into()];
+            c.client.forward_headers = vec!["Cookie".into(), "x bad".into()];
+        });
+        assert_rejects(&config, "client.forward_cookies", "requires server.allowed_origins");
+        assert_rejects(&config, "client.forward_headers[0]", "through client.forward_cookies");
+        assert_rejects(&config, "client.forward_headers[1]", "is not an http header name");
+        let fine = with(|c| {
+            c.client.forward_cookies = vec!["session".into()];
+            c.server.allowed_origins = vec!["https://app.example.com".into()];
+        });
+        assert!(errors(&fine).is_empty());
+    }
+
+    #[test]
+    fn proxy_pipelines_name_known_plugins() {
+        let config = with(|c| {
+            c.pipelines.refresh = vec!["nope".into()];
+            c.channels.namespaces =
+                vec![NamespaceConfig { subscribe_pipeline: Some(vec!["gone".into()]), ..namespace("chat") }];
+        });
+        assert_rejects(&config, "pipelines.refresh[0]", "unknown plugin \"nope\"");
+        assert_rejects(&config, "channels.namespaces[0].subscribe_pipeline[0]", "unknown plugin \"gone\"");
     }
 
     #[test]

@@ -315,6 +315,9 @@ impl Hub {
             // to any client publish.
             client: actor.info.as_ref().map(|info| info.client.clone()),
             exclude_publisher: false,
+            // Publish plugins see the publisher from `info`; the extended
+            // connection record (meta, transport) is not kept for chat calls.
+            connection: None,
         })
         .await
     }

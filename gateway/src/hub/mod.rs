@@ -54,6 +54,8 @@ pub struct PublishRequest {
     /// Skip `client` in the fan-out even when the namespace does not ask to
     /// (`exclude_publisher` in an API publish).
     pub exclude_publisher: bool,
+    /// The publishing client's connection, for publish plugins.
+    pub connection: Option<Arc<plugin::Connection>>,
 }
 
 /// A live connection as the server API sees it.
@@ -265,6 +267,7 @@ impl Hub {
                         req.data = Payload::from_binary(message.data);
                     }
                     req.tags = message.tags.into_iter().collect();
+                    req.skip_history |= message.skip_history;
                 }
                 PublishOutcome::Drop => return Ok(StreamPosition::default()),
                 PublishOutcome::Deny(rejection) => return Err(rejection_error(rejection)),
@@ -586,7 +589,45 @@ fn plugin_message(req: &PublishRequest) -> plugin::Message {
         tags,
         content_type: if req.data.is_json() { "application/json" } else { "application/octet-stream" }.into(),
         trace: plugin::TraceContext::default(),
+        skip_history: req.skip_history,
+        connection: req.connection.clone(),
     }
+}
+
+/// A disconnect a plugin asked for. Its code must be a disconnect code
+/// (3000..=4999; Centrifugo reserves 4000..=4999 for applications) or it
+/// becomes 3503 force disconnect. The close frame needs a `'static` reason:
+/// reasons are interned, at most [`MAX_INTERNED_REASONS`] distinct ones
+/// (≤ 32 bytes each, as the protocol advises) over the process's life,
+/// after which the code's generic reason is used.
+pub(crate) fn plugin_disconnect(rejection: &plugin::Rejection) -> DisconnectCode {
+    let Some(code) = u16::try_from(rejection.code).ok().filter(|c| (3000..5000).contains(c)) else {
+        return DisconnectCode::FORCE_DISCONNECT;
+    };
+    DisconnectCode { code, reason: intern_reason(&rejection.reason) }
+}
+
+/// Most distinct plugin disconnect reasons kept for the process's life.
+const MAX_INTERNED_REASONS: usize = 256;
+
+fn intern_reason(reason: &str) -> &'static str {
+    static REASONS: parking_lot::Mutex<Vec<&'static str>> = parking_lot::Mutex::new(Vec::new());
+    let mut end = reason.len().min(32);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &reason[..end];
+    let mut reasons = REASONS.lock();
+    if let Some(known) = reasons.iter().find(|r| **r == reason) {
+        return known;
+    }
+    if reasons.len() >= MAX_INTERNED_REASONS {
+        return "disconnect";
+    }
+    // Bounded above: at most MAX_INTERNED_REASONS * 32 bytes ever leak.
+    let leaked: &'static str = Box::leak(reason.to_owned().into_boxed_str());
+    reasons.push(leaked);
+    leaked
 }
 
 /// Holds one of `server.max_connections` slots.

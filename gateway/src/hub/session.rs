@@ -19,11 +19,11 @@ use tracing::debug;
 mod chat;
 
 use super::auth::TokenError;
-use super::{ConnectionSlot, Hub, PublishRequest, VERSION, rejection_error};
+use super::{ConnectionSlot, Hub, PublishRequest, VERSION, plugin_disconnect, rejection_error};
 use crate::channel::{Outbox, SubscriberId, SubscriberOptions, TagFilter, user_limited_users};
 use crate::config::{ChannelOptions, DELTA_FOSSIL};
 use crate::history::{Recovery, StreamOptions};
-use crate::plugin::{self, ConnectOutcome, EventKind};
+use crate::plugin::{self, ConnectOutcome, EventKind, RefreshOutcome, SubscribeOutcome};
 use crate::protocol::codes::UNSUBSCRIBE_SERVER;
 use crate::protocol::{
     ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty, Encoding, ErrorCode, HistoryRequest,
@@ -79,6 +79,12 @@ pub struct SessionOptions {
     pub recover_unlisted: bool,
     /// The wire encoding for the connection's whole life.
     pub encoding: Encoding,
+    /// The transport's name for plugins (`websocket`, `sse`, ...); empty
+    /// means `websocket`.
+    pub transport: &'static str,
+    /// Request headers handed to connect plugins (`client.forward_headers`
+    /// and, after the origin check, `client.forward_cookies`).
+    pub forwarded: Vec<(String, String)>,
 }
 
 /// Requests from the server API to a live session.
@@ -122,11 +128,15 @@ struct Connected {
     info: Option<Payload>,
     /// Boolean claims of the connection token that are `true` (chat admin).
     true_claims: Vec<String>,
+    /// What a connect plugin set as `meta`, for later hooks.
+    meta: Bytes,
 }
 
 struct Subscription {
     options: ChannelOptions,
     chan_info: Option<Payload>,
+    /// When a subscribe plugin's expiry runs out (sub-refresh pipeline).
+    expires: Option<Instant>,
 }
 
 /// What a client subscribe adds to a subscription (server-side ones have none).
@@ -157,6 +167,12 @@ pub struct Session {
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     expire_deadline: Option<Instant>,
+    /// When the refresh pipeline must extend this connection.
+    refresh_at: Option<Instant>,
+    /// Whether any subscription ever had an expiry: only then are the
+    /// subscriptions scanned for one (the loop computes its deadline per
+    /// frame).
+    timed_subs: bool,
     rate: RateWindow,
     options: SessionOptions,
     _slot: ConnectionSlot,
@@ -170,6 +186,11 @@ fn encode(encoding: Encoding, reply: &Reply) -> Result<Bytes, DisconnectCode> {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The instant of Unix second `at` (now when it is past).
+fn instant_at(at: u64) -> Instant {
+    Instant::now() + Duration::from_secs(at.saturating_sub(unix_now()))
 }
 
 impl Session {
@@ -199,6 +220,8 @@ impl Session {
             next_ping: None,
             pong_deadline: None,
             expire_deadline: None,
+            refresh_at: None,
+            timed_subs: false,
             rate: RateWindow { started: Instant::now(), count: 0 },
             options,
             _slot: slot,
@@ -234,7 +257,7 @@ impl Session {
                     Some(Inbound::Closed) | None => Err(DisconnectCode::CONNECTION_CLOSED),
                 },
                 Some(control) = self.control_rx.recv() => self.handle_control(control).await,
-                _ = tokio::time::sleep_until(deadline) => self.on_deadline(Instant::now()),
+                _ = tokio::time::sleep_until(deadline) => self.on_deadline(Instant::now()).await,
             };
             if let Err(code) = step {
                 break code;
@@ -257,14 +280,15 @@ impl Session {
         if self.conn.is_none() {
             return self.connect_deadline;
         }
-        [self.next_ping, self.pong_deadline, self.expire_deadline]
+        let sub_expiry = if self.timed_subs { self.subs.values().filter_map(|s| s.expires).min() } else { None };
+        [self.next_ping, self.pong_deadline, self.expire_deadline, self.refresh_at, sub_expiry]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
 
-    fn on_deadline(&mut self, now: Instant) -> Result<(), DisconnectCode> {
+    async fn on_deadline(&mut self, now: Instant) -> Result<(), DisconnectCode> {
         if self.conn.is_none() {
             return if now >= self.connect_deadline { Err(DisconnectCode::STALE) } else { Ok(()) };
         }
@@ -273,6 +297,17 @@ impl Session {
         }
         if self.expire_deadline.is_some_and(|d| now >= d) {
             return Err(DisconnectCode::EXPIRED);
+        }
+        if self.refresh_at.is_some_and(|d| now >= d) {
+            self.refresh_by_plugins().await?;
+        }
+        let expired: Vec<String> = if self.timed_subs {
+            self.subs.iter().filter(|(_, s)| s.expires.is_some_and(|d| now >= d)).map(|(c, _)| c.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        for channel in expired {
+            self.sub_refresh_by_plugins(&channel).await?;
         }
         if let Some(ping_at) = self.next_ping.filter(|t| now >= *t) {
             let client = &self.hub.config().client;
@@ -376,6 +411,84 @@ impl Session {
         self.conn.as_ref().map_or("", |c| c.user.as_str())
     }
 
+    fn transport_name(&self) -> &'static str {
+        if self.options.transport.is_empty() { "websocket" } else { self.options.transport }
+    }
+
+    fn protocol_name(&self) -> &'static str {
+        if self.encoding == Encoding::Protobuf { "protobuf" } else { "json" }
+    }
+
+    /// This connection as plugins after connect see it.
+    fn plugin_connection(&self) -> plugin::Connection {
+        let conn = self.conn.as_ref();
+        plugin::Connection {
+            client: conn.map(|c| c.client.clone()).unwrap_or_default(),
+            user: conn.map(|c| c.user.clone()).unwrap_or_default(),
+            transport: self.transport_name().to_owned(),
+            protocol: self.protocol_name().to_owned(),
+            meta: conn.map(|c| c.meta.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The connection reached the expiry a connect plugin gave it.
+    async fn refresh_by_plugins(&mut self) -> Result<(), DisconnectCode> {
+        self.refresh_at = None;
+        let Some(plugins) = self.hub.plugins().filter(|p| p.has_refresh_pipeline()) else {
+            return Err(DisconnectCode::EXPIRED);
+        };
+        match plugins.on_refresh(&self.plugin_connection()).await {
+            RefreshOutcome::Extend { expires_at, info } => {
+                if let Some(info) = info {
+                    let info =
+                        Payload::from_json(&String::from_utf8_lossy(&info)).map_err(|_| DisconnectCode::INTERNAL)?;
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.info = Some(info);
+                    }
+                }
+                self.refresh_at = expires_at.map(instant_at);
+                Ok(())
+            }
+            RefreshOutcome::Expire => Err(DisconnectCode::EXPIRED),
+            RefreshOutcome::Disconnect(rejection) => Err(plugin_disconnect(&rejection)),
+        }
+    }
+
+    /// A subscription reached the expiry a subscribe plugin gave it.
+    async fn sub_refresh_by_plugins(&mut self, channel: &str) -> Result<(), DisconnectCode> {
+        if let Some(sub) = self.subs.get_mut(channel) {
+            sub.expires = None;
+        }
+        let outcome = match self.hub.plugins().filter(|p| p.has_sub_refresh_pipeline(channel)) {
+            Some(plugins) => plugins.on_sub_refresh(&self.plugin_connection(), channel).await,
+            None => RefreshOutcome::Expire,
+        };
+        match outcome {
+            RefreshOutcome::Extend { expires_at, info } => {
+                let info = info.map(|i| Payload::from_json(&String::from_utf8_lossy(&i))).transpose();
+                if let Some(sub) = self.subs.get_mut(channel) {
+                    sub.expires = expires_at.map(instant_at);
+                    if let Ok(Some(info)) = info {
+                        sub.chan_info = Some(info);
+                    }
+                }
+                Ok(())
+            }
+            RefreshOutcome::Expire => {
+                if self.unsubscribe(channel) {
+                    let push = UnsubscribePush {
+                        code: crate::protocol::codes::UNSUBSCRIBE_SUBSCRIPTION_EXPIRED,
+                        reason: "subscription expired".to_owned(),
+                    };
+                    let push = Push { channel: channel.to_owned(), unsubscribe: Some(push), ..Push::default() };
+                    self.reply(&Reply::push(push))?;
+                }
+                Ok(())
+            }
+            RefreshOutcome::Disconnect(rejection) => Err(plugin_disconnect(&rejection)),
+        }
+    }
+
     fn client_info(&self, chan_info: Option<Payload>) -> ClientInfo {
         let conn = self.conn.as_ref();
         ClientInfo {
@@ -388,8 +501,11 @@ impl Session {
 
     async fn connect(&mut self, id: u32, req: ConnectRequest) -> Result<Reply, Failure> {
         let config = self.hub.config().client.clone();
+        let connect_plugins = self.hub.plugins().filter(|p| p.has_connect_pipeline()).cloned();
         let claims = if req.token.is_empty() {
-            if !config.allow_anonymous {
+            // With connect plugins a backend may authenticate the client
+            // (e.g. from a forwarded cookie); checked after they ran.
+            if !config.allow_anonymous && connect_plugins.is_none() {
                 return Err(TOKEN_REQUIRED.into());
             }
             None
@@ -408,7 +524,13 @@ impl Session {
             None => (String::new(), None, None, Vec::new(), Vec::new()),
         };
         let client = uuid::Uuid::new_v4().to_string();
-        if let Some(plugins) = self.hub.plugins().filter(|p| p.has_connect_pipeline()) {
+        let mut reply_data = None;
+        let mut meta = Bytes::new();
+        let mut refresh_by_plugins = false;
+        // A verified token (even one without `sub`) or anonymous access is
+        // enough; otherwise a connect plugin must allow.
+        let mut authenticated = !req.token.is_empty() || config.allow_anonymous;
+        if let Some(plugins) = connect_plugins {
             let claims = serde_json::json!({
                 "sub": user,
                 "exp": expires_at,
@@ -417,7 +539,14 @@ impl Session {
             });
             let request = plugin::ConnectInfo {
                 client: client.clone(),
-                transport: "websocket".into(),
+                transport: self.transport_name().to_owned(),
+                protocol: self.protocol_name().to_owned(),
+                channels: {
+                    let mut channels: Vec<String> = req.subs.keys().cloned().collect();
+                    channels.sort();
+                    channels
+                },
+                headers: self.options.forwarded.clone(),
                 user: user.clone(),
                 claims: claims.to_string(),
                 data: req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default(),
@@ -428,22 +557,39 @@ impl Session {
             match plugins.on_connect(request).await {
                 ConnectOutcome::Keep => {}
                 ConnectOutcome::Allow(principal) => {
+                    let not_json = |what: &str| ReplyError {
+                        code: ErrorCode::Internal.code(),
+                        message: format!("connect plugin returned {what} that is not json"),
+                        temporary: false,
+                    };
                     user = principal.user;
-                    info =
-                        principal.info.map(|i| Payload::from_json(&String::from_utf8_lossy(&i))).transpose().map_err(
-                            |_| ReplyError {
-                                code: ErrorCode::Internal.code(),
-                                message: "connect plugin returned info that is not json".into(),
-                                temporary: false,
-                            },
-                        )?;
+                    info = principal
+                        .info
+                        .map(|i| Payload::from_json(&String::from_utf8_lossy(&i)))
+                        .transpose()
+                        .map_err(|_| not_json("info"))?;
+                    reply_data = principal
+                        .data
+                        .map(|d| Payload::from_json(&String::from_utf8_lossy(&d)))
+                        .transpose()
+                        .map_err(|_| not_json("data"))?;
+                    meta = principal.meta.unwrap_or_default();
                     channels = principal.channels;
                     expires_at = principal.expires_at;
                     // The plugin's principal carries no token claims.
                     true_claims.clear();
+                    // The backend owns this expiry: the refresh pipeline
+                    // extends it server-side; the client has no token to
+                    // refresh with.
+                    refresh_by_plugins = expires_at.is_some() && plugins.has_refresh_pipeline();
+                    authenticated = true;
                 }
                 ConnectOutcome::Deny(rejection) => return Err(rejection_error(rejection).into()),
+                ConnectOutcome::Disconnect(rejection) => return Err(plugin_disconnect(&rejection).into()),
             }
+        }
+        if !authenticated {
+            return Err(TOKEN_REQUIRED.into());
         }
         let now = Instant::now();
         let mut result = ConnectResult {
@@ -466,7 +612,10 @@ impl Session {
             epoch: "\u{0}unknown".to_owned(),
             ..SubscribeRequest::default()
         });
-        if let Some(exp) = expires_at {
+        result.data = reply_data;
+        if let Some(exp) = expires_at.filter(|_| refresh_by_plugins) {
+            self.refresh_at = Some(instant_at(exp));
+        } else if let Some(exp) = expires_at {
             let ttl = exp.saturating_sub(unix_now());
             result.expires = true;
             result.ttl = u32::try_from(ttl).unwrap_or(u32::MAX);
@@ -474,7 +623,7 @@ impl Session {
         }
         self.hub.register_client(&client, &user, self.outbox.clone(), self.control_tx.clone());
         self.hub.emit(|| plugin::Event::new(EventKind::Connect, &client, &user, ""));
-        self.conn = Some(Connected { client, user, info, true_claims });
+        self.conn = Some(Connected { client, user, info, true_claims, meta });
         self.next_ping = Some(now + Duration::from_secs(config.ping_interval_secs));
 
         // Server-side subscriptions from the token. Their publications may be
@@ -546,28 +695,57 @@ impl Session {
         } else if !options.allow_subscribe_for_client || (user.is_empty() && !options.allow_subscribe_for_anonymous) {
             return Err(ErrorCode::PermissionDenied.into());
         }
-        if let Some(plugins) = self.hub.plugins().filter(|p| p.has_subscribe_pipeline()) {
+        let mut options = options;
+        let mut reply_data = None;
+        let mut expires = None;
+        if let Some(plugins) = self.hub.plugins().filter(|p| p.has_subscribe_pipeline(&req.channel)) {
             let request = plugin::SubscribeInfo {
-                client: self.conn.as_ref().map(|c| c.client.clone()).unwrap_or_default(),
-                user: user.clone(),
+                connection: self.plugin_connection(),
                 channel: req.channel.clone(),
                 data: req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default(),
                 trace: plugin::TraceContext::default(),
             };
-            plugins.on_subscribe(request).await.map_err(rejection_error)?;
+            let grant = match plugins.on_subscribe(request).await {
+                SubscribeOutcome::Allow(grant) => grant,
+                SubscribeOutcome::Deny(rejection) => return Err(rejection_error(rejection).into()),
+                SubscribeOutcome::Disconnect(rejection) => return Err(plugin_disconnect(&rejection).into()),
+            };
             // The plugin ran without the session's state pinned: re-check
             // what it may have raced with (a server-side subscribe).
             if self.subs.contains_key(&req.channel) {
                 return Err(ErrorCode::AlreadySubscribed.into());
             }
+            let json = |bytes: Bytes, what: &str| {
+                Payload::from_json(&String::from_utf8_lossy(&bytes)).map_err(|_| ReplyError {
+                    code: ErrorCode::Internal.code(),
+                    message: format!("subscribe plugin returned {what} that is not json"),
+                    temporary: false,
+                })
+            };
+            if let Some(info) = grant.info {
+                chan_info = Some(json(info, "info")?);
+            }
+            reply_data = grant.data.map(|d| json(d, "data")).transpose()?;
+            expires = grant.expires_at.map(instant_at);
+            options.presence = grant.presence.unwrap_or(options.presence);
+            options.join_leave = grant.join_leave.unwrap_or(options.join_leave);
+            // Recovery needs history; without it the override cannot apply.
+            options.force_recovery =
+                grant.force_recovery.unwrap_or(options.force_recovery) && options.history_enabled();
         }
         let channel = req.channel.clone();
         let encoding = self.encoding;
         let extras = SubscribeExtras { chan_info, filter, delta };
         self.attach(&channel, options, Some(&req), false, extras, |result, _| {
-            Some(encode(encoding, &Reply { id, subscribe: Some(result.clone()), ..Reply::default() }))
+            let mut result = result.clone();
+            result.data = reply_data;
+            Some(encode(encoding, &Reply { id, subscribe: Some(result), ..Reply::default() }))
         })
         .await?;
+        if let Some(sub) = self.subs.get_mut(&channel) {
+            sub.expires = expires;
+            self.timed_subs |= expires.is_some();
+        }
         Ok(Reply::default())
     }
 
@@ -640,7 +818,10 @@ impl Session {
         });
         let result = result.await?;
 
-        self.subs.insert(channel.to_owned(), Subscription { options: options.clone(), chan_info: chan_info.clone() });
+        self.subs.insert(
+            channel.to_owned(),
+            Subscription { options: options.clone(), chan_info: chan_info.clone(), expires: None },
+        );
         self.emit_membership(channel, EventKind::Subscribe, options.join_leave.then_some(EventKind::Join));
         if options.presence || options.join_leave {
             let info = self.client_info(chan_info);
@@ -698,8 +879,16 @@ impl Session {
         let data = data.ok_or(ErrorCode::BadRequest)?;
         let info = self.client_info(subscribed.and_then(|s| s.chan_info.clone()));
         let client = self.conn.as_ref().map(|c| c.client.clone());
+        let connection = Some(Arc::new(self.plugin_connection()));
         self.hub
-            .publish(PublishRequest { channel, data, info: Some(info), client, ..PublishRequest::default() })
+            .publish(PublishRequest {
+                channel,
+                data,
+                info: Some(info),
+                client,
+                connection,
+                ..PublishRequest::default()
+            })
             .await?;
         Ok(Reply { id, publish: Some(Empty {}), ..Reply::default() })
     }

@@ -43,6 +43,8 @@ pub enum Hook {
     Publish,
     Rpc,
     Events,
+    Refresh,
+    SubRefresh,
 }
 
 impl Hook {
@@ -55,6 +57,8 @@ impl Hook {
             Self::Publish => "publish-hook",
             Self::Rpc => "rpc-hook",
             Self::Events => "events-hook",
+            Self::Refresh => "refresh-hook",
+            Self::SubRefresh => "sub-refresh-hook",
         }
     }
 }
@@ -68,6 +72,8 @@ impl std::fmt::Display for Hook {
             Self::Publish => "on-publish",
             Self::Rpc => "on-rpc",
             Self::Events => "on-events",
+            Self::Refresh => "on-refresh",
+            Self::SubRefresh => "on-sub-refresh",
         })
     }
 }
@@ -145,6 +151,23 @@ pub struct Message {
     pub tags: Vec<(String, String)>,
     pub content_type: String,
     pub trace: TraceContext,
+    /// Keep this publication out of history (a plugin may set it).
+    pub skip_history: bool,
+    /// The publishing connection; None for server API publishes. Shared:
+    /// the message is cloned along the pipeline.
+    pub connection: Option<Arc<Connection>>,
+}
+
+/// A connection as hooks after connect see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    pub client: String,
+    pub user: String,
+    pub transport: String,
+    /// `json` or `protobuf`.
+    pub protocol: String,
+    /// What a connect plugin set as `meta` (JSON bytes), empty when none.
+    pub meta: Bytes,
 }
 
 /// The publish pipeline's decision.
@@ -163,6 +186,12 @@ pub enum PublishOutcome {
 pub struct ConnectInfo {
     pub client: String,
     pub transport: String,
+    /// `json` or `protobuf`.
+    pub protocol: String,
+    /// Channels the connect command asks for (`subs`).
+    pub channels: Vec<String>,
+    /// Allow-listed request headers (lowercase names), cookies filtered.
+    pub headers: Vec<(String, String)>,
     pub user: String,
     /// Token claims as JSON (`{}` when none).
     pub claims: String,
@@ -180,6 +209,10 @@ pub struct Principal {
     pub channels: Vec<String>,
     /// Unix seconds.
     pub expires_at: Option<u64>,
+    /// The connect reply's `data` (JSON bytes).
+    pub data: Option<Bytes>,
+    /// Server-side connection meta (JSON bytes), handed to later hooks.
+    pub meta: Option<Bytes>,
 }
 
 /// The connect pipeline's decision.
@@ -190,16 +223,52 @@ pub enum ConnectOutcome {
     /// Use this principal instead.
     Allow(Principal),
     Deny(Rejection),
+    /// Close the connection with this disconnect code.
+    Disconnect(Rejection),
 }
 
 /// A subscribe attempt.
 #[derive(Debug, Clone, Default)]
 pub struct SubscribeInfo {
-    pub client: String,
-    pub user: String,
+    pub connection: Connection,
     pub channel: String,
     pub data: Bytes,
     pub trace: TraceContext,
+}
+
+/// What the subscribe pipeline granted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscribeGrant {
+    /// Channel info (JSON bytes).
+    pub info: Option<Bytes>,
+    /// The subscribe reply's `data` (JSON bytes).
+    pub data: Option<Bytes>,
+    /// Unix seconds; the sub-refresh pipeline runs then.
+    pub expires_at: Option<u64>,
+    pub presence: Option<bool>,
+    pub join_leave: Option<bool>,
+    pub force_recovery: Option<bool>,
+}
+
+/// The subscribe pipeline's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeOutcome {
+    Allow(SubscribeGrant),
+    Deny(Rejection),
+    Disconnect(Rejection),
+}
+
+/// The refresh (or sub-refresh) pipeline's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// Extend until this Unix second (None: no expiry); new info when set.
+    Extend {
+        expires_at: Option<u64>,
+        info: Option<Bytes>,
+    },
+    /// The connection or subscription has expired.
+    Expire,
+    Disconnect(Rejection),
 }
 
 /// Lifecycle event kinds delivered to `events` plugins.
@@ -295,7 +364,11 @@ struct Inner {
     _ticker: runtime::EpochTicker,
     plugins: HashMap<String, Arc<Plugin>>,
     connect: Vec<Arc<Plugin>>,
+    refresh: Vec<Arc<Plugin>>,
     subscribe: Vec<Arc<Plugin>>,
+    subscribe_by_namespace: HashMap<String, Vec<Arc<Plugin>>>,
+    sub_refresh: Vec<Arc<Plugin>>,
+    sub_refresh_by_namespace: HashMap<String, Vec<Arc<Plugin>>>,
     publish: Vec<Arc<Plugin>>,
     publish_by_namespace: HashMap<String, Vec<Arc<Plugin>>>,
     rpc: Vec<Arc<Plugin>>,
@@ -401,9 +474,17 @@ impl PluginHost {
         };
         let pipelines = &config.pipelines;
         let mut publish_by_namespace = HashMap::new();
+        let mut subscribe_by_namespace = HashMap::new();
+        let mut sub_refresh_by_namespace = HashMap::new();
         for namespace in &config.channels.namespaces {
             if let Some(names) = &namespace.publish_pipeline {
                 publish_by_namespace.insert(namespace.name.clone(), resolve(names, Hook::Publish)?);
+            }
+            if let Some(names) = &namespace.subscribe_pipeline {
+                subscribe_by_namespace.insert(namespace.name.clone(), resolve(names, Hook::Subscribe)?);
+            }
+            if let Some(names) = &namespace.sub_refresh_pipeline {
+                sub_refresh_by_namespace.insert(namespace.name.clone(), resolve(names, Hook::SubRefresh)?);
             }
         }
         let events = resolve(&pipelines.events, Hook::Events)?;
@@ -416,7 +497,11 @@ impl PluginHost {
         let host = Self {
             inner: Arc::new(Inner {
                 connect: resolve(&pipelines.connect, Hook::Connect)?,
+                refresh: resolve(&pipelines.refresh, Hook::Refresh)?,
                 subscribe: resolve(&pipelines.subscribe, Hook::Subscribe)?,
+                subscribe_by_namespace,
+                sub_refresh: resolve(&pipelines.sub_refresh, Hook::SubRefresh)?,
+                sub_refresh_by_namespace,
                 publish: resolve(&pipelines.publish, Hook::Publish)?,
                 rpc: resolve(&pipelines.rpc, Hook::Rpc)?,
                 publish_by_namespace,
@@ -467,8 +552,36 @@ impl PluginHost {
         !self.inner.connect.is_empty()
     }
 
-    pub fn has_subscribe_pipeline(&self) -> bool {
-        !self.inner.subscribe.is_empty()
+    fn by_namespace<'a>(
+        &'a self,
+        channel: &str,
+        by_namespace: &'a HashMap<String, Vec<Arc<Plugin>>>,
+        default: &'a [Arc<Plugin>],
+    ) -> &'a [Arc<Plugin>] {
+        crate::config::channel_namespace(channel).and_then(|ns| by_namespace.get(ns)).map_or(default, Vec::as_slice)
+    }
+
+    fn subscribe_pipeline(&self, channel: &str) -> &[Arc<Plugin>] {
+        self.by_namespace(channel, &self.inner.subscribe_by_namespace, &self.inner.subscribe)
+    }
+
+    fn sub_refresh_pipeline(&self, channel: &str) -> &[Arc<Plugin>] {
+        self.by_namespace(channel, &self.inner.sub_refresh_by_namespace, &self.inner.sub_refresh)
+    }
+
+    /// Whether subscribes to `channel` go through any plugin.
+    pub fn has_subscribe_pipeline(&self, channel: &str) -> bool {
+        !self.subscribe_pipeline(channel).is_empty()
+    }
+
+    /// Whether expiring connections are refreshed through plugins.
+    pub fn has_refresh_pipeline(&self) -> bool {
+        !self.inner.refresh.is_empty()
+    }
+
+    /// Whether expiring subscriptions to `channel` are refreshed through plugins.
+    pub fn has_sub_refresh_pipeline(&self, channel: &str) -> bool {
+        !self.sub_refresh_pipeline(channel).is_empty()
     }
 
     pub fn has_rpc_pipeline(&self) -> bool {
@@ -558,7 +671,9 @@ impl PluginHost {
             self.inner.tick,
         )
         .await?;
-        for hook in [Hook::Connect, Hook::Subscribe, Hook::Publish, Hook::Rpc, Hook::Events] {
+        for hook in
+            [Hook::Connect, Hook::Subscribe, Hook::Publish, Hook::Rpc, Hook::Events, Hook::Refresh, Hook::SubRefresh]
+        {
             if plugin.current.load().hooks.exports(hook) && !version.hooks.exports(hook) {
                 return Err(PluginError::MissingExport {
                     plugin: plugin.config.name.clone(),
@@ -610,65 +725,178 @@ impl PluginHost {
     }
 
     /// Runs the connect pipeline. A principal from one plugin is what the
-    /// next one sees as the user.
+    /// next one sees as the user. A component exporting `connect-ext-hook`
+    /// is called through it (and sees transport, headers, channels).
     pub async fn on_connect(&self, mut info: ConnectInfo) -> ConnectOutcome {
         let mut outcome = ConnectOutcome::Keep;
         for plugin in &self.inner.connect {
-            let req = types::ConnectRequest {
-                client: info.client.clone(),
-                transport: info.transport.clone(),
-                user: info.user.clone(),
-                claims: info.claims.clone(),
-                data: info.data.to_vec(),
-                name: info.name.clone(),
-                version: info.version.clone(),
-                trace: to_trace(&info.trace),
+            let call = if plugin.current.load().hooks.connect_ext.is_some() {
+                Call::ConnectExt(types::ConnectAttempt {
+                    client: info.client.clone(),
+                    transport: info.transport.clone(),
+                    protocol: info.protocol.clone(),
+                    user: info.user.clone(),
+                    claims: info.claims.clone(),
+                    data: info.data.to_vec(),
+                    name: info.name.clone(),
+                    version: info.version.clone(),
+                    channels: info.channels.clone(),
+                    headers: info.headers.clone(),
+                    trace: to_trace(&info.trace),
+                })
+            } else {
+                Call::Connect(types::ConnectRequest {
+                    client: info.client.clone(),
+                    transport: info.transport.clone(),
+                    user: info.user.clone(),
+                    claims: info.claims.clone(),
+                    data: info.data.to_vec(),
+                    name: info.name.clone(),
+                    version: info.version.clone(),
+                    trace: to_trace(&info.trace),
+                })
             };
-            match self.call(plugin, Call::Connect(req)).await {
-                Ok(Returned::Connect(types::ConnectResult::Pass)) => {}
-                Ok(Returned::Connect(types::ConnectResult::Allow(p))) => {
-                    info.user = p.user.clone();
-                    outcome = ConnectOutcome::Allow(Principal {
-                        user: p.user,
-                        info: p.info.map(Bytes::from),
-                        channels: p.channels,
-                        expires_at: p.expires_at,
-                    });
+            let principal = match self.call(plugin, call).await {
+                Ok(Returned::Connect(types::ConnectResult::Pass))
+                | Ok(Returned::ConnectExt(types::ConnectDecision::Pass)) => continue,
+                Ok(Returned::Connect(types::ConnectResult::Allow(p))) => Principal {
+                    user: p.user,
+                    info: p.info.map(Bytes::from),
+                    channels: p.channels,
+                    expires_at: p.expires_at,
+                    data: None,
+                    meta: None,
+                },
+                Ok(Returned::ConnectExt(types::ConnectDecision::Allow(s))) => Principal {
+                    user: s.user,
+                    info: s.info.map(Bytes::from),
+                    channels: s.channels,
+                    expires_at: s.expires_at,
+                    data: s.data.map(Bytes::from),
+                    meta: s.meta.map(Bytes::from),
+                },
+                Ok(Returned::Connect(types::ConnectResult::Deny(r)))
+                | Ok(Returned::ConnectExt(types::ConnectDecision::Deny(r))) => {
+                    return ConnectOutcome::Deny(from_reject(r));
                 }
-                Ok(Returned::Connect(types::ConnectResult::Deny(r))) => return ConnectOutcome::Deny(from_reject(r)),
+                Ok(Returned::ConnectExt(types::ConnectDecision::Disconnect(r))) => {
+                    return ConnectOutcome::Disconnect(from_reject(r));
+                }
                 Ok(_) => unreachable!("connect returns a connect result"),
                 Err(_) => match plugin.config.on_error {
                     OnError::Deny => return ConnectOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
                     OnError::Pass => return outcome,
-                    OnError::Skip => {}
+                    OnError::Skip => continue,
                 },
+            };
+            info.user = principal.user.clone();
+            outcome = ConnectOutcome::Allow(principal);
+        }
+        outcome
+    }
+
+    /// Runs the refresh pipeline for a connection at its expiry: the first
+    /// plugin that expires or disconnects decides; otherwise the last
+    /// extension stands. A failing plugin closes the connection with 3004
+    /// (the client reconnects and connects afresh) whatever `on_error`
+    /// says: there is no earlier decision to fall back on.
+    pub async fn on_refresh(&self, connection: &Connection) -> RefreshOutcome {
+        let mut outcome = RefreshOutcome::Expire;
+        for plugin in &self.inner.refresh {
+            let req =
+                types::RefreshRequest { conn: to_connection(connection), trace: to_trace(&TraceContext::default()) };
+            match self.call(plugin, Call::Refresh(req)).await {
+                Ok(Returned::Refresh(decision)) => match from_refresh(decision) {
+                    extend @ RefreshOutcome::Extend { .. } => outcome = extend,
+                    stop => return stop,
+                },
+                Ok(_) => unreachable!("refresh returns a refresh decision"),
+                Err(_) => return RefreshOutcome::Disconnect(Rejection { code: 3004, reason: "refresh failed".into() }),
             }
         }
         outcome
     }
 
-    /// Runs the subscribe pipeline: every plugin must allow.
-    pub async fn on_subscribe(&self, info: SubscribeInfo) -> Result<(), Rejection> {
-        for plugin in &self.inner.subscribe {
-            let req = types::SubscribeRequest {
-                client: info.client.clone(),
-                user: info.user.clone(),
-                channel: info.channel.clone(),
-                data: info.data.to_vec(),
-                trace: to_trace(&info.trace),
+    /// Runs the sub-refresh pipeline of `channel` at a subscription's
+    /// expiry; decided like [`PluginHost::on_refresh`], a failing plugin
+    /// expires the subscription (the client resubscribes).
+    pub async fn on_sub_refresh(&self, connection: &Connection, channel: &str) -> RefreshOutcome {
+        let mut outcome = RefreshOutcome::Expire;
+        for plugin in self.sub_refresh_pipeline(channel) {
+            let req = types::SubRefreshRequest {
+                conn: to_connection(connection),
+                channel: channel.to_owned(),
+                trace: to_trace(&TraceContext::default()),
             };
-            match self.call(plugin, Call::Subscribe(req)).await {
+            match self.call(plugin, Call::SubRefresh(req)).await {
+                Ok(Returned::Refresh(decision)) => match from_refresh(decision) {
+                    extend @ RefreshOutcome::Extend { .. } => outcome = extend,
+                    stop => return stop,
+                },
+                Ok(_) => unreachable!("sub-refresh returns a refresh decision"),
+                Err(_) => return RefreshOutcome::Expire,
+            }
+        }
+        outcome
+    }
+
+    /// Runs the subscribe pipeline of `info.channel`: every plugin must
+    /// allow; grants merge, a later plugin's set fields winning.
+    pub async fn on_subscribe(&self, info: SubscribeInfo) -> SubscribeOutcome {
+        let mut grant = SubscribeGrant::default();
+        for plugin in self.subscribe_pipeline(&info.channel) {
+            let call = if plugin.current.load().hooks.subscribe_ext.is_some() {
+                Call::SubscribeExt(types::SubscribeAttempt {
+                    conn: to_connection(&info.connection),
+                    channel: info.channel.clone(),
+                    data: info.data.to_vec(),
+                    trace: to_trace(&info.trace),
+                })
+            } else {
+                Call::Subscribe(types::SubscribeRequest {
+                    client: info.connection.client.clone(),
+                    user: info.connection.user.clone(),
+                    channel: info.channel.clone(),
+                    data: info.data.to_vec(),
+                    trace: to_trace(&info.trace),
+                })
+            };
+            match self.call(plugin, call).await {
                 Ok(Returned::Subscribe(types::Verdict::Allow)) => {}
-                Ok(Returned::Subscribe(types::Verdict::Deny(r))) => return Err(from_reject(r)),
+                Ok(Returned::SubscribeExt(types::SubscribeDecision::Allow(s))) => {
+                    let s = SubscribeGrant {
+                        info: s.info.map(Bytes::from),
+                        data: s.data.map(Bytes::from),
+                        expires_at: s.expires_at,
+                        presence: s.presence,
+                        join_leave: s.join_leave,
+                        force_recovery: s.force_recovery,
+                    };
+                    grant = SubscribeGrant {
+                        info: s.info.or(grant.info),
+                        data: s.data.or(grant.data),
+                        expires_at: s.expires_at.or(grant.expires_at),
+                        presence: s.presence.or(grant.presence),
+                        join_leave: s.join_leave.or(grant.join_leave),
+                        force_recovery: s.force_recovery.or(grant.force_recovery),
+                    };
+                }
+                Ok(Returned::Subscribe(types::Verdict::Deny(r)))
+                | Ok(Returned::SubscribeExt(types::SubscribeDecision::Deny(r))) => {
+                    return SubscribeOutcome::Deny(from_reject(r));
+                }
+                Ok(Returned::SubscribeExt(types::SubscribeDecision::Disconnect(r))) => {
+                    return SubscribeOutcome::Disconnect(from_reject(r));
+                }
                 Ok(_) => unreachable!("subscribe returns a verdict"),
                 Err(_) => match plugin.config.on_error {
-                    OnError::Deny => return Err(Rejection::plugin_failed(&plugin.config.name)),
-                    OnError::Pass => return Ok(()),
+                    OnError::Deny => return SubscribeOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
+                    OnError::Pass => return SubscribeOutcome::Allow(grant),
                     OnError::Skip => {}
                 },
             }
         }
-        Ok(())
+        SubscribeOutcome::Allow(grant)
     }
 
     /// Runs the publish pipeline of `message.channel` in order: a
@@ -687,24 +915,36 @@ impl PluginHost {
                 content_type: message.content_type.clone(),
                 trace: to_trace(&message.trace),
             };
-            match self.call(plugin, Call::Publish(msg)).await {
-                Ok(Returned::Publish(types::PublishResult::Pass)) => {}
-                Ok(Returned::Publish(types::PublishResult::Replace(m))) => {
-                    // The channel is fixed by the caller's permission check:
-                    // a plugin may rewrite content, not redirect it.
-                    message.data = Bytes::from(m.data);
-                    message.tags = m.tags;
-                    message.content_type = m.content_type;
+            let call = if plugin.current.load().hooks.publish_ext.is_some() {
+                Call::PublishExt(types::PublishAttempt { msg, conn: message.connection.as_deref().map(to_connection) })
+            } else {
+                Call::Publish(msg)
+            };
+            let replacement = match self.call(plugin, call).await {
+                Ok(Returned::Publish(types::PublishResult::Pass))
+                | Ok(Returned::PublishExt(types::PublishDecision::Pass)) => continue,
+                Ok(Returned::Publish(types::PublishResult::Replace(m))) => (m, false),
+                Ok(Returned::PublishExt(types::PublishDecision::Replace(r))) => (r.msg, r.skip_history),
+                Ok(Returned::Publish(types::PublishResult::Drop))
+                | Ok(Returned::PublishExt(types::PublishDecision::Drop)) => return PublishOutcome::Drop,
+                Ok(Returned::Publish(types::PublishResult::Deny(r)))
+                | Ok(Returned::PublishExt(types::PublishDecision::Deny(r))) => {
+                    return PublishOutcome::Deny(from_reject(r));
                 }
-                Ok(Returned::Publish(types::PublishResult::Drop)) => return PublishOutcome::Drop,
-                Ok(Returned::Publish(types::PublishResult::Deny(r))) => return PublishOutcome::Deny(from_reject(r)),
                 Ok(_) => unreachable!("publish returns a publish result"),
                 Err(_) => match plugin.config.on_error {
                     OnError::Deny => return PublishOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
                     OnError::Pass => return PublishOutcome::Pass(message),
-                    OnError::Skip => {}
+                    OnError::Skip => continue,
                 },
-            }
+            };
+            // The channel is fixed by the caller's permission check: a
+            // plugin may rewrite content, not redirect it.
+            let (m, skip_history) = replacement;
+            message.data = Bytes::from(m.data);
+            message.tags = m.tags;
+            message.content_type = m.content_type;
+            message.skip_history |= skip_history;
         }
         PublishOutcome::Pass(message)
     }
@@ -768,6 +1008,26 @@ impl PluginHost {
 
 fn to_trace(trace: &TraceContext) -> types::TraceContext {
     types::TraceContext { traceparent: trace.traceparent.clone(), tracestate: trace.tracestate.clone() }
+}
+
+fn to_connection(c: &Connection) -> types::Connection {
+    types::Connection {
+        client: c.client.clone(),
+        user: c.user.clone(),
+        transport: c.transport.clone(),
+        protocol: c.protocol.clone(),
+        meta: c.meta.to_vec(),
+    }
+}
+
+fn from_refresh(decision: types::RefreshDecision) -> RefreshOutcome {
+    match decision {
+        types::RefreshDecision::Extend(g) => {
+            RefreshOutcome::Extend { expires_at: g.expires_at, info: g.info.map(Bytes::from) }
+        }
+        types::RefreshDecision::Expire => RefreshOutcome::Expire,
+        types::RefreshDecision::Disconnect(r) => RefreshOutcome::Disconnect(from_reject(r)),
+    }
 }
 
 fn from_reject(r: types::Reject) -> Rejection {

@@ -11,6 +11,7 @@ mod emulation;
 mod http;
 mod long_poll;
 mod origin;
+mod pass_through;
 mod stream;
 mod tls;
 mod uni;
@@ -31,7 +32,7 @@ use crate::hub::{Hub, HubError};
 use crate::plugin::{PluginError, PluginHost};
 
 pub use emulation::{DeliverError, DeliverFuture, EmulationRouter, LocalRouter};
-pub use origin::origin_allowed;
+pub use origin::{forwarded_headers, origin_allowed};
 
 /// The pure request parsers of the HTTP transports. Public only so the fuzz
 /// targets in `fuzz/` can reach them: not an API to build on.
@@ -127,6 +128,7 @@ pub async fn run(
     }
     let tls = tls::acceptor(&config.server.tls)?;
     let emulation = emulation::Emulation::for_hub(&hub);
+    let pass_through = Arc::new(pass_through::PassThrough::from_config(&config));
     spawn_named(&tracker, "hub-maintenance", hub.clone().run_maintenance(Duration::from_secs(30)));
     spawn_named(&tracker, "hub-engine", hub.clone().run_engine());
     info!(addr = %listener.local_addr()?, tls = tls.is_some(), "switchboard listening");
@@ -143,6 +145,7 @@ pub async fn run(
                         tracker: tracker.clone(),
                         tls: tls.clone(),
                         emulation: emulation.clone(),
+                        pass_through: pass_through.clone(),
                     };
                     spawn_named(&tracker, "http-connection", conn.serve(stream, peer));
                 }

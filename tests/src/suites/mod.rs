@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod backend_proxy;
 mod browser;
 mod browser_chat;
 mod catalogue;
