@@ -22,7 +22,7 @@ use futures_util::StreamExt as _;
 use switchboard::channel::Outbox;
 use switchboard::config::{Config, PluginConfig};
 use switchboard::hub::{Hub, Inbound, PublishRequest, Session};
-use switchboard::plugin::{Message, PluginHost, Publisher, PublishOutcome};
+use switchboard::plugin::{Message, PluginHost, PublishOutcome, Publisher};
 use switchboard::protocol::{Encoding, Payload};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,12 +51,16 @@ fn example(name: &str) -> PathBuf {
 /// The example plugin `name` with its documented config.
 fn example_plugin(name: &str) -> PluginConfig {
     let config = match name {
-        "moderation" => r#"block = ["badword", "very bad phrase"]
-mask = ["darn"]"#,
+        "moderation" => {
+            r#"block = ["badword", "very bad phrase"]
+mask = ["darn"]"#
+        }
         "pii-redact" => r#"patterns = ["email", "phone", "iban", "card", "ip"]"#,
-        "enrich" => r#"rename = { msg = "text" }
+        "enrich" => {
+            r#"rename = { msg = "text" }
 drop = ["debug"]
-schema = { required = ["msg"], properties = { msg = { type = "string", max_length = 2000 } } }"#,
+schema = { required = ["msg"], properties = { msg = { type = "string", max_length = 2000 } } }"#
+        }
         other => panic!("no example plugin {other}"),
     };
     let config: toml::Table = toml::from_str(config).expect("plugin config");

@@ -559,21 +559,48 @@ mod tests {
     fn hs256_valid_connect_token() {
         let exp = now() + 600;
         let claims = verifier().verify_connect(&hs256(json!({"sub": "42", "exp": exp}))).unwrap();
-        assert_eq!(claims, ConnectClaims { user: "42".into(), expires_at: Some(exp), info: None, channels: vec![], other: Default::default() });
+        assert_eq!(
+            claims,
+            ConnectClaims {
+                user: "42".into(),
+                expires_at: Some(exp),
+                info: None,
+                channels: vec![],
+                other: Default::default()
+            }
+        );
     }
 
     #[test]
     fn rs256_valid_connect_token() {
         let exp = now() + 600;
         let claims = verifier().verify_connect(&rs256(json!({"sub": "7", "exp": exp}))).unwrap();
-        assert_eq!(claims, ConnectClaims { user: "7".into(), expires_at: Some(exp), info: None, channels: vec![], other: Default::default() });
+        assert_eq!(
+            claims,
+            ConnectClaims {
+                user: "7".into(),
+                expires_at: Some(exp),
+                info: None,
+                channels: vec![],
+                other: Default::default()
+            }
+        );
     }
 
     #[test]
     fn es256_valid_connect_token() {
         let exp = now() + 600;
         let claims = verifier().verify_connect(&es256(json!({"sub": "9", "exp": exp}))).unwrap();
-        assert_eq!(claims, ConnectClaims { user: "9".into(), expires_at: Some(exp), info: None, channels: vec![], other: Default::default() });
+        assert_eq!(
+            claims,
+            ConnectClaims {
+                user: "9".into(),
+                expires_at: Some(exp),
+                info: None,
+                channels: vec![],
+                other: Default::default()
+            }
+        );
     }
 
     #[test]

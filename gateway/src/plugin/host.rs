@@ -18,7 +18,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::switchboard::plugin::{clock, http, kv, log, metrics, random};
 use crate::config::PluginRuntimeConfig;
 
-
 /// Counters and histograms plugins record (and the host records about
 /// them). The observability work exports these; for now they are read in
 /// tests and logs.

@@ -475,7 +475,8 @@ impl PluginHost {
             }),
         };
         if let Some(rx) = events_rx {
-            let tick = (runtime_config.events_tick_ms > 0).then(|| Duration::from_millis(runtime_config.events_tick_ms));
+            let tick =
+                (runtime_config.events_tick_ms > 0).then(|| Duration::from_millis(runtime_config.events_tick_ms));
             let deliver = host.clone().deliver_events(rx, runtime_config.events_batch_max, tick);
             spawn_named(tracker, "plugin-events", deliver);
         }
