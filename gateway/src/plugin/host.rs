@@ -323,6 +323,15 @@ mod tests {
     }
 
     #[test]
+    fn random_fill_is_capped_by_random_max_bytes() {
+        let limits = PluginRuntimeConfig { random_max_bytes: 8, ..PluginRuntimeConfig::default() };
+        let shared = Arc::new(PluginShared::new("p", &[], Arc::default(), &limits));
+        let mut state = HostState::new(shared, 1 << 20);
+        assert_eq!(random::Host::fill(&mut state, 100).len(), 8);
+        assert_eq!(random::Host::fill(&mut state, 3).len(), 3);
+    }
+
+    #[test]
     fn metrics_accumulate_per_plugin_name_and_labels() {
         let registry = MetricsRegistry::default();
         let labels = vec![("k".to_owned(), "v".to_owned())];
