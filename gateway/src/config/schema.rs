@@ -512,14 +512,33 @@ pub struct PluginRuntimeConfig {
     pub epoch_tick_ms: u64,
     /// Consecutive faults (trap, timeout) that quarantine a plugin. Default 5.
     pub breaker_faults: u32,
-    /// Quarantine before the first reload; doubles per failed reload up to 60 s. Default 1000.
+    /// Quarantine before the first reload; doubles per failed reload up to
+    /// `breaker_backoff_max_ms`. Default 1000.
     pub breaker_backoff_ms: u64,
+    /// Longest quarantine between reload attempts of a tripped plugin, in ms. Default 60000.
+    pub breaker_backoff_max_ms: u64,
     /// How often plugin files are checked for changes (hot reload); 0 disables. Default 1000.
     pub watch_interval_ms: u64,
     /// Events queued for `events` plugins; when full new events are dropped. Default 10000.
     pub events_queue_max: usize,
     /// Most events handed to `on-events` in one call. Default 256.
     pub events_batch_max: usize,
+    /// After this many ms without events, `events` plugins get an empty
+    /// `on-events` batch as a tick, so work they deferred (the webhook's
+    /// retries) runs without new traffic; 0 turns ticks off. Default 1000.
+    pub events_tick_ms: u64,
+    /// Budget of one instance's `init` (and its instantiation), in ms. Default 2000.
+    pub init_timeout_ms: u64,
+    /// Most `kv` entries per plugin; beyond it entries are evicted (rarely used first). Default 100000.
+    pub kv_max_entries: u64,
+    /// Largest `http.fetch` response body handed to a plugin, in bytes; a
+    /// larger one fails the fetch. Default 1048576.
+    pub fetch_max_body_bytes: usize,
+    /// Longest `http.fetch`, in ms, whatever timeout the plugin asks for
+    /// (0 from the plugin means this). Default 30000.
+    pub fetch_max_timeout_ms: u64,
+    /// Most bytes one `random.fill` call returns. Default 65536.
+    pub random_max_bytes: u32,
 }
 
 impl Default for PluginRuntimeConfig {
@@ -529,9 +548,16 @@ impl Default for PluginRuntimeConfig {
             epoch_tick_ms: 1,
             breaker_faults: 5,
             breaker_backoff_ms: 1000,
+            breaker_backoff_max_ms: 60_000,
             watch_interval_ms: 1000,
             events_queue_max: 10_000,
             events_batch_max: 256,
+            events_tick_ms: 1000,
+            init_timeout_ms: 2000,
+            kv_max_entries: 100_000,
+            fetch_max_body_bytes: 1 << 20,
+            fetch_max_timeout_ms: 30_000,
+            random_max_bytes: 1 << 16,
         }
     }
 }

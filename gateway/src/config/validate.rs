@@ -400,6 +400,16 @@ fn validate_plugins(config: &Config, errors: &mut Errors) {
     errors.positive("plugin_runtime.breaker_backoff_ms", runtime.breaker_backoff_ms);
     errors.positive("plugin_runtime.events_queue_max", runtime.events_queue_max as u64);
     errors.positive("plugin_runtime.events_batch_max", runtime.events_batch_max as u64);
+    if runtime.breaker_backoff_max_ms < runtime.breaker_backoff_ms {
+        errors.push(
+            "plugin_runtime.breaker_backoff_max_ms",
+            format!("must be at least breaker_backoff_ms ({})", runtime.breaker_backoff_ms),
+        );
+    }
+    errors.positive("plugin_runtime.init_timeout_ms", runtime.init_timeout_ms);
+    errors.positive("plugin_runtime.kv_max_entries", runtime.kv_max_entries);
+    errors.positive("plugin_runtime.fetch_max_body_bytes", runtime.fetch_max_body_bytes as u64);
+    errors.positive("plugin_runtime.fetch_max_timeout_ms", runtime.fetch_max_timeout_ms);
 }
 
 fn validate_routes(config: &Config, errors: &mut Errors) {
@@ -824,6 +834,9 @@ mod tests {
             c.pipelines.publish = vec!["a".into(), "nope".into()];
             c.pipelines.events = vec!["ghost".into()];
             c.plugin_runtime.epoch_tick_ms = 10;
+            c.plugin_runtime.breaker_backoff_max_ms = 10;
+            c.plugin_runtime.kv_max_entries = 0;
+            c.plugin_runtime.fetch_max_body_bytes = 0;
             let mut ns = namespace("chat");
             ns.publish_pipeline = Some(vec!["b".into(), "missing".into()]);
             c.channels.namespaces.push(ns);
@@ -838,7 +851,10 @@ mod tests {
         assert_rejects(&config, "pipelines.events[0]", "unknown plugin \"ghost\"");
         assert_rejects(&config, "channels.namespaces[0].publish_pipeline[1]", "unknown plugin \"missing\"");
         assert_rejects(&config, "plugin_runtime.epoch_tick_ms", "must be in 1..=5 (got 10)");
-        assert_eq!(errors(&config).len(), 10, "{:#?}", errors(&config));
+        assert_rejects(&config, "plugin_runtime.breaker_backoff_max_ms", "must be at least breaker_backoff_ms (1000)");
+        assert_rejects(&config, "plugin_runtime.kv_max_entries", "greater than 0");
+        assert_rejects(&config, "plugin_runtime.fetch_max_body_bytes", "greater than 0");
+        assert_eq!(errors(&config).len(), 13, "{:#?}", errors(&config));
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct ConnectClaims {
     /// Names of the other top-level claims whose value is `true`, sorted
     /// (a namespace's `chat_admin_claim` is looked up here).
     pub true_claims: Vec<String>,
+    /// Every other claim (`iat`, `role`, `team`, ...), for connect plugins
+    /// that decide from token claims.
+    pub other: serde_json::Map<String, Value>,
 }
 
 /// Claims of a verified subscription token.
@@ -243,10 +246,11 @@ impl TokenVerifier {
             channels: raw.channels.unwrap_or_default(),
             true_claims: {
                 let mut names: Vec<String> =
-                    raw.other.into_iter().filter(|(_, v)| *v == Value::Bool(true)).map(|(k, _)| k).collect();
+                    raw.other.iter().filter(|(_, v)| **v == Value::Bool(true)).map(|(k, _)| k.clone()).collect();
                 names.sort();
                 names
             },
+            other: raw.other,
         })
     }
 
@@ -452,7 +456,7 @@ struct RawConnectClaims {
     channels: Option<Vec<String>>,
     channel: Option<String>,
     #[serde(flatten)]
-    other: std::collections::HashMap<String, Value>,
+    other: serde_json::Map<String, Value>,
 }
 
 /// Claims read from a subscription token. Unknown claims are ignored.
@@ -571,7 +575,8 @@ mod tests {
                 expires_at: Some(exp),
                 info: None,
                 channels: vec![],
-                true_claims: vec![]
+                true_claims: vec![],
+                other: Default::default()
             }
         );
     }
@@ -587,7 +592,8 @@ mod tests {
                 expires_at: Some(exp),
                 info: None,
                 channels: vec![],
-                true_claims: vec![]
+                true_claims: vec![],
+                other: Default::default()
             }
         );
     }
@@ -603,7 +609,8 @@ mod tests {
                 expires_at: Some(exp),
                 info: None,
                 channels: vec![],
-                true_claims: vec![]
+                true_claims: vec![],
+                other: Default::default()
             }
         );
     }

@@ -519,9 +519,9 @@ impl Session {
                 }
             }
         };
-        let (mut user, mut info, mut expires_at, mut channels, mut true_claims) = match claims {
-            Some(c) => (c.user, c.info, c.expires_at, c.channels, c.true_claims),
-            None => (String::new(), None, None, Vec::new(), Vec::new()),
+        let (mut user, mut info, mut expires_at, mut channels, mut true_claims, other_claims) = match claims {
+            Some(c) => (c.user, c.info, c.expires_at, c.channels, c.true_claims, c.other),
+            None => (String::new(), None, None, Vec::new(), Vec::new(), serde_json::Map::new()),
         };
         let client = uuid::Uuid::new_v4().to_string();
         let mut reply_data = None;
@@ -531,12 +531,15 @@ impl Session {
         // enough; otherwise a connect plugin must allow.
         let mut authenticated = !req.token.is_empty() || config.allow_anonymous;
         if let Some(plugins) = connect_plugins {
-            let claims = serde_json::json!({
-                "sub": user,
-                "exp": expires_at,
-                "channels": channels,
-                "info": info.as_ref().and_then(|i| serde_json::from_slice::<serde_json::Value>(i.as_bytes()).ok()),
-            });
+            // Every claim of the token, with the ones the gateway read in
+            // their checked form.
+            let mut claims = other_claims;
+            claims.insert("sub".into(), user.clone().into());
+            claims.insert("exp".into(), expires_at.into());
+            claims.insert("channels".into(), channels.clone().into());
+            let info_json = info.as_ref().and_then(|i| serde_json::from_slice::<serde_json::Value>(i.as_bytes()).ok());
+            claims.insert("info".into(), info_json.into());
+            let claims = serde_json::Value::Object(claims);
             let request = plugin::ConnectInfo {
                 client: client.clone(),
                 transport: self.transport_name().to_owned(),

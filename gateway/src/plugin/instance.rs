@@ -18,8 +18,6 @@ use crate::config::PluginConfig;
 
 /// The WIT package prefix of host interfaces in import names.
 const PACKAGE: &str = "switchboard:plugin/";
-/// Budget of one instance's `init`, far above any hook's.
-const INIT_BUDGET: Duration = Duration::from_secs(2);
 
 /// The host interface named by an import like `switchboard:plugin/kv@0.1.0`.
 pub fn host_interface(import: &str) -> Option<&str> {
@@ -151,6 +149,8 @@ pub struct Version {
     pre: InstancePre<HostState>,
     init_config: String,
     tick: Duration,
+    /// `[plugin_runtime] init_timeout_ms`: instantiation plus `init`.
+    init_budget: Duration,
     idle: parking_lot::Mutex<Vec<Warm>>,
     permits: Arc<Semaphore>,
 }
@@ -172,6 +172,7 @@ impl Version {
         shared: Arc<PluginShared>,
         sha256: String,
         tick: Duration,
+        init_budget: Duration,
     ) -> Result<Self, PluginError> {
         let name = config.name.as_str();
         let imports: Vec<String> =
@@ -227,6 +228,7 @@ impl Version {
             pre,
             init_config,
             tick,
+            init_budget,
             idle: parking_lot::Mutex::new(Vec::with_capacity(config.pool_size)),
             permits: Arc::new(Semaphore::new(config.pool_size)),
         };
@@ -254,7 +256,7 @@ impl Version {
             // the sessions sharing its worker thread.
             Ok(UpdateDeadline::Yield(1))
         });
-        store.data_mut().ticks_left = self.budget_ticks(INIT_BUDGET);
+        store.data_mut().ticks_left = self.budget_ticks(self.init_budget);
         store.set_epoch_deadline(1);
         let instance = self
             .pre

@@ -20,6 +20,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use wasmtime::Engine;
 
 use crate::config::{Config, OnError, PluginConfig};
@@ -29,8 +31,6 @@ use instance::{Call, Returned, Version};
 pub use host::MetricsRegistry;
 pub use runtime::{WASMTIME_VERSION, cache_key as compile_cache_key};
 
-/// Longest quarantine between reload attempts of a tripped plugin.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Error code of a refusal caused by a failing plugin under `on_error = "deny"`.
 const PLUGIN_FAILED_CODE: u32 = 100;
 
@@ -323,12 +323,13 @@ struct Breaker {
 
 impl Breaker {
     /// Records a fault; true when it trips the breaker (quarantine starts).
-    fn fault(&mut self, threshold: u32, base: Duration, now: Instant) -> bool {
+    /// The quarantine starts at `base` and doubles per trip up to `max`.
+    fn fault(&mut self, threshold: u32, base: Duration, max: Duration, now: Instant) -> bool {
         self.faults += 1;
         if self.faults < threshold || self.quarantined_until.is_some() {
             return false;
         }
-        self.backoff = if self.backoff.is_zero() { base } else { (self.backoff * 2).min(MAX_BACKOFF) };
+        self.backoff = if self.backoff.is_zero() { base } else { (self.backoff * 2).min(max) };
         self.quarantined_until = Some(now + self.backoff);
         true
     }
@@ -361,7 +362,6 @@ struct Plugin {
 struct Inner {
     engine: Engine,
     cache_dir: PathBuf,
-    _ticker: runtime::EpochTicker,
     plugins: HashMap<String, Arc<Plugin>>,
     connect: Vec<Arc<Plugin>>,
     refresh: Vec<Arc<Plugin>>,
@@ -377,8 +377,32 @@ struct Inner {
     metrics: Arc<MetricsRegistry>,
     breaker_faults: u32,
     breaker_backoff: Duration,
+    breaker_backoff_max: Duration,
     tick: Duration,
+    init_budget: Duration,
     shutdown: CancellationToken,
+    /// The root tracker: every background task of the host runs on it, so
+    /// shutdown waits for them.
+    tracker: TaskTracker,
+    /// Stops the epoch ticker: on shutdown (a child of `shutdown`) or when
+    /// the host is dropped without one (benches, embedders).
+    ticker_stop: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.cancel();
+    }
+}
+
+/// Spawns `future` on `tracker` inside a span naming the task. The same
+/// shape as `transport::spawn_named`, kept here so the plugin module does
+/// not depend on transport.
+fn spawn_named<F>(tracker: &TaskTracker, name: &'static str, future: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tracker.spawn(future.instrument(tracing::debug_span!("task", name)));
 }
 
 /// The plugin runtime. Cheap to clone.
@@ -426,21 +450,35 @@ async fn read_and_compile(
 impl PluginHost {
     /// Compiles (or loads from cache), links and initializes every
     /// configured plugin, checks each pipeline's plugins export its hook,
-    /// and starts the epoch ticker, file watcher and event delivery. Tasks
-    /// stop when `shutdown` is cancelled.
-    pub async fn from_config(config: &Config, shutdown: CancellationToken) -> Result<Self, PluginError> {
+    /// and starts the epoch ticker, file watcher, event delivery and event
+    /// ticks on `tracker`. Tasks stop when `shutdown` is cancelled.
+    pub async fn from_config(
+        config: &Config,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Self, PluginError> {
         let engine = runtime::build_engine(&config.plugins)?;
         let runtime_config = &config.plugin_runtime;
         let tick = Duration::from_millis(runtime_config.epoch_tick_ms);
-        let ticker = runtime::EpochTicker::start(engine.clone(), tick)?;
+        let init_budget = Duration::from_millis(runtime_config.init_timeout_ms);
+        // The ticker runs before the first plugin loads: `init` has a budget too.
+        let ticker_stop = shutdown.child_token();
+        runtime::spawn_epoch_ticker(tracker, engine.clone(), tick, ticker_stop.clone());
+        // A failed start stops the ticker again.
+        let stop_on_error = ticker_stop.clone().drop_guard();
         let cache_dir = runtime::cache_dir(runtime_config);
         let metrics = Arc::new(MetricsRegistry::default());
         let mut plugins = HashMap::new();
         for plugin_config in &config.plugins {
-            let shared =
-                Arc::new(host::PluginShared::new(&plugin_config.name, &plugin_config.allowed_hosts, metrics.clone()));
+            let shared = Arc::new(host::PluginShared::new(
+                &plugin_config.name,
+                &plugin_config.allowed_hosts,
+                metrics.clone(),
+                runtime_config,
+            ));
             let (component, sha256, mtime, source) = read_and_compile(&engine, &cache_dir, plugin_config).await?;
-            let version = Version::load(&engine, &component, plugin_config, shared.clone(), sha256, tick).await?;
+            let version =
+                Version::load(&engine, &component, plugin_config, shared.clone(), sha256, tick, init_budget).await?;
             tracing::info!(plugin = %plugin_config.name, ?source, sha256 = %version.sha256, "plugin loaded");
             plugins.insert(
                 plugin_config.name.clone(),
@@ -509,20 +547,27 @@ impl PluginHost {
                 events_tx,
                 engine,
                 cache_dir,
-                _ticker: ticker,
                 plugins,
                 metrics,
                 breaker_faults: runtime_config.breaker_faults,
                 breaker_backoff: Duration::from_millis(runtime_config.breaker_backoff_ms),
+                breaker_backoff_max: Duration::from_millis(runtime_config.breaker_backoff_max_ms),
                 tick,
+                init_budget,
                 shutdown,
+                tracker: tracker.clone(),
+                ticker_stop: stop_on_error.disarm(),
             }),
         };
         if let Some(rx) = events_rx {
-            tokio::spawn(host.clone().deliver_events(rx, runtime_config.events_batch_max));
+            let tick =
+                (runtime_config.events_tick_ms > 0).then(|| Duration::from_millis(runtime_config.events_tick_ms));
+            let deliver = host.clone().deliver_events(rx, runtime_config.events_batch_max, tick);
+            spawn_named(tracker, "plugin-events", deliver);
         }
         if runtime_config.watch_interval_ms > 0 {
-            tokio::spawn(host.clone().watch_files(Duration::from_millis(runtime_config.watch_interval_ms)));
+            let watch = host.clone().watch_files(Duration::from_millis(runtime_config.watch_interval_ms));
+            spawn_named(tracker, "plugin-watch-files", watch);
         }
         Ok(host)
     }
@@ -619,11 +664,12 @@ impl PluginHost {
                     let tripped = plugin.breaker.lock().fault(
                         self.inner.breaker_faults,
                         self.inner.breaker_backoff,
+                        self.inner.breaker_backoff_max,
                         Instant::now(),
                     );
                     if tripped {
                         tracing::error!(plugin = %name, faults = self.inner.breaker_faults, "plugin quarantined");
-                        tokio::spawn(self.clone().recover(plugin.clone()));
+                        spawn_named(&self.inner.tracker, "plugin-recover", self.clone().recover(plugin.clone()));
                     }
                 }
             }
@@ -650,7 +696,7 @@ impl PluginHost {
                 Err(e) => {
                     tracing::error!(plugin = %plugin.config.name, error = %e, "plugin reload failed; staying quarantined");
                     let mut breaker = plugin.breaker.lock();
-                    breaker.backoff = (breaker.backoff * 2).min(MAX_BACKOFF);
+                    breaker.backoff = (breaker.backoff * 2).min(self.inner.breaker_backoff_max);
                     breaker.quarantined_until = Some(Instant::now() + breaker.backoff);
                 }
             }
@@ -669,6 +715,7 @@ impl PluginHost {
             plugin.shared.clone(),
             sha256,
             self.inner.tick,
+            self.inner.init_budget,
         )
         .await?;
         for hook in
@@ -986,16 +1033,34 @@ impl PluginHost {
         self.inner.events_tx.is_some()
     }
 
-    async fn deliver_events(self, mut rx: mpsc::Receiver<Event>, batch_max: usize) {
+    /// Hands queued events to the `events` plugins in batches, one call at a
+    /// time. With `tick`, a plugin that got nothing for that long gets an
+    /// empty batch, so deferred work (retries) runs without new traffic.
+    async fn deliver_events(self, mut rx: mpsc::Receiver<Event>, batch_max: usize, tick: Option<Duration>) {
         let mut batch = Vec::with_capacity(batch_max);
+        // Without ticks, a timer that never fires.
+        let period = tick.unwrap_or(Duration::from_secs(86_400 * 365));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let received = tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
                 n = rx.recv_many(&mut batch, batch_max) => n,
+                _ = ticker.tick(), if tick.is_some() => {
+                    for plugin in &self.inner.events {
+                        if let Err(e) = self.call(plugin, Call::Events(Vec::new())).await {
+                            tracing::warn!(plugin = %plugin.config.name, error = %e, "event tick failed");
+                        }
+                    }
+                    continue;
+                }
             };
             if received == 0 {
                 return;
             }
+            // A delivery is as good as a tick: the next tick comes a full
+            // period after it.
+            ticker.reset();
             let events: Vec<types::Event> = batch.drain(..).map(to_event).collect();
             for plugin in &self.inner.events {
                 if let Err(e) = self.call(plugin, Call::Events(events.clone())).await {
@@ -1068,22 +1133,28 @@ mod tests {
         let mut b = Breaker::default();
         let now = Instant::now();
         let base = Duration::from_millis(100);
-        assert!(!b.fault(3, base, now));
+        let max = base * 3;
+        assert!(!b.fault(3, base, max, now));
         b.success();
-        assert!(!b.fault(3, base, now));
-        assert!(!b.fault(3, base, now));
+        assert!(!b.fault(3, base, max, now));
+        assert!(!b.fault(3, base, max, now));
         assert!(!b.quarantined(now), "2 consecutive faults after a success do not trip at 3");
-        assert!(b.fault(3, base, now));
+        assert!(b.fault(3, base, max, now));
         assert!(b.quarantined(now));
         assert!(!b.quarantined(now + base), "quarantine lasts the backoff");
-        assert!(!b.fault(3, base, now), "no second trip while quarantined");
+        assert!(!b.fault(3, base, max, now), "no second trip while quarantined");
         b.reset();
         assert!(!b.quarantined(now));
         for _ in 0..2 {
-            b.fault(3, base, now);
+            b.fault(3, base, max, now);
         }
-        assert!(b.fault(3, base, now));
+        assert!(b.fault(3, base, max, now));
         assert_eq!(b.backoff, base * 2, "the backoff doubles per trip");
+        b.reset();
+        for _ in 0..3 {
+            b.fault(3, base, max, now);
+        }
+        assert_eq!(b.backoff, max, "and stops at breaker_backoff_max_ms");
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub async fn run(
     let plugins = if config.plugins.is_empty() {
         None
     } else {
-        Some(PluginHost::from_config(&config, root.child_token()).await?)
+        Some(PluginHost::from_config(&config, root.child_token(), &tracker).await?)
     };
     let hub = Hub::with_plugins(config.clone(), root.child_token(), plugins.clone())?;
     if let Some(plugins) = plugins {

@@ -15,6 +15,8 @@ mod lifecycle;
 mod ordering;
 mod origin;
 mod plugins;
+mod plugins_examples;
+mod plugins_lang;
 mod presence;
 mod protobuf;
 mod protocol_errors;
