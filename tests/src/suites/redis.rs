@@ -669,7 +669,8 @@ async fn redis_presence_of_a_killed_node_expires_within_the_ttl() -> anyhow::Res
     subscribe(&mut alice, json!({"channel": "chat:dead"})).await?;
     let (mut bob, bob_conn) = b.connect("bob").await?;
     subscribe(&mut bob, json!({"channel": "chat:dead"})).await?;
-    let (alice_id, bob_id) = (alice_conn["client"].as_str().context("client")?, bob_conn["client"].as_str().context("client")?);
+    let (alice_id, bob_id) =
+        (alice_conn["client"].as_str().context("client")?, bob_conn["client"].as_str().context("client")?);
     let clients = || async {
         let presence = a.api().result("presence", json!({"channel": "chat:dead"})).await?;
         let mut ids: Vec<String> = presence["presence"].as_object().context("presence")?.keys().cloned().collect();
@@ -810,8 +811,9 @@ async fn redis_keys_of_one_channel_share_a_cluster_slot() -> anyhow::Result<()> 
     let presence = gw.api().result("presence", json!({"channel": "chat:slot"})).await?;
     assert_eq!(presence["presence"][conn["client"].as_str().context("client")?]["user"], json!("alice"));
     let (mut ws2, _) = gw.connect("alice").await?;
-    let sub = subscribe(&mut ws2, json!({"channel": "chat:slot", "recover": true, "offset": 1, "epoch": first["epoch"]}))
-        .await?;
+    let sub =
+        subscribe(&mut ws2, json!({"channel": "chat:slot", "recover": true, "offset": 1, "epoch": first["epoch"]}))
+            .await?;
     assert_eq!(sub["recovered"], json!(true), "{sub}");
     assert_eq!(offsets(&publications(&sub)), vec![2, 3], "{sub}");
     // A channel name with braces gets a hashed tag, still one slot.
