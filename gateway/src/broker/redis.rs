@@ -1310,7 +1310,7 @@ mod tests {
             for _ in 0..count {
                 let p = publication(top.offset + 1);
                 sent_at.insert(top.offset + 1, Instant::now());
-                top = broker.publish(channel, &p, Some(&opts)).await.expect("publish");
+                top = broker.publish(channel, &p, Some(&opts), None).await.expect("publish");
             }
         }
         // The first moment an entry the resume needs can have expired.
