@@ -100,6 +100,9 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), switchboard::Error>>>,
+    /// A gateway of [`start_killable`](Self::start_killable): the thread
+    /// owning its runtime, and the switch that drops that runtime.
+    own_runtime: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl TestGateway {
@@ -115,7 +118,42 @@ impl TestGateway {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         let task = tokio::spawn(switchboard::run(config, listener, async move { signal.cancelled().await }));
-        Ok(Self { addr, shutdown, task: Some(task) })
+        Ok(Self { addr, shutdown, task: Some(task), own_runtime: None })
+    }
+
+    /// Starts a gateway on a runtime and thread of its own, so that
+    /// [`kill`](Self::kill) can stop it like SIGKILL stops a process: every
+    /// task is dropped mid-flight, no cleanup runs, nothing is said to Redis
+    /// or to clients beyond their sockets closing.
+    pub fn start_killable(config: Config) -> Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let thread = std::thread::Builder::new().name(format!("gateway-{}", addr.port())).spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(listener) else { return };
+                tokio::select! {
+                    _ = switchboard::run(config, listener, async move { signal.cancelled().await }) => {}
+                    _ = killed => {}
+                }
+            });
+            // No waiting for anything: the node's tasks are simply gone.
+            runtime.shutdown_background();
+        })?;
+        Ok(Self { addr, shutdown, task: None, own_runtime: Some((kill, thread)) })
+    }
+
+    /// Stops a [`start_killable`](Self::start_killable) gateway abruptly
+    /// and waits until its runtime is gone.
+    pub async fn kill(mut self) -> Result<()> {
+        let (kill, thread) = self.own_runtime.take().context("not started with start_killable")?;
+        let _ = kill.send(());
+        tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("gateway panicked"))?;
+        Ok(())
     }
 
     pub fn ws_url(&self) -> String {
@@ -148,6 +186,14 @@ impl TestGateway {
     /// Starts graceful shutdown and waits for `run` to return.
     pub async fn shutdown(mut self) -> Result<()> {
         self.shutdown.cancel();
+        if let Some((_, thread)) = self.own_runtime.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            tokio::time::timeout(Duration::from_secs(15), joined)
+                .await
+                .context("shutdown timed out")??
+                .map_err(|_| anyhow::anyhow!("gateway panicked"))?;
+            return Ok(());
+        }
         let task = self.task.take().expect("running");
         tokio::time::timeout(Duration::from_secs(15), task).await.context("shutdown timed out")???;
         Ok(())

@@ -117,25 +117,20 @@ impl Engine {
         }
     }
 
-    /// Announces a join to every node. Redis: fire and forget.
+    /// Announces a join to every node. Redis: queued, re-sent after an
+    /// outage (see `redis::Outbox`).
     pub fn join(&self, channel: &str, info: &ClientInfo) {
         match self {
             Self::Memory(m) => m.join(channel, info),
-            Self::Redis(r) => {
-                let (r, channel, info) = (r.clone(), channel.to_owned(), info.clone());
-                tokio::spawn(async move { r.join(&channel, &info).await });
-            }
+            Self::Redis(r) => r.join(channel, info),
         }
     }
 
-    /// Announces a leave to every node. Redis: fire and forget.
+    /// Announces a leave to every node. Redis: queued like [`join`](Self::join).
     pub fn leave(&self, channel: &str, info: &ClientInfo) {
         match self {
             Self::Memory(m) => m.leave(channel, info),
-            Self::Redis(r) => {
-                let (r, channel, info) = (r.clone(), channel.to_owned(), info.clone());
-                tokio::spawn(async move { r.leave(&channel, &info).await });
-            }
+            Self::Redis(r) => r.leave(channel, info),
         }
     }
 

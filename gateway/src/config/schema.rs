@@ -376,7 +376,7 @@ pub struct EngineConfig {
     pub redis_url: String,
     /// Several Redis URLs to shard channels over (consistent hashing by channel name); replaces `redis_url` when not empty. The first also holds the node registry. Default empty.
     pub redis_urls: Vec<String>,
-    /// Prefix of every Redis key and pub/sub channel; nodes of one cluster share it. Default `switchboard`.
+    /// Prefix of every Redis key and pub/sub channel; nodes of one cluster share it. Keys are `PREFIX.KIND.{CHANNEL}` (a Redis Cluster hash tag), so it must not contain braces. Default `switchboard`.
     pub redis_prefix: String,
     /// Longest wait in milliseconds for a Redis reply or connection before the call fails (error 100). Default 1000.
     pub redis_timeout_ms: u64,
@@ -384,6 +384,8 @@ pub struct EngineConfig {
     pub presence_ttl_secs: u64,
     /// Seconds between checks of delivered positions against the Redis stream tops (finds lost live messages). Default 1.
     pub gap_check_interval_secs: u64,
+    /// Most presence and join/leave writes queued per Redis instance while it is unreachable; they are sent in order when it is back, and new ones are dropped past this (a dropped presence removal then expires after `presence_ttl_secs`). Default 10000.
+    pub max_queued_membership_writes: usize,
 }
 
 impl Default for EngineConfig {
@@ -396,6 +398,7 @@ impl Default for EngineConfig {
             redis_timeout_ms: 1000,
             presence_ttl_secs: 60,
             gap_check_interval_secs: 1,
+            max_queued_membership_writes: 10_000,
         }
     }
 }

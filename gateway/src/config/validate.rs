@@ -262,6 +262,11 @@ fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
     if engine.redis_prefix.is_empty() {
         errors.push("engine.redis_prefix", "must not be empty");
     }
+    // Keys end in a `{channel}` Redis Cluster hash tag; a brace in the
+    // prefix would become the tag and split a channel's keys over slots.
+    if engine.redis_prefix.contains(['{', '}']) {
+        errors.push("engine.redis_prefix", "must not contain '{' or '}'");
+    }
     if engine.redis_timeout_ms == 0 {
         errors.push("engine.redis_timeout_ms", "must be greater than 0");
     }
@@ -270,6 +275,9 @@ fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
     }
     if engine.gap_check_interval_secs == 0 {
         errors.push("engine.gap_check_interval_secs", "must be greater than 0");
+    }
+    if engine.max_queued_membership_writes == 0 {
+        errors.push("engine.max_queued_membership_writes", "must be greater than 0");
     }
 }
 

@@ -160,6 +160,7 @@ impl Hub {
                     presence_ttl: Duration::from_secs(e.presence_ttl_secs),
                     gap_check_period: Duration::from_secs(e.gap_check_interval_secs),
                     node: node_id.clone(),
+                    max_queued_writes: e.max_queued_membership_writes,
                 };
                 Engine::Redis(RedisBroker::new(options, fanout).map_err(|e| HubError::Engine(e.to_string()))?)
             }
@@ -396,9 +397,7 @@ impl Hub {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {
-                    for (channel, info) in self.presence.entries() {
-                        let _ = redis.presence_add(&channel, &info).await;
-                    }
+                    redis.presence_refresh(self.presence.entries());
                 }
             }
         }
@@ -441,9 +440,9 @@ impl Hub {
         Ok(self.broker.presence_stats(channel).await?.unwrap_or_else(|| self.presence.stats(channel)))
     }
 
-    /// Records a presence entry: locally, and in the shared store. A failed
-    /// shared write is retried by the periodic refresh, which re-adds every
-    /// local entry.
+    /// Records a presence entry: locally, and in the shared store. A write
+    /// Redis did not take in time stays queued and is sent when it is back
+    /// (the periodic refresh re-adds every local entry as well).
     async fn presence_add(&self, channel: &str, info: ClientInfo) {
         self.presence.add(channel, info.clone());
         if let Some(redis) = self.broker.redis()
@@ -453,12 +452,13 @@ impl Hub {
         }
     }
 
-    /// Drops a presence entry; the shared store is updated in the background.
+    /// Drops a presence entry; the shared store is updated in the
+    /// background, in order with the other presence writes, and again once
+    /// Redis is back when it is down.
     fn presence_remove(&self, channel: &str, client: &str) {
         self.presence.remove(channel, client);
-        if let Some(redis) = self.broker.redis().cloned() {
-            let (channel, client) = (channel.to_owned(), client.to_owned());
-            tokio::spawn(async move { redis.presence_remove(&channel, &client).await });
+        if let Some(redis) = self.broker.redis() {
+            redis.presence_remove(channel, client);
         }
     }
 
