@@ -436,7 +436,9 @@ pub fn gateway_binary() -> Result<std::path::PathBuf> {
         let target =
             std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target"));
         let output = std::process::Command::new("cargo")
-            .args(["build", "--quiet", "-p", "switchboard", "--bin", "switchboard"])
+            // Selecting the e2e package too gives the same feature resolution as the
+            // test build, so no dependency is built a second time.
+            .args(["build", "--quiet", "-p", "switchboard-e2e", "-p", "switchboard", "--bin", "switchboard"])
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(&root)
             .output()

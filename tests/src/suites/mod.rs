@@ -6,6 +6,7 @@ mod browser;
 mod catalogue;
 mod client;
 mod curl;
+mod durable;
 mod history;
 mod lifecycle;
 mod ordering;
