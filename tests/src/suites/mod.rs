@@ -4,6 +4,7 @@ mod api;
 mod auth;
 mod browser;
 mod catalogue;
+mod chaos;
 mod client;
 mod curl;
 mod durable;
