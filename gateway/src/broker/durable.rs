@@ -54,6 +54,7 @@ pub struct DiskOptions {
 }
 
 /// Work for the writer thread. Each carries its acknowledgement.
+#[allow(clippy::large_enum_variant)] // appends are nearly every op: boxing them costs an allocation each
 pub(super) enum Job {
     Append {
         channel: String,
@@ -121,8 +122,7 @@ impl Durable {
                 continue; // meta-expired: compaction deletes it, a new epoch starts
             }
             let ttl = Duration::from_millis(s.ttl_ms);
-            let entries =
-                s.entries.into_iter().map(|(p, at)| (p, Duration::from_millis(now_ms.saturating_sub(at))));
+            let entries = s.entries.into_iter().map(|(p, at)| (p, Duration::from_millis(now_ms.saturating_sub(at))));
             let mut stream = Stream::restore(s.epoch.clone(), s.top, entries, ttl, now);
             let meta_ttl = Duration::from_millis(s.meta_ttl_ms);
             stream.touch(&StreamOptions { size: 1, ttl, meta_ttl }, now);
@@ -358,7 +358,9 @@ impl Writer {
                         cell.persisted = true;
                         self.inner.delivery.publication(&channel, &publication);
                     }
-                    _ => tracing::warn!(%channel, offset = publication.offset, "stored append no longer matches the stream"),
+                    _ => {
+                        tracing::warn!(%channel, offset = publication.offset, "stored append no longer matches the stream")
+                    }
                 }
                 drop(cell);
                 let _ = ack.send(Ok(()));

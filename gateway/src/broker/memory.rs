@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::durable::{DiskOptions, Durable, Job};
 use super::{Delivery, EngineError};
-use crate::history::{HistoryError, Recovery, Stream, StreamOptions, StoreError};
+use crate::history::{HistoryError, Recovery, StoreError, Stream, StreamOptions};
 use crate::protocol::{ClientInfo, Publication, StreamPosition};
 
 /// Per-channel state: the optional history stream, behind the lock that
@@ -190,7 +190,12 @@ impl MemoryBroker {
             }
             let epoch = cell.stream.as_ref().expect("history options create the stream").epoch().to_owned();
             let (tx, rx) = tokio::sync::oneshot::channel();
-            durable.send(Job::Create { channel: channel.to_owned(), epoch: epoch.clone(), options: *history, ack: tx })?;
+            durable.send(Job::Create {
+                channel: channel.to_owned(),
+                epoch: epoch.clone(),
+                options: *history,
+                ack: tx,
+            })?;
             (rx, epoch)
         };
         durable.wait(ack).await?;

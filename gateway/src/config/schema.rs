@@ -372,7 +372,9 @@ impl<'de> Deserialize<'de> for FsyncPolicy {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FsyncPolicy, E> {
                 match v {
                     "always" => Ok(FsyncPolicy::Always),
-                    other => Err(E::custom(format!("unknown fsync policy {other:?}, expected \"always\" or {{ batch_ms = N }}"))),
+                    other => Err(E::custom(format!(
+                        "unknown fsync policy {other:?}, expected \"always\" or {{ batch_ms = N }}"
+                    ))),
                 }
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<FsyncPolicy, A::Error> {

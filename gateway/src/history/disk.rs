@@ -111,6 +111,7 @@ pub struct Retention {
 
 /// One change, applied inside a commit in order.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // appends are nearly every op: boxing them costs an allocation each
 pub enum StoreOp {
     /// Stores `publication` (its offset set) in `epoch`. A different epoch
     /// than stored replaces the channel's stream. Trims to `retention.size`.
@@ -162,9 +163,8 @@ impl DiskStore {
             Err(Failure::Corrupt(reason)) => match recover {
                 StorageRecover::Refuse => Err(StoreError::Corrupt { path: shown, reason }),
                 StorageRecover::Reset => {
-                    let secs = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
+                    let secs =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                     let aside = path.with_extension(format!("redb.corrupt-{secs}"));
                     std::fs::rename(&path, &aside).map_err(|e| open_err(format!("cannot move it aside: {e}")))?;
                     tracing::error!(
@@ -418,7 +418,10 @@ fn load(db: &Database) -> Result<Loaded, String> {
         if let Some((last, _)) = stream.entries.last()
             && last.offset != stream.top
         {
-            return Err(format!("channel {:?}: newest publication {} but top {}", stream.channel, last.offset, stream.top));
+            return Err(format!(
+                "channel {:?}: newest publication {} but top {}",
+                stream.channel, last.offset, stream.top
+            ));
         }
     }
     let mut stored_keys = Vec::new();
@@ -511,7 +514,13 @@ mod tests {
         assert!(s.entries[2].0.data.is_json());
         assert_eq!(
             loaded.keys,
-            [StoredKey { channel: "a".into(), key: "k1".into(), offset: 6, epoch: "EPOCH001".into(), expires_ms: 9_999 }]
+            [StoredKey {
+                channel: "a".into(),
+                key: "k1".into(),
+                offset: 6,
+                epoch: "EPOCH001".into(),
+                expires_ms: 9_999
+            }]
         );
     }
 
@@ -524,7 +533,9 @@ mod tests {
             *idempotency = Some(("k".into(), 9_999));
         }
         store.commit(&[keyed, append("a", "OLDEPOCH", 2, 2)]).unwrap();
-        store.commit(&[StoreOp::Create { channel: "a".into(), epoch: "NEWEPOCH".into(), retention: R, now_ms: 3 }]).unwrap();
+        store
+            .commit(&[StoreOp::Create { channel: "a".into(), epoch: "NEWEPOCH".into(), retention: R, now_ms: 3 }])
+            .unwrap();
         drop(store);
         let (_, loaded) = DiskStore::open(dir.path(), StorageRecover::Refuse).unwrap();
         assert_eq!((loaded.streams[0].epoch.as_str(), loaded.streams[0].top), ("NEWEPOCH", 0));
@@ -588,7 +599,8 @@ mod tests {
     fn flipped_bytes_in_a_publication_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         corrupt_store(dir.path(), |b| {
-            let hits: Vec<usize> = b.windows(7).enumerate().filter(|(_, w)| w == b"{\"n\":2}").map(|(i, _)| i).collect();
+            let hits: Vec<usize> =
+                b.windows(7).enumerate().filter(|(_, w)| w == b"{\"n\":2}").map(|(i, _)| i).collect();
             assert!(!hits.is_empty(), "payload in file");
             for at in hits {
                 b[at + 5] = b'9';

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::{GatewayProcess, WAIT, offsets, publications, test_config};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use switchboard::config::{Config, FsyncPolicy, HistoryStorage, StorageRecover};
-use crate::{GatewayProcess, WAIT, offsets, publications, test_config};
 
 /// `test_config` with disk history for every channel under `data_dir`.
 pub(crate) fn disk_config(data_dir: &std::path::Path, fsync: FsyncPolicy) -> Config {
@@ -138,7 +138,10 @@ async fn a_damaged_store_is_refused_or_reset_to_a_new_epoch() -> Result<()> {
         let channel = "chat:damaged";
         let mut epoch = String::new();
         for i in 0..20 {
-            let r = gw.api().result("publish", json!({ "channel": channel, "data": { "marker": format!("m{i:04}") } })).await?;
+            let r = gw
+                .api()
+                .result("publish", json!({ "channel": channel, "data": { "marker": format!("m{i:04}") } }))
+                .await?;
             epoch = r["epoch"].as_str().unwrap().to_owned();
         }
         gw.terminate().await?;
@@ -149,7 +152,8 @@ async fn a_damaged_store_is_refused_or_reset_to_a_new_epoch() -> Result<()> {
             "truncate" => bytes.truncate(bytes.len() / 2),
             _ => {
                 // Old copies of the page may linger in freed space: damage every one.
-                let hits: Vec<usize> = bytes.windows(5).enumerate().filter(|(_, w)| w == b"m0007").map(|(i, _)| i).collect();
+                let hits: Vec<usize> =
+                    bytes.windows(5).enumerate().filter(|(_, w)| w == b"m0007").map(|(i, _)| i).collect();
                 ensure!(!hits.is_empty(), "payload not in the file");
                 for at in hits {
                     bytes[at + 4] = b'9';
@@ -169,11 +173,12 @@ async fn a_damaged_store_is_refused_or_reset_to_a_new_epoch() -> Result<()> {
         gw.set_config(&config)?;
         gw.restart().await?;
         let (mut ws, _) = gw.connect("u").await?;
-        let reply =
-            ws.call(json!({ "subscribe": { "channel": channel, "recover": true, "offset": 5, "epoch": epoch } })).await?;
+        let reply = ws
+            .call(json!({ "subscribe": { "channel": channel, "recover": true, "offset": 5, "epoch": epoch } }))
+            .await?;
         let result = &reply["subscribe"];
         // `recovered: false` is omitted from the reply.
-        assert_eq!(result["recovered"].as_bool().unwrap_or(false), false, "{damage}: {reply}");
+        assert!(!result["recovered"].as_bool().unwrap_or(false), "{damage}: {reply}");
         assert_eq!(result["was_recovering"], json!(true), "{damage}: {reply}");
         assert!(publications(result).is_empty(), "{reply}");
         assert_ne!(result["epoch"], json!(epoch), "{damage}: a reset store starts a new epoch");

@@ -13,7 +13,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// How a publish ended, as its publisher saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Acked { epoch: String, offset: u64 },
+    Acked {
+        epoch: String,
+        offset: u64,
+    },
     /// An error reply: it must never appear.
     Failed,
     /// No answer (connection lost): it may or may not have happened.
@@ -169,7 +172,11 @@ pub fn check(
                 None => *offset > last.top || *offset >= first_held,
             };
             if lost {
-                anomalies.push(Anomaly::LostAcked { channel: channel.clone(), offset: *offset, payload: p.payload.clone() });
+                anomalies.push(Anomaly::LostAcked {
+                    channel: channel.clone(),
+                    offset: *offset,
+                    payload: p.payload.clone(),
+                });
             }
         }
     }
@@ -260,7 +267,12 @@ mod tests {
         let found = check(&publishes(), &[one, two], &finals(3, &HISTORY));
         assert_eq!(
             found,
-            [Anomaly::Divergent { channel: "c".into(), epoch: "E".into(), offset: 2, payloads: ("b".into(), "X".into()) }]
+            [Anomaly::Divergent {
+                channel: "c".into(),
+                epoch: "E".into(),
+                offset: 2,
+                payloads: ("b".into(), "X".into())
+            }]
         );
     }
 

@@ -209,7 +209,12 @@ async fn run(seed: u64, length: Duration) -> Result<()> {
     assert!(count(|o| matches!(o, Outcome::Acked { .. })) > 100, "the workload barely ran");
     assert!(reconnects > 0, "no fault reached a subscriber");
     let anomalies = checker::check(&publishes, &events, &finals);
-    assert!(anomalies.is_empty(), "seed {seed}: {} anomalies, first: {:#?}", anomalies.len(), &anomalies[..anomalies.len().min(10)]);
+    assert!(
+        anomalies.is_empty(),
+        "seed {seed}: {} anomalies, first: {:#?}",
+        anomalies.len(),
+        &anomalies[..anomalies.len().min(10)]
+    );
     Ok(())
 }
 
@@ -254,7 +259,7 @@ async fn session(ws: &mut WsClient, log: &SubscriberLog, faults: &mut mpsc::Rece
             subscribe["offset"] = json!(offset);
         }
         let Ok(reply) = ws.call(json!({ "subscribe": subscribe })).await else { return None };
-        let Some(result) = reply.get("subscribe") else { return None };
+        let result = reply.get("subscribe")?;
         let epoch = result["epoch"].as_str().unwrap_or_default().to_owned();
         let top = result["offset"].as_u64().unwrap_or(0);
         let publications: Vec<(u64, String)> = crate::publications(result)
