@@ -513,6 +513,174 @@ pub fn test_guest(name: &str) -> Result<std::path::PathBuf> {
 #[cfg(test)]
 mod suites;
 
+/// The real `switchboard` binary, built once per test process with the
+/// workspace's target directory (cargo's fingerprint makes it cheap when it
+/// is fresh). For tests that need a separate process: kill -9, SIGTERM,
+/// restarts on the same data.
+pub fn gateway_binary() -> Result<std::path::PathBuf> {
+    static BUILT: std::sync::OnceLock<std::result::Result<std::path::PathBuf, String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let output = std::process::Command::new("cargo")
+            // Selecting the e2e package too gives the same feature resolution as the
+            // test build, so no dependency is built a second time.
+            .args(["build", "--quiet", "-p", "switchboard-e2e", "-p", "switchboard", "--bin", "switchboard"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&root)
+            .output()
+            .map_err(|e| format!("run cargo: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("building switchboard failed:\n{}", String::from_utf8_lossy(&output.stderr)));
+        }
+        Ok(target.join("debug/switchboard"))
+    });
+    built.clone().map_err(anyhow::Error::msg)
+}
+
+/// A gateway in its own process (the real binary), on a port chosen once and
+/// kept across restarts so clients reconnect to the same address.
+pub struct GatewayProcess {
+    pub addr: SocketAddr,
+    config_path: std::path::PathBuf,
+    child: Option<tokio::process::Child>,
+    /// Everything the process wrote to stderr (its log), across restarts.
+    log: std::sync::Arc<parking_lot::Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Writes `config` (its `server.listen` replaced by a free loopback port)
+    /// and starts the binary on it; returns once the port accepts.
+    pub async fn start(mut config: Config) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        config.server.listen = addr.to_string();
+        let dir = tempfile::tempdir()?;
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, toml::to_string(&config)?)?;
+        let log = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+        let mut gw = Self { addr, config_path, child: None, log, _dir: dir };
+        gw.restart().await?;
+        Ok(gw)
+    }
+
+    /// Starts the process again (after [`kill`](Self::kill) or
+    /// [`terminate`](Self::terminate)) with the same config and port.
+    pub async fn restart(&mut self) -> Result<()> {
+        let mut child = self.spawn()?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(self.addr).await.is_ok() {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("switchboard exited with {status} before listening:\n{}", self.log());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("switchboard did not listen on {} within 30 s:\n{}", self.addr, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Replaces the config for the next start (keeping the port).
+    pub fn set_config(&mut self, config: &Config) -> Result<()> {
+        let mut config = config.clone();
+        config.server.listen = self.addr.to_string();
+        std::fs::write(&self.config_path, toml::to_string(&config)?)?;
+        Ok(())
+    }
+
+    /// Runs the binary to its exit (for starts expected to fail): returns
+    /// its exit code and everything it logged.
+    pub async fn run_to_exit(&mut self) -> Result<(Option<i32>, String)> {
+        let child = self.spawn()?;
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .context("switchboard did not exit")??;
+        // stderr was piped into the log by spawn's reader; wait_with_output
+        // returns what was left.
+        let mut log = self.log();
+        log.push_str(&String::from_utf8_lossy(&status.stderr));
+        Ok((status.status.code(), log))
+    }
+
+    fn spawn(&mut self) -> Result<tokio::process::Child> {
+        let mut child = tokio::process::Command::new(gateway_binary()?)
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn switchboard")?;
+        if let Some(stderr) = child.stderr.take() {
+            let log = self.log.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = log.lock();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        Ok(child)
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().clone()
+    }
+
+    /// SIGKILL: no shutdown code runs. Waits for the process to be gone.
+    pub async fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM: graceful shutdown. Waits (up to 30 s) for the exit.
+    pub async fn terminate(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().context("no pid")?;
+            let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+            if !status.success() {
+                bail!("kill -TERM {pid} failed");
+            }
+            tokio::time::timeout(Duration::from_secs(30), child.wait()).await.context("no exit after SIGTERM")??;
+        }
+        Ok(())
+    }
+
+    pub fn api(&self) -> Api {
+        Api { addr: self.addr, key: API_KEY.into() }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.addr)
+    }
+
+    /// Opens a WebSocket and completes `connect` as `user`.
+    pub async fn connect(&self, user: &str) -> Result<(WsClient, Value)> {
+        let mut ws = WsClient::open(&self.ws_url(), None).await?;
+        let reply = ws.call(json!({ "connect": { "token": user_token(user) } })).await?;
+        if reply.get("error").is_some() {
+            bail!("connect failed: {reply}");
+        }
+        Ok((ws, reply["connect"].clone()))
+    }
+}
+
 /// A streaming HTTP/1.1 response read as it arrives: the status and headers,
 /// then the (de-chunked) body as lines or server-sent events.
 pub struct HttpStream {

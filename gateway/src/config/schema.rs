@@ -386,6 +386,28 @@ pub struct EngineConfig {
     pub gap_check_interval_secs: u64,
     /// Most presence and join/leave writes queued per Redis instance while it is unreachable; they are sent in order when it is back, and new ones are dropped past this (a dropped presence removal then expires after `presence_ttl_secs`). Default 10000.
     pub max_queued_membership_writes: usize,
+    /// Where the memory engine keeps channel history: `memory` (lost on
+    /// restart) or `disk` (an embedded store under `data_dir`). A namespace's
+    /// `history_storage` overrides it. Default `memory`.
+    pub history_storage: HistoryStorage,
+    /// Directory of the disk history store (one file, `history.redb`).
+    /// Required when any channel uses disk history. Default `""`.
+    pub data_dir: String,
+    /// When a publish to disk history is acknowledged: `"always"` (each commit
+    /// is fsynced before its publishes are acked) or `{ batch_ms = N }` (group
+    /// commit: publishes arriving within N milliseconds share one fsync, and
+    /// are acked after it). Default `"always"`.
+    pub history_fsync: FsyncPolicy,
+    /// A corrupted or truncated store at start: `refuse` (exit with an error)
+    /// or `reset` (set the file aside, start empty: every stream gets a new
+    /// epoch). Default `refuse`.
+    pub history_storage_recover: StorageRecover,
+    /// Most publishes waiting for the disk writer; past it a publish fails
+    /// with error 100. Default 10000.
+    pub history_storage_max_pending: usize,
+    /// Seconds between compaction passes that delete expired publications,
+    /// streams and idempotency keys from the disk store. Default 30.
+    pub history_compact_interval_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -399,7 +421,100 @@ impl Default for EngineConfig {
             presence_ttl_secs: 60,
             gap_check_interval_secs: 1,
             max_queued_membership_writes: 10_000,
+            history_storage: HistoryStorage::Memory,
+            data_dir: String::new(),
+            history_fsync: FsyncPolicy::Always,
+            history_storage_recover: StorageRecover::Refuse,
+            history_storage_max_pending: 10_000,
+            history_compact_interval_secs: 30,
         }
+    }
+}
+
+impl EngineConfig {
+    /// True when any channel (by default or in a namespace) keeps history on disk.
+    pub fn uses_disk(&self, channels: &ChannelsConfig) -> bool {
+        let disk = |o: Option<HistoryStorage>| o.unwrap_or(self.history_storage) == HistoryStorage::Disk;
+        disk(channels.history_storage) || channels.namespaces.iter().any(|ns| disk(ns.history_storage))
+    }
+}
+
+/// Where a channel's history lives (memory engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryStorage {
+    /// In process memory; a restart starts every stream with a new epoch.
+    #[default]
+    Memory,
+    /// In the embedded store under `engine.data_dir`; survives restarts.
+    Disk,
+}
+
+/// What to do with a store that fails its integrity check at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageRecover {
+    /// Refuse to start, naming the file and the problem.
+    #[default]
+    Refuse,
+    /// Move the file aside and start with an empty store (new epochs).
+    Reset,
+}
+
+/// `engine.history_fsync`: `"always"` or `{ batch_ms = N }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// Commit (and fsync) as soon as the writer is free; publishes queued
+    /// meanwhile share the next commit.
+    #[default]
+    Always,
+    /// Wait up to this many milliseconds after the first queued publish to
+    /// gather more into one commit (group commit).
+    BatchMs(u64),
+}
+
+impl Serialize for FsyncPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Self::Always => s.serialize_str("always"),
+            Self::BatchMs(ms) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("batch_ms", ms)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FsyncPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = FsyncPolicy;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"always\" or { batch_ms = N }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FsyncPolicy, E> {
+                match v {
+                    "always" => Ok(FsyncPolicy::Always),
+                    other => Err(E::custom(format!(
+                        "unknown fsync policy {other:?}, expected \"always\" or {{ batch_ms = N }}"
+                    ))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<FsyncPolicy, A::Error> {
+                let mut batch_ms = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "batch_ms" => batch_ms = Some(map.next_value::<u64>()?),
+                        other => return Err(serde::de::Error::unknown_field(other, &["batch_ms"])),
+                    }
+                }
+                batch_ms.map(FsyncPolicy::BatchMs).ok_or_else(|| serde::de::Error::missing_field("batch_ms"))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -578,6 +693,9 @@ macro_rules! channel_options {
             $($(#[$fmeta])* pub $extra: $ety,)*
             /// Publications kept per channel; 0 (with `history_ttl_secs` 0) disables history. Default 0.
             pub history_size: usize,
+            /// `memory` or `disk`; overrides `engine.history_storage` for these channels. Default: the engine's.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub history_storage: Option<HistoryStorage>,
             /// How long a publication stays in history. Default 0.
             pub history_ttl_secs: u64,
             /// How long a stream's epoch and top offset outlive its data. Default 2592000 (30 days).
@@ -626,6 +744,7 @@ macro_rules! channel_options {
                 Self {
                     $($extra: $edef,)*
                     history_size: 0,
+                    history_storage: None,
                     history_ttl_secs: 0,
                     history_meta_ttl_secs: 30 * 24 * 3600,
                     force_recovery: false,
@@ -653,6 +772,7 @@ macro_rules! channel_options {
             pub fn options(&self) -> ChannelOptions {
                 ChannelOptions {
                     history_size: self.history_size,
+                    history_storage: self.history_storage,
                     history_ttl_secs: self.history_ttl_secs,
                     history_meta_ttl_secs: self.history_meta_ttl_secs,
                     force_recovery: self.force_recovery,
@@ -708,6 +828,8 @@ channel_options! {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChannelOptions {
     pub history_size: usize,
+    /// `None`: the engine's `history_storage`.
+    pub history_storage: Option<HistoryStorage>,
     pub history_ttl_secs: u64,
     pub history_meta_ttl_secs: u64,
     pub force_recovery: bool,

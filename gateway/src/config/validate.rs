@@ -9,7 +9,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use super::error::{ConfigError, FieldError};
 use super::schema::{
     ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DELTA_FOSSIL, DEV_API_KEY,
-    DEV_TOKEN_HMAC_SECRET, EngineConfig, EngineKind, LongPollConfig, PLUGIN_GRANTS, ServerConfig,
+    DEV_TOKEN_HMAC_SECRET, EngineConfig, EngineKind, FsyncPolicy, LongPollConfig, PLUGIN_GRANTS, ServerConfig,
 };
 
 /// The only schema version.
@@ -43,6 +43,7 @@ impl Config {
         validate_routes(self, &mut errors);
         validate_forwarding(self, &mut errors);
         validate_engine(&self.engine, &mut errors);
+        validate_history_storage(self, &mut errors);
         validate_dev_credentials(self, &mut errors);
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
     }
@@ -292,6 +293,26 @@ fn validate_chat(config: &Config, errors: &mut Errors) {
     errors.positive("status.away_after_secs", status.away_after_secs);
     errors.positive("status.max_users", status.max_users);
     errors.positive("status.last_seen_ttl_secs", status.last_seen_ttl_secs);
+}
+
+fn validate_history_storage(config: &Config, errors: &mut Errors) {
+    let engine = &config.engine;
+    if let FsyncPolicy::BatchMs(ms) = engine.history_fsync
+        && !(1..=1000).contains(&ms)
+    {
+        errors.push("engine.history_fsync.batch_ms", "must be from 1 to 1000");
+    }
+    errors.positive("engine.history_storage_max_pending", engine.history_storage_max_pending as u64);
+    errors.positive("engine.history_compact_interval_secs", engine.history_compact_interval_secs);
+    if !engine.uses_disk(&config.channels) {
+        return;
+    }
+    if engine.kind == EngineKind::Redis {
+        errors.push("engine.history_storage", "disk history needs the memory engine (Redis keeps history itself)");
+    }
+    if engine.data_dir.is_empty() {
+        errors.push("engine.data_dir", "must be set when any channel uses disk history");
+    }
 }
 
 fn validate_long_poll(long_poll: &LongPollConfig, errors: &mut Errors) {

@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Delivery, Engine, MemoryBroker, RedisBroker, RedisOptions};
+use crate::broker::{Delivery, DiskOptions, Engine, EngineError, MemoryBroker, RedisBroker, RedisOptions};
 use crate::channel::{self, Form, Outbox, Registry, SubscriberId};
-use crate::config::{ChannelOptions, Config, EngineKind, NamespaceTable};
+use crate::config::{ChannelOptions, Config, EngineKind, HistoryStorage, NamespaceTable};
 use crate::history::StreamOptions;
 use crate::plugin::{self, PluginHost, PublishOutcome};
 use crate::presence::{Presence, PresenceStats};
@@ -113,7 +113,10 @@ pub struct Hub {
     presence: Presence,
     clients: DashMap<String, ClientEntry>,
     users: DashMap<String, Vec<String>>,
-    idempotency: moka::sync::Cache<(String, String), StreamPosition>,
+    /// `(channel, key)` → the first publish's position. The cell is filled
+    /// once its publish succeeded; concurrent repeats wait for it, and a
+    /// failed publish leaves it empty so a retry publishes.
+    idempotency: moka::sync::Cache<(String, String), Arc<tokio::sync::OnceCell<StreamPosition>>>,
     next_subscriber: AtomicU64,
     connections: AtomicUsize,
     node_id: String,
@@ -149,7 +152,28 @@ impl Hub {
         let registry = Arc::new(Registry::new());
         let node_id = uuid::Uuid::new_v4().to_string();
         let fanout = Arc::new(Fanout { registry: registry.clone() });
+        let mut recovered_keys = Vec::new();
         let broker = match config.engine.kind {
+            EngineKind::Memory if config.engine.uses_disk(&config.channels) => {
+                let e = &config.engine;
+                let table = config.channels.namespace_table();
+                let default = e.history_storage;
+                let options = DiskOptions {
+                    dir: e.data_dir.clone().into(),
+                    recover: e.history_storage_recover,
+                    fsync: e.history_fsync,
+                    max_pending: e.history_storage_max_pending,
+                    compact_interval: Duration::from_secs(e.history_compact_interval_secs),
+                    is_disk: Box::new(move |channel| {
+                        let storage = table.resolve(channel).and_then(|o| o.history_storage);
+                        storage.unwrap_or(default) == HistoryStorage::Disk
+                    }),
+                };
+                let (memory, keys) =
+                    MemoryBroker::with_disk(fanout, options).map_err(|e| HubError::Engine(e.to_string()))?;
+                recovered_keys = keys;
+                Engine::Memory(memory)
+            }
             EngineKind::Memory => Engine::Memory(MemoryBroker::new(fanout)),
             EngineKind::Redis => {
                 let e = &config.engine;
@@ -169,6 +193,11 @@ impl Hub {
             .time_to_live(Duration::from_secs(config.api.idempotency_ttl_secs))
             .max_capacity(1_000_000)
             .build();
+        // Keys stored with disk history; each lives at most its remaining TTL
+        // plus this process's (the cache's TTL counts from insertion).
+        for (key, position, _remaining) in recovered_keys {
+            idempotency.insert(key, Arc::new(tokio::sync::OnceCell::new_with(Some(position))));
+        }
         Ok(Arc::new(Self {
             chat: chat::ChatState::new(&config),
             namespaces: config.channels.namespace_table(),
@@ -256,7 +285,8 @@ impl Hub {
     pub async fn publish(&self, mut req: PublishRequest) -> Result<StreamPosition, ReplyError> {
         let options = self.channel_options(&req.channel)?;
         let key = req.idempotency_key.clone().filter(|k| !k.is_empty());
-        if let Some(position) = key.as_ref().and_then(|k| self.idempotency.get(&(req.channel.clone(), k.clone()))) {
+        let cached = key.as_ref().and_then(|k| self.idempotency.get(&(req.channel.clone(), k.clone())));
+        if let Some(position) = cached.and_then(|cell| cell.get().cloned()) {
             return Ok(position);
         }
         // The pipeline runs before the engine's ordered publish and under no
@@ -275,20 +305,29 @@ impl Hub {
             }
         }
         let Some(key) = key else {
-            return Ok(self.publish_now(req, &options).await?);
+            return self.publish_now(req, &options).await.map_err(engine_error);
         };
         let memory = match &self.broker {
             Engine::Redis(redis) => return Ok(self.publish_idempotent_redis(redis, key, req, &options).await?),
             Engine::Memory(memory) => memory,
         };
-        // moka runs the init closure once per key even under concurrent calls.
-        let cache_key = (req.channel.clone(), key);
+        // moka runs the init closure once per key even under concurrent calls;
+        // the cell then runs one publish at a time until one succeeds.
+        let cache_key = (req.channel.clone(), key.clone());
+        let cell = self.idempotency.get_with(cache_key, || Arc::new(tokio::sync::OnceCell::new()));
         let history = if req.skip_history { None } else { StreamOptions::from_channel_options(&options) };
         let exclude = excluded_client(&req, &options);
-        Ok(self.idempotency.get_with(cache_key, || {
-            let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
-            memory.publish(&req.channel, publication, history.as_ref(), exclude.as_deref())
-        }))
+        let ttl = Duration::from_secs(self.config.api.idempotency_ttl_secs);
+        let position = cell
+            .get_or_try_init(|| async {
+                let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
+                memory
+                    .publish_async(&req.channel, publication, history.as_ref(), Some((key, ttl)), exclude.as_deref())
+                    .await
+            })
+            .await
+            .map_err(engine_error)?;
+        Ok(position.clone())
     }
 
     /// Across nodes: the first publisher claims the key (SET NX) and stores
@@ -308,7 +347,7 @@ impl Hub {
                 Err(e) => {
                     // Not published: let a retry claim the key again.
                     let _ = redis.idempotent_release(&channel, &key).await;
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             redis.idempotent_store(&channel, &key, &pos, ttl).await?;
@@ -323,7 +362,7 @@ impl Hub {
         Err(ErrorCode::Internal)
     }
 
-    async fn publish_now(&self, req: PublishRequest, options: &ChannelOptions) -> Result<StreamPosition, ErrorCode> {
+    async fn publish_now(&self, req: PublishRequest, options: &ChannelOptions) -> Result<StreamPosition, EngineError> {
         let history = if req.skip_history { None } else { StreamOptions::from_channel_options(options) };
         self.emit(|| {
             let (client, user) = req.info.as_ref().map_or(("", ""), |i| (i.client.as_str(), i.user.as_str()));
@@ -333,7 +372,7 @@ impl Hub {
         });
         let exclude = excluded_client(&req, options);
         let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
-        Ok(self.broker.publish(&req.channel, publication, history.as_ref(), exclude.as_deref()).await?)
+        self.broker.publish(&req.channel, publication, history.as_ref(), exclude.as_deref()).await
     }
 
     /// Whether the node can serve: the engine answers (Redis PING).
@@ -418,10 +457,8 @@ impl Hub {
 
     pub async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
         let options = self.channel_options(channel)?;
-        if !options.history_enabled() {
-            return Err(ErrorCode::NotAvailable);
-        }
-        Ok(self.broker.remove_history(channel).await?)
+        let history = StreamOptions::from_channel_options(&options).ok_or(ErrorCode::NotAvailable)?;
+        Ok(self.broker.remove_history(channel, &history).await?)
     }
 
     pub async fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, ErrorCode> {
@@ -576,6 +613,15 @@ impl Hub {
 /// the namespace or the request asks for it.
 fn excluded_client(req: &PublishRequest, options: &ChannelOptions) -> Option<String> {
     req.client.clone().filter(|c| !c.is_empty() && (options.exclude_publisher || req.exclude_publisher))
+}
+
+/// The reply for a failed engine publish: storage failures keep their
+/// message (disk full, read-only) so the publisher learns why.
+fn engine_error(e: EngineError) -> ReplyError {
+    match e {
+        EngineError::Storage(message) => ReplyError { code: ErrorCode::Internal.code(), message, temporary: true },
+        other => ErrorCode::from(other).into(),
+    }
 }
 
 /// The publish request as the publish pipeline sees it.
