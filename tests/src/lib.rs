@@ -357,6 +357,26 @@ pub async fn http_request_bytes(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse> {
+    let text = http_request_text(addr, method, path, headers, body).await?;
+    Ok(HttpResponse { status: text.status, body: serde_json::from_str(&text.body).unwrap_or(Value::Null) })
+}
+
+/// An HTTP response with its body as text and its head (lowercased).
+#[derive(Debug)]
+pub struct TextResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// [`http_request_bytes`] returning the body as text (`/metrics`).
+pub async fn http_request_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<TextResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await?;
     let mut req =
@@ -375,7 +395,7 @@ pub async fn http_request_bytes(
     let status: u16 = head.split(' ').nth(1).context("no status")?.parse()?;
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok(HttpResponse { status, body: serde_json::from_str(&body).unwrap_or(Value::Null) })
+    Ok(TextResponse { status, head: head.to_ascii_lowercase(), body })
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -417,6 +437,34 @@ pub fn test_guest(name: &str) -> Result<std::path::PathBuf> {
         .context("run cargo for a test guest")?;
     if !output.status.success() {
         bail!("building test guest {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    built.push(name.to_owned());
+    Ok(wasm)
+}
+
+/// Builds the example plugin `plugins/<name>` (a member of the plugins
+/// workspace) for `wasm32-wasip2` (release) once per test process and
+/// returns its `.wasm`; artifacts go to `$CARGO_TARGET_DIR/example-plugins`.
+pub fn example_plugin(name: &str) -> Result<std::path::PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_owned();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("example-plugins");
+    let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|b| b == name) {
+        return Ok(wasm);
+    }
+    let output = std::process::Command::new("cargo")
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", name])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(root.join("plugins"))
+        .output()
+        .context("run cargo for an example plugin")?;
+    if !output.status.success() {
+        bail!("building example plugin {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
     }
     built.push(name.to_owned());
     Ok(wasm)

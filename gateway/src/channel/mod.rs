@@ -13,4 +13,4 @@ mod registry;
 
 pub use name::{NameError, namespace_of, user_limited_users, validate_name};
 pub use outbox::{Outbox, PushError};
-pub use registry::{Registry, SubscriberId};
+pub use registry::{FanoutStats, Registry, SubscriberId};

@@ -21,6 +21,17 @@ struct Subscriber {
 /// encodes the message at most once per encoding present among the
 /// subscribers, and pushes the same `Bytes` (a refcount bump, no copy) into
 /// every outbox of that encoding.
+/// What one fan-out did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FanoutStats {
+    /// Subscribers the frame was queued to.
+    pub delivered: usize,
+    /// Bytes queued, summed over those subscribers.
+    pub bytes: usize,
+    /// Subscribers whose outbox was full (they are being closed with 3008).
+    pub dropped: usize,
+}
+
 #[derive(Default)]
 pub struct Registry {
     channels: DashMap<Box<str>, Vec<Subscriber>>,
@@ -60,18 +71,35 @@ impl Registry {
     /// whose queue overflows is closed by its outbox (3008); one whose
     /// encoding cannot carry the message (a binary payload for JSON) is
     /// closed with 3506. The rest still get it. Returns how many got it.
-    pub fn fanout(&self, channel: &str, mut encode: impl FnMut(Encoding) -> Result<Bytes, EncodeError>) -> usize {
-        let Some(subs) = self.channels.get(channel) else { return 0 };
+    pub fn fanout(&self, channel: &str, encode: impl FnMut(Encoding) -> Result<Bytes, EncodeError>) -> usize {
+        self.fanout_measured(channel, encode).delivered
+    }
+
+    /// [`Registry::fanout`], also reporting bytes queued and subscribers
+    /// whose full outbox refused the frame (for metrics and spans).
+    pub fn fanout_measured(
+        &self,
+        channel: &str,
+        mut encode: impl FnMut(Encoding) -> Result<Bytes, EncodeError>,
+    ) -> FanoutStats {
+        let Some(subs) = self.channels.get(channel) else { return FanoutStats::default() };
         let mut frames: [Option<Result<Bytes, EncodeError>>; Encoding::ALL.len()] = Default::default();
-        let mut delivered = 0;
+        let mut stats = FanoutStats::default();
         for sub in subs.iter() {
             let frame = frames[sub.encoding.index()].get_or_insert_with(|| encode(sub.encoding));
             match frame {
-                Ok(frame) => delivered += usize::from(sub.outbox.push(frame.clone()).is_ok()),
+                Ok(frame) => {
+                    if sub.outbox.push(frame.clone()).is_ok() {
+                        stats.delivered += 1;
+                        stats.bytes += frame.len();
+                    } else {
+                        stats.dropped += 1;
+                    }
+                }
                 Err(EncodeError::BinaryPayload) => sub.outbox.close(DisconnectCode::INAPPROPRIATE_PROTOCOL),
             }
         }
-        delivered
+        stats
     }
 
     /// Closes every subscriber of `channel` with `code` (they leave the

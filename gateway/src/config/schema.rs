@@ -35,6 +35,8 @@ pub struct Config {
     pub plugin_runtime: PluginRuntimeConfig,
     /// `[long_poll]`: the HTTP long-polling transport.
     pub long_poll: LongPollConfig,
+    /// `[telemetry]`: OpenTelemetry traces and metrics, `/metrics`, log format.
+    pub telemetry: super::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             pipelines: PipelinesConfig::default(),
             plugin_runtime: PluginRuntimeConfig::default(),
             long_poll: LongPollConfig::default(),
+            telemetry: super::TelemetryConfig::default(),
         }
     }
 }

@@ -41,6 +41,7 @@ impl Config {
         validate_long_poll(&self.long_poll, &mut errors);
         validate_engine(&self.engine, &mut errors);
         validate_dev_credentials(self, &mut errors);
+        super::telemetry::validate(&self.telemetry, |path, message| errors.push(path, message));
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
     }
 
