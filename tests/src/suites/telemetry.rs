@@ -378,7 +378,17 @@ async fn wait_value(gw: &TestGateway, metric: &str, labels: &[(&str, &str)], wan
 
 #[tokio::test]
 async fn metrics_endpoint_counts_a_scripted_workload_exactly() -> Result<()> {
-    let gw = TestGateway::start().await?;
+    let mut config = test_config();
+    // History for recovery; no join/leave pushes interleaving with publications.
+    config.channels.namespaces.push(NamespaceConfig {
+        name: "feed".into(),
+        history_size: 10,
+        history_ttl_secs: 60,
+        force_recovery: true,
+        allow_subscribe_for_client: true,
+        ..NamespaceConfig::default()
+    });
+    let gw = TestGateway::start_with(config).await?;
     let before = scrape(&gw).await?;
     let diff = |after: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]| {
         value(after, metric, labels) - value(&before, metric, labels)
@@ -386,11 +396,11 @@ async fn metrics_endpoint_counts_a_scripted_workload_exactly() -> Result<()> {
 
     let (mut alice, _) = gw.connect("alice").await?;
     let (mut bob, _) = gw.connect("bob").await?;
-    let sub = alice.call(json!({"subscribe": {"channel": "chat:m"}})).await?;
+    let sub = alice.call(json!({"subscribe": {"channel": "feed:m"}})).await?;
     let epoch = sub["subscribe"]["epoch"].as_str().context("chat is recoverable")?.to_owned();
-    bob.call(json!({"subscribe": {"channel": "chat:m"}})).await?;
+    bob.call(json!({"subscribe": {"channel": "feed:m"}})).await?;
     for n in 0..3 {
-        gw.api().result("publish", json!({"channel": "chat:m", "data": {"n": n}})).await?;
+        gw.api().result("publish", json!({"channel": "feed:m", "data": {"n": n}})).await?;
         for ws in [&mut alice, &mut bob] {
             assert_eq!(ws.next_push().await?["pub"]["data"], json!({"n": n}));
         }
@@ -398,11 +408,11 @@ async fn metrics_endpoint_counts_a_scripted_workload_exactly() -> Result<()> {
     // One recovery that succeeds and one from an epoch that never existed.
     let (mut carol, _) = gw.connect("carol").await?;
     let recovered = carol
-        .call(json!({"subscribe": {"channel": "chat:m", "recover": true, "offset": 1, "epoch": epoch}}))
+        .call(json!({"subscribe": {"channel": "feed:m", "recover": true, "offset": 1, "epoch": epoch}}))
         .await?;
     assert_eq!(recovered["subscribe"]["recovered"], json!(true), "{recovered}");
     let (mut dave, _) = gw.connect("dave").await?;
-    let lost = dave.call(json!({"subscribe": {"channel": "chat:m", "recover": true, "offset": 1, "epoch": "gone"}})).await?;
+    let lost = dave.call(json!({"subscribe": {"channel": "feed:m", "recover": true, "offset": 1, "epoch": "gone"}})).await?;
     assert_ne!(lost["subscribe"]["recovered"], json!(true), "{lost}");
     drop(bob);
     wait_value(&gw, "switchboard_connections", &[("transport", "websocket")], 3.0).await?;
