@@ -81,7 +81,7 @@ impl Default for TelemetryConfig {
 /// Adds every `[telemetry]` problem to `push(path, message)`.
 pub(super) fn validate(telemetry: &TelemetryConfig, mut push: impl FnMut(&str, String)) {
     let endpoint = &telemetry.endpoint;
-    if !endpoint.is_empty() && !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+    if !(endpoint.is_empty() || endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         push("telemetry.endpoint", format!("must start with http:// or https:// (got {endpoint:?})"));
     }
     if !(0.0..=1.0).contains(&telemetry.sampling_ratio) {

@@ -389,7 +389,11 @@ impl Session {
         let method = request.method();
         if let Request::Connect(req) = &request {
             let header = |name: &str| {
-                req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).unwrap_or_default()
+                req.headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
             };
             if !req.headers.is_empty() {
                 self.trace = crate::telemetry::TraceHeaders {

@@ -23,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::Engine;
 
 use crate::config::{Config, OnError, PluginConfig};
-use tracing::Instrument as _;
 use bindings::types;
 use instance::{Call, Returned, Version};
+use tracing::Instrument as _;
 
 pub use host::MetricsRegistry;
 pub use runtime::{WASMTIME_VERSION, cache_key as compile_cache_key};
@@ -829,7 +829,8 @@ impl PluginHost {
             // The batch continues the trace of its first traced event (the
             // others are named by their own traceparent in the events).
             let parent = events.iter().map(|e| &e.trace).find(|t| !t.traceparent.is_empty());
-            let (traceparent, tracestate) = parent.map_or(("", ""), |t| (t.traceparent.as_str(), t.tracestate.as_str()));
+            let (traceparent, tracestate) =
+                parent.map_or(("", ""), |t| (t.traceparent.as_str(), t.tracestate.as_str()));
             let span = crate::follow_span!(traceparent, tracestate, "events.batch", events = events.len());
             for plugin in &self.inner.events {
                 let delivered = self.call(plugin, Call::Events(events.clone())).instrument(span.clone()).await;

@@ -114,8 +114,10 @@ pub fn redact_token(uri: &str) -> Cow<'_, str> {
     if !query.split('&').any(|pair| pair.split('=').next() == Some("token")) {
         return Cow::Borrowed(uri);
     }
-    let query: Vec<&str> =
-        query.split('&').map(|pair| if pair.split('=').next() == Some("token") { "token=REDACTED" } else { pair }).collect();
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|pair| if pair.split('=').next() == Some("token") { "token=REDACTED" } else { pair })
+        .collect();
     Cow::Owned(format!("{path}?{}", query.join("&")))
 }
 

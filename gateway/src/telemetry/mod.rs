@@ -117,7 +117,8 @@ pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
         LogFormat::Pretty => logs.event_format(logs::PrettyWithIds(tracing_subscriber::fmt::format())).boxed(),
     };
     // Span events (connection lifetime) go to the trace, not the log.
-    let no_span_events = tracing_subscriber::filter::filter_fn(|meta| !(meta.is_event() && meta.target() == SPAN_TARGET));
+    let no_span_events =
+        tracing_subscriber::filter::filter_fn(|meta| !(meta.is_event() && meta.target() == SPAN_TARGET));
     let logs = logs.with_filter(tracing_subscriber::filter::FilterExt::and(filter, no_span_events)).boxed();
     // Boxed layers in a Vec: the nested generic stack is too deep for rustc.
     let mut layers: Vec<Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>> = vec![logs];

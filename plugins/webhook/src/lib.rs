@@ -583,10 +583,11 @@ mod tests {
         hook.on_events(vec![publish(1), traced]);
         hook.on_events(vec![publish(3)]);
         let requests = testing::requests();
-        let header = |i: usize, name: &str| {
-            requests[i].headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        };
-        assert_eq!(header(0, "traceparent").as_deref(), Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        let header = |i: usize, name: &str| requests[i].headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(
+            header(0, "traceparent").as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
         assert_eq!(header(0, "tracestate").as_deref(), Some("k=v"));
         assert_eq!(header(1, "traceparent"), None, "an untraced batch sends no traceparent");
     }

@@ -199,7 +199,8 @@ async fn webhook_backend() -> Result<(SocketAddr, mpsc::UnboundedReceiver<(HashM
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{}"))))
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -407,12 +408,12 @@ async fn metrics_endpoint_counts_a_scripted_workload_exactly() -> Result<()> {
     }
     // One recovery that succeeds and one from an epoch that never existed.
     let (mut carol, _) = gw.connect("carol").await?;
-    let recovered = carol
-        .call(json!({"subscribe": {"channel": "feed:m", "recover": true, "offset": 1, "epoch": epoch}}))
-        .await?;
+    let recovered =
+        carol.call(json!({"subscribe": {"channel": "feed:m", "recover": true, "offset": 1, "epoch": epoch}})).await?;
     assert_eq!(recovered["subscribe"]["recovered"], json!(true), "{recovered}");
     let (mut dave, _) = gw.connect("dave").await?;
-    let lost = dave.call(json!({"subscribe": {"channel": "feed:m", "recover": true, "offset": 1, "epoch": "gone"}})).await?;
+    let lost =
+        dave.call(json!({"subscribe": {"channel": "feed:m", "recover": true, "offset": 1, "epoch": "gone"}})).await?;
     assert_ne!(lost["subscribe"]["recovered"], json!(true), "{lost}");
     drop(bob);
     wait_value(&gw, "switchboard_connections", &[("transport", "websocket")], 3.0).await?;
