@@ -90,8 +90,19 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Flushes the last OTLP export; errors only mean nothing was
-        // configured or the collector is gone.
-        let _ = self.provider.shutdown();
+        // configured or the collector is gone. Shutdown blocks until the
+        // export task (a Tokio task) answers, so on a runtime thread it
+        // must run on the blocking pool: blocking the worker that task
+        // needs would hang the gateway's exit.
+        let provider = self.provider.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || provider.shutdown());
+            }
+            Err(_) => {
+                let _ = provider.shutdown();
+            }
+        }
     }
 }
 

@@ -437,3 +437,58 @@ async fn metrics_endpoint_counts_a_scripted_workload_exactly() -> Result<()> {
     assert!(diff(&after, "switchboard_network_io_bytes_total", &[("network_io_direction", "transmit")]) > 0.0);
     gw.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_crosses_nodes_through_redis() -> Result<()> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let hostport = url.trim_start_matches("redis://").split('/').next().unwrap_or_default().to_owned();
+    if tokio::net::TcpStream::connect(&hostport).await.is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but Redis at {url} is unreachable");
+        eprintln!("skipped: Redis at {url} is unreachable");
+        return Ok(());
+    }
+    let (collected, telemetry) = receiver();
+    let prefix = format!("sbtest-otel-{}-{}", std::process::id(), random_hex(6));
+    let node = || {
+        let mut config = test_config();
+        config.telemetry = telemetry.clone();
+        config.engine.kind = switchboard::config::EngineKind::Redis;
+        config.engine.redis_url = url.clone();
+        config.engine.redis_prefix = prefix.clone();
+        config.channels.namespaces.push(NamespaceConfig {
+            name: "feed".into(),
+            history_size: 10,
+            history_ttl_secs: 60,
+            allow_subscribe_for_client: true,
+            ..NamespaceConfig::default()
+        });
+        config
+    };
+    let a = TestGateway::start_with(node()).await?;
+    let b = TestGateway::start_with(node()).await?;
+    let (mut bob, _) = b.connect("bob").await?;
+    let reply = bob.call(json!({"subscribe": {"channel": "feed:x"}})).await?;
+    ensure!(reply.get("subscribe").is_some(), "subscribe: {reply}");
+
+    let (trace_id, parent) = (random_hex(16), random_hex(8));
+    let traceparent = format!("00-{trace_id}-{parent}-01");
+    let body = json!({"channel": "feed:x", "data": {"n": 1}}).to_string();
+    let resp = a.api().raw("publish", &body, &[("x-api-key", API_KEY), ("traceparent", &traceparent)]).await?;
+    assert!(resp.body.get("result").is_some(), "{}", resp.body);
+    assert_eq!(bob.next_push().await?["pub"]["data"], json!({"n": 1}));
+
+    let spans = collected.wait_for(&trace_id, &["POST /api/publish", "broker publish", "delivery"]).await?;
+    let api = span(&spans, "POST /api/publish");
+    assert_eq!(api.parent_span_id, parent);
+    let broker = span(&spans, "broker publish");
+    assert_eq!(broker.attributes["engine"], "redis");
+    // Only node B has a subscriber, so the one delivery span is B's, under
+    // a `broker receive` that continues A's publish.
+    let delivery = span(&spans, "delivery");
+    assert_eq!(delivery.attributes["delivered"], "1");
+    let receive = spans.iter().find(|s| s.span_id == delivery.parent_span_id).context("delivery without parent")?;
+    assert_eq!(receive.name, "broker receive");
+    assert_eq!(receive.parent_span_id, broker.span_id, "the context travelled through Redis");
+    a.shutdown().await?;
+    b.shutdown().await
+}
