@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use opentelemetry::trace::TraceContextExt as _;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -13,26 +12,18 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Trace and span id (hex) of the innermost exported span around the event.
+/// Trace and span id (hex) of the innermost recorded span around the event
+/// (stamped at creation by `trace::stamp`).
 fn trace_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(String, String)>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    let scope = ctx.event_scope()?;
-    let dispatch = tracing::dispatcher::get_default(Clone::clone);
-    for span in scope {
-        if span.metadata().target() != super::trace::SPAN_TARGET {
-            continue;
-        }
-        let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
-        let otel = cx.span();
-        let sc = otel.span_context();
-        if sc.is_valid() {
-            return Some((sc.trace_id().to_string(), sc.span_id().to_string()));
-        }
-    }
-    None
+    ctx.event_scope()?.find_map(|span| {
+        let extensions = span.extensions();
+        let ids = extensions.get::<super::trace::SpanIds>()?;
+        Some((ids.trace_id.clone(), ids.span_id.clone()))
+    })
 }
 
 /// Collects an event's fields as JSON values.
@@ -123,7 +114,57 @@ pub fn redact_token(uri: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
     use super::*;
+
+    /// A writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_the_trace_and_span_id_of_the_traced_span() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().event_format(JsonLines).with_writer(move || writer.clone()))
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let expected = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(user = "alice", "outside");
+            let span = tracing::info_span!(target: "switchboard::otel", "api.request");
+            crate::telemetry::trace::stamp(&span);
+            let _entered = span.enter();
+            tracing::info!(n = 3, "inside");
+            let cx = span.context();
+            let otel = cx.span();
+            (otel.span_context().trace_id().to_string(), otel.span_context().span_id().to_string())
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["fields"], serde_json::json!({"message": "outside", "user": "alice"}));
+        assert_eq!(lines[0]["level"], "INFO");
+        assert!(lines[0].get("trace_id").is_none());
+        assert_eq!(lines[1]["fields"]["n"], 3);
+        assert_eq!(lines[1]["span"], "api.request");
+        assert_eq!(lines[1]["trace_id"], expected.0.as_str());
+        assert_eq!(lines[1]["span_id"], expected.1.as_str());
+    }
 
     #[test]
     fn token_query_parameters_are_redacted() {

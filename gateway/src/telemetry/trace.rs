@@ -116,6 +116,35 @@ pub fn set_parent(span: &tracing::Span, cx: opentelemetry::Context) {
     }
 }
 
+/// The OpenTelemetry ids of a recorded span (hex), kept in the span's
+/// registry extensions for log lines: the log formatter runs inside event
+/// dispatch, where the OpenTelemetry layer cannot be asked.
+pub(crate) struct SpanIds {
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+/// Builds the span's OpenTelemetry context now (after its parent is set)
+/// and stores its ids for log lines. Only recorded spans get here.
+#[doc(hidden)]
+pub fn stamp(span: &tracing::Span) {
+    let cx = span.context();
+    let otel = cx.span();
+    let sc = otel.span_context();
+    if !sc.is_valid() {
+        return;
+    }
+    let ids = SpanIds { trace_id: sc.trace_id().to_string(), span_id: sc.span_id().to_string() };
+    span.with_subscriber(|(id, dispatch)| {
+        use tracing_subscriber::registry::LookupSpan as _;
+        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
+            && let Some(data) = registry.span(id)
+        {
+            data.extensions_mut().insert(ids);
+        }
+    });
+}
+
 /// Whether the current span is one of ours (so a child belongs in a
 /// sampled trace).
 #[doc(hidden)]
@@ -150,6 +179,7 @@ macro_rules! root_span {
             Some(cx) => {
                 let span = ::tracing::info_span!(target: "switchboard::otel", $name $(, $($fields)*)?);
                 $crate::telemetry::trace::set_parent(&span, cx);
+                $crate::telemetry::trace::stamp(&span);
                 span
             }
             None => ::tracing::Span::none(),
@@ -166,6 +196,7 @@ macro_rules! follow_span {
             Some(cx) => {
                 let span = ::tracing::info_span!(target: "switchboard::otel", $name $(, $($fields)*)?);
                 $crate::telemetry::trace::set_parent(&span, cx);
+                $crate::telemetry::trace::stamp(&span);
                 span
             }
             None => ::tracing::Span::none(),
@@ -179,7 +210,9 @@ macro_rules! follow_span {
 macro_rules! child_span {
     ($name:literal $(, $($fields:tt)*)?) => {
         if $crate::telemetry::trace::in_trace() {
-            ::tracing::info_span!(target: "switchboard::otel", $name $(, $($fields)*)?)
+            let span = ::tracing::info_span!(target: "switchboard::otel", $name $(, $($fields)*)?);
+            $crate::telemetry::trace::stamp(&span);
+            span
         } else {
             ::tracing::Span::none()
         }
