@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`config`]: the TOML schema, defaults and validation. A leaf.
 //! - [`protocol`]: wire types and the JSON codec. Pure, no I/O. A leaf.
-//! - [`telemetry`]: logging setup. A leaf.
+//! - [`telemetry`]: traces, metrics and logs (OpenTelemetry, Prometheus). A leaf.
 //! - [`channel`]: channel names, the subscriber registry, per-connection outboxes.
 //! - [`history`]: per-channel streams with offsets and epochs.
 //! - [`presence`]: who is in which channel.
@@ -14,7 +14,7 @@
 //! - [`plugin`]: sandboxed WASM hooks (wasmtime); uses `config` only.
 //! - [`hub`]: node state and the session state machine; the one place that
 //!   combines the modules above.
-//! - [`api`]: the server HTTP API.
+//! - [`api`]: the server HTTP API and `GET /metrics`.
 //! - [`transport`]: sockets, TLS, HTTP and WebSocket framing, and [`run`].
 //!
 //! Dependencies point down this list; only `transport` and `api` touch

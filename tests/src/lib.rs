@@ -416,6 +416,26 @@ pub async fn http_request_bytes(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse> {
+    let text = http_request_text(addr, method, path, headers, body).await?;
+    Ok(HttpResponse { status: text.status, body: serde_json::from_str(&text.body).unwrap_or(Value::Null) })
+}
+
+/// An HTTP response with its body as text and its head (lowercased).
+#[derive(Debug)]
+pub struct TextResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// [`http_request_bytes`] returning the body as text (`/metrics`).
+pub async fn http_request_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<TextResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await?;
     let mut req =
@@ -434,7 +454,7 @@ pub async fn http_request_bytes(
     let status: u16 = head.split(' ').nth(1).context("no status")?.parse()?;
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok(HttpResponse { status, body: serde_json::from_str(&body).unwrap_or(Value::Null) })
+    Ok(TextResponse { status, head: head.to_ascii_lowercase(), body })
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -522,7 +522,12 @@ impl RedisBroker {
         history: Option<&StreamOptions>,
         exclude: Option<&str>,
     ) -> Result<StreamPosition, EngineError> {
-        let body = encode_publication(publication);
+        let mut body = encode_publication(publication);
+        let trace = crate::telemetry::current_headers();
+        if !trace.is_empty() {
+            // Appended, not nested: see proto::TraceContext.
+            proto::TraceContext { traceparent: trace.traceparent, tracestate: trace.tracestate }.encode_raw(&mut body);
+        }
         let exclude = exclude.unwrap_or_default();
         let Some(opts) = history else {
             let mut message = format!("p::0:{exclude}:").into_bytes();
@@ -836,6 +841,23 @@ impl RedisBroker {
                     return;
                 };
                 let Some(publication) = decode_publication(body, offset) else { return };
+                // The publishing node's trace continues here (only decoded
+                // when this process records spans at all).
+                let span = if crate::telemetry::trace::active() {
+                    let trace = proto::TraceContext::decode(body).unwrap_or_default();
+                    crate::follow_span!(
+                        &trace.traceparent,
+                        &trace.tracestate,
+                        "broker.receive",
+                        otel.name = "broker receive",
+                        otel.kind = "consumer",
+                        messaging.destination.name = channel,
+                        offset,
+                    )
+                } else {
+                    tracing::Span::none()
+                };
+                let _entered = span.enter();
                 let pos = StreamPosition { offset, epoch: String::from_utf8_lossy(epoch).into_owned() };
                 if cell.pending > 0 && offset > 0 {
                     if cell.buffer.len() >= MAX_BUFFERED {

@@ -18,4 +18,4 @@ mod registry;
 pub use filter::{FilterError, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_FILTER_VALUES, TagFilter};
 pub use name::{NameError, namespace_of, user_limited_users, validate_name};
 pub use outbox::{Outbox, PushError};
-pub use registry::{Form, Registry, SubscriberId, SubscriberOptions};
+pub use registry::{FanoutStats, Form, Registry, SubscriberId, SubscriberOptions};

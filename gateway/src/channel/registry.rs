@@ -77,6 +77,17 @@ struct Channel {
 /// encodes the message at most once per encoding present among the
 /// subscribers, and pushes the same `Bytes` (a refcount bump, no copy) into
 /// every outbox of that encoding.
+/// What one fan-out did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FanoutStats {
+    /// Subscribers the frame was queued to.
+    pub delivered: usize,
+    /// Bytes queued, summed over those subscribers.
+    pub bytes: usize,
+    /// Subscribers whose outbox was full (they are being closed with 3008).
+    pub dropped: usize,
+}
+
 #[derive(Default)]
 pub struct Registry {
     channels: DashMap<Box<str>, Channel>,
@@ -137,18 +148,35 @@ impl Registry {
     /// whose queue overflows is closed by its outbox (3008); one whose
     /// encoding cannot carry the message (a binary payload for JSON) is
     /// closed with 3506. The rest still get it. Returns how many got it.
-    pub fn fanout(&self, channel: &str, mut encode: impl FnMut(Encoding) -> Result<Bytes, EncodeError>) -> usize {
-        let Some(entry) = self.channels.get(channel) else { return 0 };
+    pub fn fanout(&self, channel: &str, encode: impl FnMut(Encoding) -> Result<Bytes, EncodeError>) -> usize {
+        self.fanout_measured(channel, encode).delivered
+    }
+
+    /// [`Registry::fanout`], also reporting bytes queued and subscribers
+    /// whose full outbox refused the frame (for metrics and spans).
+    pub fn fanout_measured(
+        &self,
+        channel: &str,
+        mut encode: impl FnMut(Encoding) -> Result<Bytes, EncodeError>,
+    ) -> FanoutStats {
+        let Some(entry) = self.channels.get(channel) else { return FanoutStats::default() };
         let mut frames: [Option<Result<Bytes, EncodeError>>; Encoding::ALL.len()] = Default::default();
-        let mut delivered = 0;
+        let mut stats = FanoutStats::default();
         for sub in entry.subs.iter() {
             let frame = frames[sub.encoding.index()].get_or_insert_with(|| encode(sub.encoding));
             match frame {
-                Ok(frame) => delivered += usize::from(sub.outbox.push(frame.clone()).is_ok()),
+                Ok(frame) => {
+                    if sub.outbox.push(frame.clone()).is_ok() {
+                        stats.delivered += 1;
+                        stats.bytes += frame.len();
+                    } else {
+                        stats.dropped += 1;
+                    }
+                }
                 Err(EncodeError::BinaryPayload) => sub.outbox.close(DisconnectCode::INAPPROPRIATE_PROTOCOL),
             }
         }
-        delivered
+        stats
     }
 
     /// Fans out a publication: like [`Registry::fanout`], and also skips the
@@ -162,15 +190,15 @@ impl Registry {
         publication: &Publication,
         exclude: Option<&str>,
         mut encode: impl FnMut(Encoding, Form<'_>) -> Result<Bytes, EncodeError>,
-    ) -> usize {
-        let Some(entry) = self.channels.get(channel) else { return 0 };
+    ) -> FanoutStats {
+        let Some(entry) = self.channels.get(channel) else { return FanoutStats::default() };
         let mut prev = (entry.delta_subs.load(Ordering::Relaxed) > 0).then(|| entry.prev.lock());
         let base = prev.as_ref().and_then(|p| Option::as_ref(p)).map(Payload::as_bytes);
         // `None`: not computed yet; `Some(None)`: not worth it (no smaller
         // than the data), so delta subscribers get the full form.
         let mut delta: Option<Option<Vec<u8>>> = None;
         let mut frames: [[Option<Result<Bytes, EncodeError>>; 3]; Encoding::ALL.len()] = Default::default();
-        let mut delivered = 0;
+        let mut stats = FanoutStats::default();
         for sub in entry.subs.iter() {
             if exclude.is_some_and(|client| *sub.options.client == *client) {
                 // It misses this publication: its next one cannot be a delta.
@@ -207,7 +235,12 @@ impl Registry {
             match frame {
                 Ok(frame) => {
                     let ok = sub.outbox.push(frame.clone()).is_ok();
-                    delivered += usize::from(ok);
+                    if ok {
+                        stats.delivered += 1;
+                        stats.bytes += frame.len();
+                    } else {
+                        stats.dropped += 1;
+                    }
                     if sub.options.delta {
                         sub.has_base.store(ok, Ordering::Relaxed);
                     }
@@ -218,7 +251,7 @@ impl Registry {
         if let Some(prev) = prev.as_mut() {
             **prev = Some(publication.data.clone());
         }
-        delivered
+        stats
     }
 
     /// Closes every subscriber of `channel` with `code` (they leave the
@@ -338,14 +371,14 @@ mod tests {
         reg.add("c", 11, plain.clone(), Encoding::Json);
 
         let mut calls = Calls::new();
-        assert_eq!(reg.fanout_publication("c", &scoreboard(1), None, recording(&mut calls)), 5);
+        assert_eq!(reg.fanout_publication("c", &scoreboard(1), None, recording(&mut calls)).delivered, 5);
         // First publication: full for delta subscribers (Protobuf's full form
         // is the plain push), once per encoding and form.
         assert_eq!(calls, [(Encoding::Json, 1, vec![]), (Encoding::Protobuf, 0, vec![]), (Encoding::Json, 0, vec![])]);
 
         calls.clear();
         let second = scoreboard(2);
-        assert_eq!(reg.fanout_publication("c", &second, None, recording(&mut calls)), 5);
+        assert_eq!(reg.fanout_publication("c", &second, None, recording(&mut calls)).delivered, 5);
         assert_eq!(calls.len(), 3, "{calls:?}");
         let (json_delta, proto_delta) = (&calls[0], &calls[1]);
         assert_eq!(
@@ -383,9 +416,9 @@ mod tests {
         reg.add_with("c", 1, me.clone(), Encoding::Json, delta_sub("me"));
         reg.add_with("c", 2, other.clone(), Encoding::Json, delta_sub("other"));
         let mut calls = Calls::new();
-        assert_eq!(reg.fanout_publication("c", &scoreboard(1), None, recording(&mut calls)), 2);
-        assert_eq!(reg.fanout_publication("c", &scoreboard(2), Some("me"), recording(&mut calls)), 1);
-        assert_eq!(reg.fanout_publication("c", &scoreboard(3), None, recording(&mut calls)), 2);
+        assert_eq!(reg.fanout_publication("c", &scoreboard(1), None, recording(&mut calls)).delivered, 2);
+        assert_eq!(reg.fanout_publication("c", &scoreboard(2), Some("me"), recording(&mut calls)).delivered, 1);
+        assert_eq!(reg.fanout_publication("c", &scoreboard(3), None, recording(&mut calls)).delivered, 2);
         assert_eq!(drain(&me).await, [Bytes::from_static(b"Json/1"), Bytes::from_static(b"Json/1")]);
         assert_eq!(
             drain(&other).await,
@@ -416,10 +449,10 @@ mod tests {
         let mut publication = scoreboard(1);
         publication.tags.insert("ticker".into(), "ETH".into());
         let mut calls = Calls::new();
-        assert_eq!(reg.fanout_publication("c", &publication, None, recording(&mut calls)), 1);
+        assert_eq!(reg.fanout_publication("c", &publication, None, recording(&mut calls)).delivered, 1);
         assert_eq!(calls, [(Encoding::Json, 0, vec![])], "nothing encoded for the filtered-out Protobuf subscriber");
         publication.tags.insert("ticker".into(), "BTC".into());
-        assert_eq!(reg.fanout_publication("c", &publication, None, recording(&mut calls)), 2);
+        assert_eq!(reg.fanout_publication("c", &publication, None, recording(&mut calls)).delivered, 2);
         assert_eq!(drain(&filtered).await, [Bytes::from_static(b"Protobuf/0")]);
         assert_eq!(drain(&all).await.len(), 2);
     }

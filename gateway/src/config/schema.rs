@@ -42,6 +42,8 @@ pub struct Config {
     /// `[[routes]]`: HTTP pass-through to upstream services for every
     /// request that is not a Switchboard endpoint. Default none.
     pub routes: Vec<RouteConfig>,
+    /// `[telemetry]`: OpenTelemetry traces and metrics, `/metrics`, log format.
+    pub telemetry: super::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             chat: ChatConfig::default(),
             status: StatusConfig::default(),
             routes: Vec::new(),
+            telemetry: super::TelemetryConfig::default(),
         }
     }
 }

@@ -45,6 +45,7 @@ impl Config {
         validate_engine(&self.engine, &mut errors);
         validate_history_storage(self, &mut errors);
         validate_dev_credentials(self, &mut errors);
+        super::telemetry::validate(&self.telemetry, |path, message| errors.push(path, message));
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
     }
 

@@ -33,6 +33,8 @@ use crate::presence::{Presence, PresenceStats};
 use crate::protocol::{
     ClientInfo, DisconnectCode, ErrorCode, JoinLeave, Payload, Publication, Push, Reply, ReplyError, StreamPosition,
 };
+use crate::telemetry::Metrics;
+use tracing::Instrument as _;
 
 use auth::TokenVerifier;
 
@@ -69,18 +71,31 @@ struct ClientEntry {
 /// present and shares the bytes with every local subscriber.
 struct Fanout {
     registry: Arc<Registry>,
+    metrics: Metrics,
 }
 
 impl Delivery for Fanout {
     fn publication(&self, channel: &str, publication: &Publication, exclude: Option<&str>) {
-        if self.registry.num_subscribers(channel) == 0 {
+        let subscribers = self.registry.num_subscribers(channel);
+        if subscribers == 0 {
             return;
         }
-        self.registry.fanout_publication(channel, publication, exclude, |encoding, form| match form {
+        let span = crate::child_span!(
+            "delivery",
+            otel.name = "delivery",
+            messaging.destination.name = channel,
+            subscribers,
+            delivered = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+        );
+        let _entered = span.enter();
+        let stats = self.registry.fanout_publication(channel, publication, exclude, |encoding, form| match form {
             Form::Plain => encoding.encode_publication_push(channel, publication),
             Form::Full => encoding.encode_delta_publication_push(channel, publication, None),
             Form::Delta(delta) => encoding.encode_delta_publication_push(channel, publication, Some(delta)),
         });
+        span.record("delivered", stats.delivered).record("bytes", stats.bytes);
+        self.metrics.fanout(stats.delivered as u64, stats.bytes as u64, stats.dropped as u64);
     }
 
     fn join(&self, channel: &str, info: &ClientInfo) {
@@ -124,6 +139,7 @@ pub struct Hub {
     shutdown: CancellationToken,
     plugins: Option<PluginHost>,
     chat: chat::ChatState,
+    metrics: Metrics,
 }
 
 /// The error reply for a plugin's refusal. Code 100 (a failing plugin under
@@ -148,10 +164,22 @@ impl Hub {
         shutdown: CancellationToken,
         plugins: Option<PluginHost>,
     ) -> Result<Arc<Self>, HubError> {
+        Self::with_telemetry(config, shutdown, plugins, Metrics::detached())
+    }
+
+    /// Builds the hub recording into `metrics`.
+    pub fn with_telemetry(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        plugins: Option<PluginHost>,
+        metrics: Metrics,
+    ) -> Result<Arc<Self>, HubError> {
         let verifier = TokenVerifier::from_config(&config.auth)?;
         let registry = Arc::new(Registry::new());
         let node_id = uuid::Uuid::new_v4().to_string();
-        let fanout = Arc::new(Fanout { registry: registry.clone() });
+        let fanout = Arc::new(Fanout { registry: registry.clone(), metrics: metrics.clone() });
+        let channels = registry.clone();
+        metrics.observe_channels(move || channels.num_channels() as u64);
         let mut recovered_keys = Vec::new();
         let broker = match config.engine.kind {
             EngineKind::Memory if config.engine.uses_disk(&config.channels) => {
@@ -215,7 +243,25 @@ impl Hub {
             started: Instant::now(),
             shutdown,
             plugins,
+            metrics,
         }))
+    }
+
+    /// This gateway's instruments.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Awaits an engine call, recording its latency as a Redis operation
+    /// when the engine is Redis.
+    async fn engine_op<T>(&self, operation: &'static str, call: impl std::future::Future<Output = T>) -> T {
+        if self.broker.redis().is_none() {
+            return call.await;
+        }
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.metrics.redis_op(operation, started.elapsed());
+        result
     }
 
     pub fn config(&self) -> &Config {
@@ -292,7 +338,7 @@ impl Hub {
         // The pipeline runs before the engine's ordered publish and under no
         // hub lock.
         if let Some(plugins) = self.plugins.as_ref().filter(|p| p.has_publish_pipeline(&req.channel)) {
-            match plugins.on_publish(plugin_message(&req)).await {
+            match plugins.on_publish(plugin_message(&req, crate::telemetry::current_headers())).await {
                 PublishOutcome::Pass(message) => {
                     if message.data != *req.data.as_bytes() {
                         req.data = Payload::from_binary(message.data);
@@ -368,11 +414,29 @@ impl Hub {
             let (client, user) = req.info.as_ref().map_or(("", ""), |i| (i.client.as_str(), i.user.as_str()));
             let mut event = plugin::Event::new(plugin::EventKind::Publish, client, user, &req.channel);
             event.data = req.data.as_bytes().clone();
+            let trace = crate::telemetry::current_headers();
+            event.trace = plugin::TraceContext { traceparent: trace.traceparent, tracestate: trace.tracestate };
             event
         });
+        let span = crate::child_span!(
+            "broker.publish",
+            otel.name = "broker publish",
+            messaging.destination.name = %req.channel,
+            engine = self.engine_name(),
+            offset = tracing::field::Empty,
+        );
         let exclude = excluded_client(&req, options);
+        let channel = req.channel.clone();
         let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
-        self.broker.publish(&req.channel, publication, history.as_ref(), exclude.as_deref()).await
+        let publish = self.broker.publish(&channel, publication, history.as_ref(), exclude.as_deref());
+        let position = self.engine_op("publish", publish).instrument(span.clone()).await?;
+        span.record("offset", position.offset);
+        self.metrics.published();
+        Ok(position)
+    }
+
+    fn engine_name(&self) -> &'static str {
+        if self.broker.redis().is_some() { "redis" } else { "memory" }
     }
 
     /// Whether the node can serve: the engine answers (Redis PING).
@@ -452,7 +516,15 @@ impl Hub {
     ) -> Result<(Vec<Publication>, StreamPosition), ErrorCode> {
         let options = self.channel_options(channel)?;
         let history = StreamOptions::from_channel_options(&options).ok_or(ErrorCode::NotAvailable)?;
-        Ok(self.broker.history(channel, &history, since, limit, reverse).await?)
+        let span = crate::child_span!(
+            "broker.history",
+            otel.name = "broker history",
+            messaging.destination.name = channel,
+            engine = self.engine_name(),
+            limit,
+        );
+        let read = self.broker.history(channel, &history, since, limit, reverse);
+        Ok(self.engine_op("history", read).instrument(span).await?)
     }
 
     pub async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
@@ -466,7 +538,8 @@ impl Hub {
         if !options.presence {
             return Err(ErrorCode::NotAvailable);
         }
-        let entries = self.broker.presence(channel).await?.unwrap_or_else(|| self.presence.get(channel));
+        let read = self.broker.presence(channel);
+        let entries = self.engine_op("presence", read).await?.unwrap_or_else(|| self.presence.get(channel));
         Ok(if options.chat { self.with_status(entries) } else { entries })
     }
 
@@ -474,7 +547,8 @@ impl Hub {
         if !self.channel_options(channel)?.presence {
             return Err(ErrorCode::NotAvailable);
         }
-        Ok(self.broker.presence_stats(channel).await?.unwrap_or_else(|| self.presence.stats(channel)))
+        let read = self.broker.presence_stats(channel);
+        Ok(self.engine_op("presence_stats", read).await?.unwrap_or_else(|| self.presence.stats(channel)))
     }
 
     /// Records a presence entry: locally, and in the shared store. A write
@@ -625,7 +699,7 @@ fn engine_error(e: EngineError) -> ReplyError {
 }
 
 /// The publish request as the publish pipeline sees it.
-fn plugin_message(req: &PublishRequest) -> plugin::Message {
+fn plugin_message(req: &PublishRequest, trace: crate::telemetry::TraceHeaders) -> plugin::Message {
     let mut tags: Vec<(String, String)> = req.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     tags.sort();
     plugin::Message {
@@ -634,7 +708,7 @@ fn plugin_message(req: &PublishRequest) -> plugin::Message {
         data: req.data.as_bytes().clone(),
         tags,
         content_type: if req.data.is_json() { "application/json" } else { "application/octet-stream" }.into(),
-        trace: plugin::TraceContext::default(),
+        trace: plugin::TraceContext { traceparent: trace.traceparent, tracestate: trace.tracestate },
         skip_history: req.skip_history,
         connection: req.connection.clone(),
     }

@@ -175,7 +175,39 @@ pub struct Session {
     timed_subs: bool,
     rate: RateWindow,
     options: SessionOptions,
+    /// The `traceparent`/`tracestate` of the connect headers: the parent of
+    /// every span of this connection.
+    trace: crate::telemetry::TraceHeaders,
     _slot: ConnectionSlot,
+}
+
+/// The transport as metrics and spans name it.
+fn transport_name(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Bidirectional => "websocket",
+        TransportKind::Emulation => "emulation",
+        TransportKind::Unidirectional => "unidirectional",
+    }
+}
+
+/// The current span's trace context, for plugins.
+fn current_trace() -> plugin::TraceContext {
+    let trace = crate::telemetry::current_headers();
+    plugin::TraceContext { traceparent: trace.traceparent, tracestate: trace.tracestate }
+}
+
+/// The channel a command concerns, for its span.
+fn command_channel(request: &Request) -> &str {
+    match request {
+        Request::Subscribe(r) => &r.channel,
+        Request::Unsubscribe(r) => &r.channel,
+        Request::Publish(r) => &r.channel,
+        Request::Presence(r) => &r.channel,
+        Request::PresenceStats(r) => &r.channel,
+        Request::History(r) => &r.channel,
+        Request::SubRefresh(r) => &r.channel,
+        _ => "",
+    }
 }
 
 /// Encodes for a connection; a reply its encoding cannot carry (binary
@@ -224,6 +256,7 @@ impl Session {
             timed_subs: false,
             rate: RateWindow { started: Instant::now(), count: 0 },
             options,
+            trace: crate::telemetry::TraceHeaders::default(),
             _slot: slot,
         }
     }
@@ -265,6 +298,26 @@ impl Session {
         };
         self.outbox.close(code);
         self.cleanup();
+        let metrics = self.hub.metrics();
+        metrics.disconnect(code.code);
+        if self.conn.is_some() {
+            let transport = transport_name(self.options.kind);
+            metrics.connection_closed(transport);
+            // Connection lifetime is events, not one long span: this short
+            // span carries the close.
+            let span = crate::root_span!(
+                &self.trace.traceparent,
+                &self.trace.tracestate,
+                "client.disconnect",
+                otel.name = "client disconnect",
+                transport,
+                disconnect.code = code.code,
+            );
+            let _entered = span.enter();
+            if crate::telemetry::trace::in_trace() {
+                tracing::info!(target: "switchboard::otel", code = code.code, reason = code.reason, "connection closed");
+            }
+        }
         if let Some(conn) = &self.conn {
             self.hub.emit(|| {
                 let mut event = plugin::Event::new(EventKind::Disconnect, &conn.client, &conn.user, "");
@@ -321,6 +374,7 @@ impl Session {
     }
 
     fn send(&self, frame: Bytes) -> Result<(), DisconnectCode> {
+        self.hub.metrics().bytes_out(frame.len() as u64);
         self.outbox.push(frame).map_err(|_| self.outbox.close_code().unwrap_or(DisconnectCode::SLOW))
     }
 
@@ -330,6 +384,7 @@ impl Session {
 
     /// Handles one inbound frame of commands.
     async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), DisconnectCode> {
+        self.hub.metrics().bytes_in(frame.len() as u64);
         let commands = self.encoding.decode_commands(frame).map_err(|e| {
             debug!(error = %e, "malformed frame");
             DisconnectCode::BAD_REQUEST
@@ -381,7 +436,66 @@ impl Session {
         if !self.check_rate()? {
             return self.reply(&Reply::error(id, ErrorCode::TooManyRequests.into()));
         }
-        let outcome = match request {
+        let method = request.method();
+        if let Request::Connect(req) = &request {
+            let header = |name: &str| {
+                req.headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            if !req.headers.is_empty() {
+                self.trace = crate::telemetry::TraceHeaders {
+                    traceparent: header("traceparent"),
+                    tracestate: header("tracestate"),
+                };
+            }
+        }
+        let span = crate::root_span!(
+            &self.trace.traceparent,
+            &self.trace.tracestate,
+            "client.command",
+            otel.name = %format_args!("client {method}"),
+            otel.kind = "server",
+            rpc.method = method,
+            messaging.destination.name = command_channel(&request),
+            user.id = self.user(),
+            transport = transport_name(self.options.kind),
+            result.code = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let outcome = tracing::Instrument::instrument(self.dispatch(id, request), span.clone()).await;
+        let result: &'static str = match &outcome {
+            Ok(_) => "ok",
+            Err(Failure::Error(_)) => "error",
+            Err(Failure::Disconnect(_)) => "disconnect",
+        };
+        match &outcome {
+            Ok(_) => span.record("result.code", 0),
+            Err(Failure::Error(e)) => span.record("result.code", e.code),
+            Err(Failure::Disconnect(code)) => span.record("result.code", code.code),
+        };
+        self.hub.metrics().command(method, started.elapsed(), result);
+        if method == "connect" && self.conn.is_some() {
+            self.hub.metrics().connection_opened(transport_name(self.options.kind));
+            let _entered = span.enter();
+            if crate::telemetry::trace::in_trace() {
+                tracing::info!(target: "switchboard::otel", user = self.user(), "connection established");
+            }
+        }
+        match outcome {
+            // A reply with id 0 means the handler already queued its reply.
+            Ok(reply) if reply.id == 0 => Ok(()),
+            Ok(reply) => self.reply(&reply),
+            Err(Failure::Error(error)) => self.reply(&Reply::error(id, error)),
+            Err(Failure::Disconnect(code)) => Err(code),
+        }
+    }
+
+    /// Runs one command (already rate-checked and in order).
+    async fn dispatch(&mut self, id: u32, request: Request) -> Result<Reply, Failure> {
+        match request {
             Request::Connect(req) => self.connect(id, req).await,
             Request::Subscribe(req) => self.subscribe(id, req).await,
             Request::Unsubscribe(req) => {
@@ -397,13 +511,6 @@ impl Session {
             Request::Refresh(req) => self.refresh(id, req),
             Request::SubRefresh(req) => self.sub_refresh(id, req),
             Request::Pong | Request::Send(_) => unreachable!("handled above"),
-        };
-        match outcome {
-            // A reply with id 0 means the handler already queued its reply.
-            Ok(reply) if reply.id == 0 => Ok(()),
-            Ok(reply) => self.reply(&reply),
-            Err(Failure::Error(error)) => self.reply(&Reply::error(id, error)),
-            Err(Failure::Disconnect(code)) => Err(code),
         }
     }
 
@@ -555,7 +662,7 @@ impl Session {
                 data: req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default(),
                 name: req.name.clone(),
                 version: req.version.clone(),
-                trace: plugin::TraceContext::default(),
+                trace: current_trace(),
             };
             match plugins.on_connect(request).await {
                 ConnectOutcome::Keep => {}
@@ -706,7 +813,7 @@ impl Session {
                 connection: self.plugin_connection(),
                 channel: req.channel.clone(),
                 data: req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default(),
-                trace: plugin::TraceContext::default(),
+                trace: current_trace(),
             };
             let grant = match plugins.on_subscribe(request).await {
                 SubscribeOutcome::Allow(grant) => grant,
@@ -820,6 +927,10 @@ impl Session {
             result
         });
         let result = result.await?;
+        if result.was_recovering {
+            self.hub.metrics().recovery(result.recovered);
+        }
+        self.hub.metrics().subscriptions_changed(1);
 
         self.subs.insert(
             channel.to_owned(),
@@ -841,6 +952,7 @@ impl Session {
     /// Leaves `channel`; a no-op when not subscribed.
     fn unsubscribe(&mut self, channel: &str) -> bool {
         let Some(sub) = self.subs.remove(channel) else { return false };
+        self.hub.metrics().subscriptions_changed(-1);
         self.hub.registry.remove(channel, self.id);
         if let Some(conn) = self.conn.as_ref().filter(|_| sub.options.presence) {
             self.hub.presence_remove(channel, &conn.client);

@@ -217,7 +217,19 @@ impl http::Host for HostState {
         // Waiting on the network is not charged to the guest's budget (the
         // epoch callback only counts ticks while wasm runs); the fetch has
         // its own timeout.
-        let result = fetch(&self.shared, req).await;
+        let span = crate::child_span!(
+            "http.fetch",
+            otel.name = %format_args!("{} {}", req.method, crate::telemetry::redact_token(&req.url)),
+            otel.kind = "client",
+            plugin.name = %self.shared.name,
+            http.request.method = %req.method,
+            url.full = %crate::telemetry::redact_token(&req.url),
+            http.response.status_code = tracing::field::Empty,
+        );
+        let result = tracing::Instrument::instrument(fetch(&self.shared, req), span.clone()).await;
+        if let Ok(response) = &result {
+            span.record("http.response.status_code", response.status);
+        }
         if let Err(reason) = &result {
             tracing::warn!(plugin = %self.shared.name, %reason, "plugin http.fetch refused or failed");
         }
@@ -235,6 +247,17 @@ async fn fetch(shared: &PluginShared, req: http::Request) -> Result<http::Respon
     let mut builder = ::http::Request::builder().method(method).uri(uri);
     for (name, value) in &req.headers {
         builder = builder.header(name.as_str(), value.as_str());
+    }
+    // The host propagates the trace (this fetch span) unless the plugin
+    // chose its own parent.
+    if !req.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("traceparent")) {
+        let trace = crate::telemetry::current_headers();
+        if !trace.is_empty() {
+            builder = builder.header("traceparent", trace.traceparent);
+            if !trace.tracestate.is_empty() {
+                builder = builder.header("tracestate", trace.tracestate);
+            }
+        }
     }
     let request = builder.body(Full::new(Bytes::from(req.body))).map_err(|e| format!("bad request: {e}"))?;
     let timeout = match req.timeout_ms {

@@ -63,9 +63,10 @@ impl Hook {
     }
 }
 
-impl std::fmt::Display for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Hook {
+    /// The hook as a static metric attribute (same text as `Display`).
+    pub fn metric_name(self) -> &'static str {
+        match self {
             Self::Init => "init",
             Self::Connect => "on-connect",
             Self::Subscribe => "on-subscribe",
@@ -74,7 +75,13 @@ impl std::fmt::Display for Hook {
             Self::Events => "on-events",
             Self::Refresh => "on-refresh",
             Self::SubRefresh => "on-sub-refresh",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.metric_name())
     }
 }
 
@@ -108,6 +115,24 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// The failure kind, as metrics and spans name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "read",
+            Self::Integrity { .. } => "integrity",
+            Self::Compile { .. } => "compile",
+            Self::Ungranted { .. } => "ungranted",
+            Self::Link { .. } => "link",
+            Self::MissingExport { .. } => "missing_export",
+            Self::Init { .. } => "init",
+            Self::Trap { .. } => "trap",
+            Self::Timeout { .. } => "timeout",
+            Self::Busy { .. } => "busy",
+            Self::Quarantined { .. } => "quarantined",
+            Self::Runtime(_) => "runtime",
+        }
+    }
+
     /// Faults count towards the circuit breaker; back-pressure does not.
     fn is_fault(&self) -> bool {
         matches!(self, Self::Trap { .. } | Self::Timeout { .. } | Self::Init { .. })
@@ -295,6 +320,8 @@ pub struct Event {
     pub channel: String,
     pub data: Bytes,
     pub code: u32,
+    /// Trace context of the operation that caused the event (a publish).
+    pub trace: TraceContext,
 }
 
 impl Event {
@@ -375,6 +402,9 @@ struct Inner {
     events: Vec<Arc<Plugin>>,
     events_tx: Option<mpsc::Sender<Event>>,
     metrics: Arc<MetricsRegistry>,
+    /// The gateway's instruments, attached after construction by the
+    /// transport (it builds them per instance).
+    telemetry: std::sync::OnceLock<crate::telemetry::Metrics>,
     breaker_faults: u32,
     breaker_backoff: Duration,
     breaker_backoff_max: Duration,
@@ -549,6 +579,7 @@ impl PluginHost {
                 cache_dir,
                 plugins,
                 metrics,
+                telemetry: std::sync::OnceLock::new(),
                 breaker_faults: runtime_config.breaker_faults,
                 breaker_backoff: Duration::from_millis(runtime_config.breaker_backoff_ms),
                 breaker_backoff_max: Duration::from_millis(runtime_config.breaker_backoff_max_ms),
@@ -570,6 +601,12 @@ impl PluginHost {
             spawn_named(tracker, "plugin-watch-files", watch);
         }
         Ok(host)
+    }
+
+    /// Records plugin call latency and errors into the gateway's
+    /// instruments from now on (the first attachment wins).
+    pub fn attach_metrics(&self, metrics: crate::telemetry::Metrics) {
+        let _ = self.inner.telemetry.set(metrics);
     }
 
     /// Counters and histograms recorded by and about plugins.
@@ -635,6 +672,34 @@ impl PluginHost {
 
     /// Calls one hook with breaker, pool and fault handling.
     async fn call(&self, plugin: &Arc<Plugin>, call: Call) -> Result<Returned, PluginError> {
+        let hook = call.hook();
+        let name = &plugin.config.name;
+        let span = crate::child_span!(
+            "plugin.call",
+            otel.name = %format_args!("plugin {name} {hook}"),
+            plugin.name = %name,
+            plugin.hook = %hook,
+            plugin.outcome = tracing::field::Empty,
+            plugin.duration_ms = tracing::field::Empty,
+            plugin.trap = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self.call_guarded(plugin, call).instrument(span.clone()).await;
+        let elapsed = started.elapsed();
+        let failure = result.as_ref().err().map(PluginError::kind);
+        span.record("plugin.outcome", failure.unwrap_or("ok"));
+        span.record("plugin.duration_ms", elapsed.as_secs_f64() * 1000.0);
+        if let Err(PluginError::Trap { trap, .. }) = &result {
+            span.record("plugin.trap", trap.as_str());
+        }
+        if let Some(metrics) = self.inner.telemetry.get() {
+            metrics.plugin_call(name, hook.metric_name(), elapsed, failure);
+        }
+        result
+    }
+
+    /// [`PluginHost::call`] without the span and metrics.
+    async fn call_guarded(&self, plugin: &Arc<Plugin>, call: Call) -> Result<Returned, PluginError> {
         let hook = call.hook();
         let name = &plugin.config.name;
         {
@@ -1025,6 +1090,9 @@ impl PluginHost {
         let Some(tx) = &self.inner.events_tx else { return };
         if tx.try_send(event).is_err() {
             self.inner.metrics.counter_add("host", "events_dropped", &[], 1);
+            if let Some(metrics) = self.inner.telemetry.get() {
+                metrics.queue_drop("events", 1);
+            }
         }
     }
 
@@ -1062,8 +1130,15 @@ impl PluginHost {
             // period after it.
             ticker.reset();
             let events: Vec<types::Event> = batch.drain(..).map(to_event).collect();
+            // The batch continues the trace of its first traced event (the
+            // others are named by their own traceparent in the events).
+            let parent = events.iter().map(|e| &e.trace).find(|t| !t.traceparent.is_empty());
+            let (traceparent, tracestate) =
+                parent.map_or(("", ""), |t| (t.traceparent.as_str(), t.tracestate.as_str()));
+            let span = crate::follow_span!(traceparent, tracestate, "events.batch", events = events.len());
             for plugin in &self.inner.events {
-                if let Err(e) = self.call(plugin, Call::Events(events.clone())).await {
+                let delivered = self.call(plugin, Call::Events(events.clone())).instrument(span.clone()).await;
+                if let Err(e) = delivered {
                     tracing::warn!(plugin = %plugin.config.name, error = %e, lost = events.len(), "event batch not delivered");
                 }
             }
@@ -1120,7 +1195,7 @@ fn to_event(event: Event) -> types::Event {
         channel: event.channel,
         data: event.data.to_vec(),
         code: event.code,
-        trace: types::TraceContext { traceparent: String::new(), tracestate: String::new() },
+        trace: to_trace(&event.trace),
     }
 }
 

@@ -170,6 +170,7 @@ fn into_command(raw: proto::Command) -> Result<Command, DecodeError> {
                 subs: r.subs.into_iter().map(|(k, v)| (k, subscribe_request(v))).collect(),
                 name: r.name,
                 version: r.version,
+                headers: r.headers,
             })
         }),
         subscribe.map(|r| Request::Subscribe(subscribe_request(r))),
@@ -230,6 +231,7 @@ impl From<&Command> for proto::Command {
                     subs: r.subs.iter().map(|(k, v)| (k.clone(), subscribe_request_to_proto(v))).collect(),
                     name: r.name.clone(),
                     version: r.version.clone(),
+                    headers: r.headers.clone(),
                     ..proto::ConnectRequest::default()
                 });
             }

@@ -100,6 +100,9 @@ pub struct ConnectRequest {
     pub subs: HashMap<String, SubscribeRequest>,
     pub name: String,
     pub version: String,
+    /// Emulated HTTP headers (lowercase names by convention); a W3C
+    /// `traceparent` here parents the connection's spans.
+    pub headers: HashMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

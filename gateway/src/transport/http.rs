@@ -129,6 +129,7 @@ async fn route(
         (&Method::GET, "/connection/uni_websocket") => boxed(uni_websocket::upgrade(req, hub, &tracker)),
         (&Method::POST, p) if p == "/api" || p.starts_with("/api/") => boxed(api::handle(req, &hub).await),
         (&Method::GET, "/health") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
+        (&Method::GET, "/metrics") => boxed(api::metrics(&hub)),
         (&Method::GET, "/ready") => {
             if hub.shutdown_token().is_cancelled() {
                 json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting down"}"#)
@@ -138,7 +139,7 @@ async fn route(
                 json_response(StatusCode::OK, r#"{"status":"ready"}"#)
             }
         }
-        (_, "/connection/websocket" | "/connection/uni_websocket" | "/health" | "/ready") => {
+        (_, "/connection/websocket" | "/connection/uni_websocket" | "/health" | "/ready" | "/metrics") => {
             json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#)
         }
         _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),

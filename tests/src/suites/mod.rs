@@ -33,6 +33,7 @@ mod server_side;
 mod slow;
 mod slowloris;
 mod smoke;
+mod telemetry;
 mod timers;
 mod tls;
 mod transports;
