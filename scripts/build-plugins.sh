@@ -10,6 +10,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT/plugins"
+# The gateway's tests load the components from plugins/target, whatever
+# target directory the caller uses for the main workspace.
+export CARGO_TARGET_DIR="$ROOT/plugins/target"
 
 say() { printf '==> %s\n' "$*"; }
 
