@@ -11,7 +11,7 @@ import json
 import statistics
 import sys
 
-SCENARIOS = ["idle", "connect-rate", "fanout-1k", "fanout-5k", "channels"]
+SCENARIOS = ["idle", "connect-rate", "fanout-1k", "fanout-5k", "channels", "plugins"]
 SERVERS = ["switchboard", "nchan", "nats"]
 
 
@@ -161,6 +161,22 @@ def main():
         peer = peers("channels", "latency.p99_ms", min)
         ratio = div(ours, peer[0])
         row("channels", "p99 ≤ best peer", ours, peer, ratio, None if ratio is None else ratio <= 1.0)
+    # nchan and NATS have no plugins: the pipeline is measured against
+    # Switchboard's own plugin-free fanout-1k of the same run.
+    ours = sb("plugins", "deliveries_per_sec")
+    if ours is not None:
+        base = sb("fanout-1k", "deliveries_per_sec")
+        ratio = div(ours, base)
+        row(
+            "plugins",
+            "deliveries/s ≥ 0.7× Switchboard's fanout-1k",
+            ours,
+            (base, "switchboard fanout-1k"),
+            ratio,
+            None if ratio is None else ratio >= 0.7,
+        )
+        comp = sb("plugins", "completeness")
+        row("plugins", "100% completeness", comp, (None, None), None, None if comp is None else comp >= 1.0)
 
     out += ["", "Commands (loadgen from `target/release`; ports, secret and pids are the run's own):", "", "```"]
     seen = []
