@@ -111,6 +111,12 @@ def main():
             ]
             out.append("| " + " | ".join(row) + " |")
 
+    if ("plugins", "switchboard") in cells:
+        out += [
+            "",
+            "`plugins` has a Switchboard row only: nchan and NATS have no plugin pipeline, so its target "
+            "compares it with Switchboard's own `fanout-1k` of the same run.",
+        ]
     out += ["", "Targets (issue 4), Switchboard against the best peer in this run:", ""]
     out.append("| scenario | target | Switchboard | best peer | ratio | met |")
     out.append("|---|---|---|---|---|---|")
