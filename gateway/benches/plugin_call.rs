@@ -1,21 +1,99 @@
-//! Plugin call costs: `on-publish` on a warm instance with a 1 KiB message,
-//! and loading 5 plugins from the compile cache against compiling them.
+//! Plugin call costs:
+//! - `on-publish` on a warm instance with a 1 KiB message: the test guest
+//!   `plugins/testing/transform` (mode `pass`: returns `pass` without
+//!   touching the data) and each Rust example plugin of the publish pipeline
+//!   (`moderation`, `pii-redact`, `enrich`) on a clean 1 KiB chat message;
+//! - gateway publish throughput (`Hub::publish` to 100 subscribers) with the
+//!   pipeline `moderation → pii-redact → enrich` against no plugins;
+//! - loading 5 plugins from the compile cache against compiling them.
 //!
-//! Uses the test guest `plugins/testing/transform` (mode `pass`: returns
-//! `pass` without touching the data), built here for wasm32-wasip2.
+//! Builds the test guest and the example plugins (`plugins/`, release,
+//! wasm32-wasip2) first.
 //! Run: `CARGO_TARGET_DIR=... cargo bench -p switchboard --bench plugin_call`.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::StreamExt as _;
+use switchboard::channel::Outbox;
 use switchboard::config::{Config, PluginConfig};
-use switchboard::plugin::{Message, PluginHost, PublishOutcome};
+use switchboard::hub::{Hub, Inbound, PublishRequest, Session};
+use switchboard::plugin::{Message, PluginHost, PublishOutcome, Publisher};
+use switchboard::protocol::{Encoding, Payload};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Subscribers of the throughput bench's channel.
+const SUBSCRIBERS: usize = 100;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+}
+
+/// Builds the example plugins (their own workspace and target dir, as
+/// `scripts/build-plugins.sh` does) and returns the `.wasm` of `name`.
+fn example(name: &str) -> PathBuf {
+    let root = root();
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--quiet", "--release", "--manifest-path"])
+        .arg(root.join("plugins/Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the example plugins failed");
+    root.join("plugins/target/wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The example plugin `name` with its documented config.
+fn example_plugin(name: &str) -> PluginConfig {
+    let config = match name {
+        "moderation" => {
+            r#"block = ["badword", "very bad phrase"]
+mask = ["darn"]"#
+        }
+        "pii-redact" => r#"patterns = ["email", "phone", "iban", "card", "ip"]"#,
+        "enrich" => {
+            r#"rename = { msg = "text" }
+drop = ["debug"]
+schema = { required = ["msg"], properties = { msg = { type = "string", max_length = 2000 } } }"#
+        }
+        other => panic!("no example plugin {other}"),
+    };
+    let config: toml::Table = toml::from_str(config).expect("plugin config");
+    PluginConfig {
+        name: name.into(),
+        path: example(name).display().to_string(),
+        pool_size: 1,
+        timeout_ms: 1000,
+        config,
+        ..PluginConfig::default()
+    }
+}
+
+/// A clean chat message of exactly 1 KiB: text with digits, dots and `@`
+/// (so the detectors look, and find nothing), as JSON.
+fn chat_message() -> Bytes {
+    let mut text = String::new();
+    let words = ["meet", "at", "10.30", "tomorrow", "near", "gate", "42", "bring", "the", "@team", "notes"];
+    let mut i = 0;
+    let frame = r#"{"msg":"","room":"lobby","n":7}"#.len();
+    while text.len() + frame < 1024 {
+        text.push_str(words[i % words.len()]);
+        text.push(' ');
+        i += 1;
+    }
+    text.truncate(1024 - frame);
+    let data = format!(r#"{{"msg":"{text}","room":"lobby","n":7}}"#);
+    assert_eq!(data.len(), 1024);
+    Bytes::from(data)
+}
 
 fn guest() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+    let root = root();
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("test-guests");
     let status = std::process::Command::new("cargo")
@@ -64,6 +142,11 @@ fn config(wasms: &[PathBuf], cache_dir: &Path) -> Config {
     config
 }
 
+/// Loads a host with a tracker of its own; the host's tasks stop when it is dropped.
+fn load(rt: &tokio::runtime::Runtime, config: &Config) -> PluginHost {
+    rt.block_on(PluginHost::from_config(config, CancellationToken::new(), &TaskTracker::new())).expect("load")
+}
+
 fn benches(c: &mut Criterion) {
     let wasm = guest();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -71,8 +154,7 @@ fn benches(c: &mut Criterion) {
     let cache = work.join("cache");
     let five = variants(&wasm, &work, 5);
 
-    let host =
-        rt.block_on(PluginHost::from_config(&config(&five[..1], &cache), CancellationToken::new())).expect("load");
+    let host = load(&rt, &config(&five[..1], &cache));
     let message = Message {
         channel: "bench".into(),
         data: vec![b'x'; 1024].into(),
@@ -87,22 +169,124 @@ fn benches(c: &mut Criterion) {
     });
     drop(host);
 
+    // Each example plugin alone, on a message it passes unchanged
+    // (moderation, pii-redact) or rewrites (enrich renames `msg`).
+    let chat = Message {
+        channel: "bench".into(),
+        publisher: Some(Publisher { user: "Alice".into(), client: "c1".into() }),
+        data: chat_message(),
+        content_type: "application/json".into(),
+        ..Message::default()
+    };
+    for name in ["moderation", "pii-redact", "enrich"] {
+        let mut config = Config::default();
+        config.plugins.push(example_plugin(name));
+        config.pipelines.publish = vec![name.into()];
+        config.plugin_runtime.watch_interval_ms = 0;
+        config.plugin_runtime.cache_dir = cache.display().to_string();
+        let host = load(&rt, &config);
+        c.bench_function(&format!("on_publish_1kib_warm/{name}"), |b| {
+            b.iter(|| {
+                let outcome = rt.block_on(host.on_publish(black_box(chat.clone())));
+                assert!(matches!(outcome, PublishOutcome::Pass(_)), "{name}: {outcome:?}");
+            })
+        });
+    }
+
+    pipeline_throughput(c, &rt, &cache);
+
     let mut group = c.benchmark_group("cold_start_5_plugins");
     group.sample_size(10).measurement_time(Duration::from_secs(20));
-    group.bench_function("from_cache", |b| {
-        b.iter(|| rt.block_on(PluginHost::from_config(&config(&five, &cache), CancellationToken::new())).expect("load"))
-    });
+    group.bench_function("from_cache", |b| b.iter(|| load(&rt, &config(&five, &cache))));
     group.bench_function("compile", |b| {
         b.iter(|| {
             // A fresh, empty cache directory: every plugin compiles.
             let dir = cache.join(uuid::Uuid::new_v4().to_string());
-            let host = rt.block_on(PluginHost::from_config(&config(&five, &dir), CancellationToken::new()));
+            let host = load(&rt, &config(&five, &dir));
             std::fs::remove_dir_all(&dir).ok();
-            host.expect("load")
+            host
         })
     });
     group.finish();
     std::fs::remove_dir_all(&work).ok();
+}
+
+/// A hub whose `bench` channel has [`SUBSCRIBERS`] JSON sessions, and their outboxes.
+fn hub_with_subscribers(
+    rt: &tokio::runtime::Runtime,
+    plugins: Option<PluginHost>,
+    config: Config,
+) -> (Arc<Hub>, Vec<Arc<Outbox>>) {
+    let mut config = config;
+    config.client.allow_anonymous = true;
+    config.channels.allow_subscribe_for_anonymous = true;
+    config.client.ping_interval_secs = 3000;
+    let hub = Hub::with_plugins(Arc::new(config), CancellationToken::new(), plugins).expect("hub");
+    let outboxes = rt.block_on(async {
+        let mut outboxes = Vec::with_capacity(SUBSCRIBERS);
+        for _ in 0..SUBSCRIBERS {
+            let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
+            outboxes.push(session.outbox());
+            let frame = "{\"id\":1,\"connect\":{}}\n{\"id\":2,\"subscribe\":{\"channel\":\"bench\"}}";
+            let inbound =
+                futures_util::stream::iter([Inbound::Text(Bytes::from(frame))]).chain(futures_util::stream::pending());
+            tokio::spawn(session.run(inbound));
+        }
+        while hub.channels().first().map_or(0, |(_, n)| *n) < SUBSCRIBERS {
+            tokio::task::yield_now().await;
+        }
+        outboxes
+    });
+    (hub, outboxes)
+}
+
+/// Empties every outbox (outside the timed section).
+fn drain(rt: &tokio::runtime::Runtime, outboxes: &[Arc<Outbox>]) {
+    rt.block_on(async {
+        let mut batch = Vec::new();
+        for outbox in outboxes {
+            if outbox.queued_bytes() > 0 {
+                batch.clear();
+                outbox.next_batch(&mut batch, usize::MAX).await;
+            }
+        }
+    });
+}
+
+/// `Hub::publish` of the 1 KiB chat message to [`SUBSCRIBERS`] subscribers,
+/// without plugins and through `moderation → pii-redact → enrich`.
+fn pipeline_throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime, cache: &Path) {
+    let request = PublishRequest {
+        channel: "bench".into(),
+        data: Payload::from_json(std::str::from_utf8(&chat_message()).expect("utf-8")).expect("json"),
+        ..PublishRequest::default()
+    };
+    let mut group = c.benchmark_group("hub_publish_1kib_100_subscribers");
+    group.throughput(Throughput::Elements(1));
+    for pipeline in [&[][..], &["moderation", "pii-redact", "enrich"][..]] {
+        let mut config = Config::default();
+        config.plugin_runtime.watch_interval_ms = 0;
+        config.plugin_runtime.cache_dir = cache.display().to_string();
+        config.plugins = pipeline.iter().map(|name| example_plugin(name)).collect();
+        config.pipelines.publish = pipeline.iter().map(|name| (*name).to_owned()).collect();
+        let plugins = (!pipeline.is_empty()).then(|| load(rt, &config));
+        let (hub, outboxes) = hub_with_subscribers(rt, plugins, config);
+        drain(rt, &outboxes);
+        let label = if pipeline.is_empty() { "no_plugins".to_owned() } else { pipeline.join("+") };
+        group.bench_function(&label, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    rt.block_on(hub.publish(black_box(request.clone()))).expect("published");
+                    total += start.elapsed();
+                    drain(rt, &outboxes);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(plugin_call, benches);

@@ -146,19 +146,11 @@ fn serve(path: Option<&Path>) -> ExitCode {
         Ok(config) => config,
         Err(error) => return config_failure(path, &error),
     };
-    switchboard::telemetry::init_logging();
-    for key in config.dev_credentials_in_use() {
-        warn!(
-            key,
-            "USING THE SHIPPED DEVELOPMENT CREDENTIAL: it is public, so anyone can mint tokens \
-             or call the API; set your own before this gateway is reachable by others"
-        );
-    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
-        .and_then(|runtime| runtime.block_on(serve_until_signalled(config)));
+        .and_then(|runtime| runtime.block_on(serve_with_telemetry(config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -166,6 +158,24 @@ fn serve(path: Option<&Path>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Installs logging and span export (inside the runtime: the exporter is a
+/// Tokio task), serves, then flushes the spans still queued.
+async fn serve_with_telemetry(config: Config) -> anyhow::Result<()> {
+    let settings = switchboard::transport::telemetry_settings_from_env(&config.telemetry);
+    let telemetry = switchboard::telemetry::init(&settings).context("cannot start telemetry")?;
+    for key in config.dev_credentials_in_use() {
+        warn!(
+            key,
+            "USING THE SHIPPED DEVELOPMENT CREDENTIAL: it is public, so anyone can mint tokens \
+             or call the API; set your own before this gateway is reachable by others"
+        );
+    }
+    let result = serve_until_signalled(config).await;
+    // Shutdown blocks on the export task, which needs the runtime running.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }
 
 async fn serve_until_signalled(config: Config) -> anyhow::Result<()> {

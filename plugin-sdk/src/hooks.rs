@@ -1,7 +1,11 @@
 //! One trait per hook. A plugin type implements [`Plugin`] and the hook
 //! traits it needs; [`crate::export_plugin!`] wires them to the exports.
 
-use crate::{ConnectRequest, ConnectResult, Event, Message, PublishResult, RpcError, SubscribeRequest, Verdict};
+use crate::{
+    ConnectAttempt, ConnectDecision, ConnectRequest, ConnectResult, Event, Message, PublishAttempt, PublishDecision,
+    PublishResult, RefreshDecision, RefreshRequest, RpcError, SubRefreshRequest, SubscribeAttempt, SubscribeDecision,
+    SubscribeRequest, Verdict,
+};
 
 /// The lifecycle: builds the plugin's state from its config.
 ///
@@ -20,6 +24,33 @@ pub trait ConnectHook {
         let _ = req;
         defaults::connect()
     }
+
+    /// The session-aware connect (transport, protocol, forwarded headers,
+    /// requested channels in; reply data, meta, disconnect out). The host
+    /// calls this one. Default: [`ConnectHook::on_connect`] on the common
+    /// fields.
+    fn on_connect_ext(&mut self, req: ConnectAttempt) -> ConnectDecision {
+        self.on_connect(req.to_request()).into()
+    }
+}
+
+/// `on-refresh`: a connection reached the expiry a connect hook gave it.
+pub trait RefreshHook {
+    /// Default: [`RefreshDecision::Expire`] (closed with 3005).
+    fn on_refresh(&mut self, req: RefreshRequest) -> RefreshDecision {
+        let _ = req;
+        RefreshDecision::Expire
+    }
+}
+
+/// `on-sub-refresh`: a subscription reached the expiry a subscribe hook
+/// gave it.
+pub trait SubRefreshHook {
+    /// Default: [`RefreshDecision::Expire`] (unsubscribed with 2501).
+    fn on_sub_refresh(&mut self, req: SubRefreshRequest) -> RefreshDecision {
+        let _ = req;
+        RefreshDecision::Expire
+    }
 }
 
 /// `on-subscribe`: allows or denies a subscription.
@@ -29,6 +60,20 @@ pub trait SubscribeHook {
         let _ = req;
         defaults::subscribe()
     }
+
+    /// The session-aware subscribe (connection meta in; info, reply data,
+    /// expiry and option overrides out). The host calls this one. Default:
+    /// [`SubscribeHook::on_subscribe`].
+    fn on_subscribe_ext(&mut self, req: SubscribeAttempt) -> SubscribeDecision {
+        let plain = SubscribeRequest {
+            client: req.conn.client,
+            user: req.conn.user,
+            channel: req.channel,
+            data: req.data,
+            trace: req.trace,
+        };
+        self.on_subscribe(plain).into()
+    }
 }
 
 /// `on-publish`: inspects, rewrites, drops or refuses a publication.
@@ -37,6 +82,12 @@ pub trait PublishHook {
     fn on_publish(&mut self, msg: Message) -> PublishResult {
         let _ = msg;
         defaults::publish()
+    }
+
+    /// The session-aware publish (publisher connection in; `skip_history`
+    /// out). The host calls this one. Default: [`PublishHook::on_publish`].
+    fn on_publish_ext(&mut self, req: PublishAttempt) -> PublishDecision {
+        self.on_publish(req.msg).into()
     }
 }
 

@@ -43,11 +43,15 @@ mod types;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub use hooks::{ConnectHook, EventsHook, Plugin, PublishHook, RpcHook, SubscribeHook, defaults};
+pub use hooks::{
+    ConnectHook, EventsHook, Plugin, PublishHook, RefreshHook, RpcHook, SubRefreshHook, SubscribeHook, defaults,
+};
 pub use host::{clock, http, kv, log, metrics, random};
 pub use types::{
-    ConnectRequest, ConnectResult, Event, EventKind, Message, Principal, PublishResult, Publisher, Reject, RpcError,
-    SubscribeRequest, TraceContext, Verdict,
+    ConnectAttempt, ConnectDecision, ConnectRequest, ConnectResult, Connection, Event, EventKind, Message, Principal,
+    PublishAttempt, PublishDecision, PublishResult, PublishRewrite, Publisher, RefreshDecision, RefreshGrant,
+    RefreshRequest, Reject, RpcError, Session, SubRefreshRequest, SubscribeAttempt, SubscribeDecision,
+    SubscribeRequest, Subscription, TraceContext, Verdict,
 };
 
 /// The raw `wit-bindgen` output. Plugin code should not need it; it is public
@@ -57,7 +61,7 @@ pub mod bindings {
     // Nothing hand-written lives here: the generated canonical-ABI glue is
     // the SDK's only unsafe code (the workspace forbids it elsewhere).
     wit_bindgen::generate!({
-        world: "plugin",
+        world: "extended-plugin",
         path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
@@ -73,10 +77,13 @@ pub use wit_bindgen as __wit_bindgen;
 /// Exports a plugin type as the component's implementation of the
 /// `switchboard:plugin` world.
 ///
-/// `export_plugin!(MyPlugin, hooks: [connect, subscribe, publish, rpc, events])`
+/// `export_plugin!(MyPlugin, hooks: [connect, subscribe, publish, rpc, events, refresh, sub_refresh])`
 /// lists the hooks the type implements; it must implement [`Plugin`] and the
 /// matching hook trait for each listed hook ([`ConnectHook`],
-/// [`SubscribeHook`], [`PublishHook`], [`RpcHook`], [`EventsHook`]).
+/// [`SubscribeHook`], [`PublishHook`], [`RpcHook`], [`EventsHook`],
+/// [`RefreshHook`], [`SubRefreshHook`]). A listed connect, subscribe or
+/// publish hook is exported through both its plain and its ext interface
+/// (the host calls the ext one; its default method bridges to the plain one).
 ///
 /// The component still exports every hook interface of the world (that is
 /// how `wit-bindgen` builds it): hooks that are not listed answer with the
@@ -121,6 +128,8 @@ macro_rules! export_plugin {
             $crate::__export_hook!(publish; $ty; $($($hook)*)?);
             $crate::__export_hook!(rpc; $ty; $($($hook)*)?);
             $crate::__export_hook!(events; $ty; $($($hook)*)?);
+            $crate::__export_hook!(refresh; $ty; $($($hook)*)?);
+            $crate::__export_hook!(sub_refresh; $ty; $($($hook)*)?);
 
             #[cfg(target_arch = "wasm32")]
             $crate::bindings::__export_plugin_world!(__SwitchboardExports with_types_in $crate::bindings);
@@ -137,11 +146,13 @@ macro_rules! __check_hook {
     (publish) => {};
     (rpc) => {};
     (events) => {};
+    (refresh) => {};
+    (sub_refresh) => {};
     ($other:ident) => {
         ::std::compile_error!(::std::concat!(
             "unknown hook `",
             ::std::stringify!($other),
-            "`: expected connect, subscribe, publish, rpc or events"
+            "`: expected connect, subscribe, publish, rpc, events, refresh or sub_refresh"
         ));
     };
 }
@@ -158,6 +169,11 @@ macro_rules! __export_hook {
                 __switchboard_with(|p| <$ty as $crate::ConnectHook>::on_connect(p, req))
             }
         }
+        impl $crate::bindings::exports::switchboard::plugin::connect_ext_hook::Guest for __SwitchboardExports {
+            fn on_connect_ext(req: $crate::ConnectAttempt) -> $crate::ConnectDecision {
+                __switchboard_with(|p| <$ty as $crate::ConnectHook>::on_connect_ext(p, req))
+            }
+        }
     };
     (subscribe; $ty:ty; subscribe $($rest:ident)*) => {
         impl $crate::bindings::exports::switchboard::plugin::subscribe_hook::Guest for __SwitchboardExports {
@@ -165,11 +181,35 @@ macro_rules! __export_hook {
                 __switchboard_with(|p| <$ty as $crate::SubscribeHook>::on_subscribe(p, req))
             }
         }
+        impl $crate::bindings::exports::switchboard::plugin::subscribe_ext_hook::Guest for __SwitchboardExports {
+            fn on_subscribe_ext(req: $crate::SubscribeAttempt) -> $crate::SubscribeDecision {
+                __switchboard_with(|p| <$ty as $crate::SubscribeHook>::on_subscribe_ext(p, req))
+            }
+        }
     };
     (publish; $ty:ty; publish $($rest:ident)*) => {
         impl $crate::bindings::exports::switchboard::plugin::publish_hook::Guest for __SwitchboardExports {
             fn on_publish(msg: $crate::Message) -> $crate::PublishResult {
                 __switchboard_with(|p| <$ty as $crate::PublishHook>::on_publish(p, msg))
+            }
+        }
+        impl $crate::bindings::exports::switchboard::plugin::publish_ext_hook::Guest for __SwitchboardExports {
+            fn on_publish_ext(req: $crate::PublishAttempt) -> $crate::PublishDecision {
+                __switchboard_with(|p| <$ty as $crate::PublishHook>::on_publish_ext(p, req))
+            }
+        }
+    };
+    (refresh; $ty:ty; refresh $($rest:ident)*) => {
+        impl $crate::bindings::exports::switchboard::plugin::refresh_hook::Guest for __SwitchboardExports {
+            fn on_refresh(req: $crate::RefreshRequest) -> $crate::RefreshDecision {
+                __switchboard_with(|p| <$ty as $crate::RefreshHook>::on_refresh(p, req))
+            }
+        }
+    };
+    (sub_refresh; $ty:ty; sub_refresh $($rest:ident)*) => {
+        impl $crate::bindings::exports::switchboard::plugin::sub_refresh_hook::Guest for __SwitchboardExports {
+            fn on_sub_refresh(req: $crate::SubRefreshRequest) -> $crate::RefreshDecision {
+                __switchboard_with(|p| <$ty as $crate::SubRefreshHook>::on_sub_refresh(p, req))
             }
         }
     };
@@ -201,6 +241,11 @@ macro_rules! __export_hook {
                 $crate::defaults::connect()
             }
         }
+        impl $crate::bindings::exports::switchboard::plugin::connect_ext_hook::Guest for __SwitchboardExports {
+            fn on_connect_ext(_req: $crate::ConnectAttempt) -> $crate::ConnectDecision {
+                $crate::defaults::connect().into()
+            }
+        }
     };
     (subscribe; $ty:ty;) => {
         impl $crate::bindings::exports::switchboard::plugin::subscribe_hook::Guest for __SwitchboardExports {
@@ -208,11 +253,35 @@ macro_rules! __export_hook {
                 $crate::defaults::subscribe()
             }
         }
+        impl $crate::bindings::exports::switchboard::plugin::subscribe_ext_hook::Guest for __SwitchboardExports {
+            fn on_subscribe_ext(_req: $crate::SubscribeAttempt) -> $crate::SubscribeDecision {
+                $crate::defaults::subscribe().into()
+            }
+        }
     };
     (publish; $ty:ty;) => {
         impl $crate::bindings::exports::switchboard::plugin::publish_hook::Guest for __SwitchboardExports {
             fn on_publish(_msg: $crate::Message) -> $crate::PublishResult {
                 $crate::defaults::publish()
+            }
+        }
+        impl $crate::bindings::exports::switchboard::plugin::publish_ext_hook::Guest for __SwitchboardExports {
+            fn on_publish_ext(_req: $crate::PublishAttempt) -> $crate::PublishDecision {
+                $crate::defaults::publish().into()
+            }
+        }
+    };
+    (refresh; $ty:ty;) => {
+        impl $crate::bindings::exports::switchboard::plugin::refresh_hook::Guest for __SwitchboardExports {
+            fn on_refresh(_req: $crate::RefreshRequest) -> $crate::RefreshDecision {
+                $crate::RefreshDecision::Expire
+            }
+        }
+    };
+    (sub_refresh; $ty:ty;) => {
+        impl $crate::bindings::exports::switchboard::plugin::sub_refresh_hook::Guest for __SwitchboardExports {
+            fn on_sub_refresh(_req: $crate::SubRefreshRequest) -> $crate::RefreshDecision {
+                $crate::RefreshDecision::Expire
             }
         }
     };

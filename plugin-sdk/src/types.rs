@@ -3,8 +3,10 @@
 //! and tests don't spell out every field.
 
 pub use crate::bindings::switchboard::plugin::types::{
-    ConnectRequest, ConnectResult, Event, EventKind, Message, Principal, PublishResult, Publisher, Reject, RpcError,
-    SubscribeRequest, TraceContext, Verdict,
+    ConnectAttempt, ConnectDecision, ConnectRequest, ConnectResult, Connection, Event, EventKind, Message, Principal,
+    PublishAttempt, PublishDecision, PublishResult, PublishRewrite, Publisher, RefreshDecision, RefreshGrant,
+    RefreshRequest, Reject, RpcError, Session, SubRefreshRequest, SubscribeAttempt, SubscribeDecision,
+    SubscribeRequest, Subscription, TraceContext, Verdict,
 };
 
 impl Reject {
@@ -48,6 +50,85 @@ impl Principal {
     /// expiry.
     pub fn new(user: impl Into<String>) -> Self {
         Principal { user: user.into(), info: None, channels: Vec::new(), expires_at: None }
+    }
+}
+
+impl Session {
+    /// A session for `user` with nothing else set.
+    pub fn new(user: impl Into<String>) -> Self {
+        Session { user: user.into(), info: None, data: None, channels: Vec::new(), expires_at: None, meta: None }
+    }
+}
+
+#[allow(clippy::derivable_impls, reason = "generated type, no derive possible")]
+impl Default for Subscription {
+    fn default() -> Self {
+        Subscription {
+            info: None,
+            data: None,
+            expires_at: None,
+            presence: None,
+            join_leave: None,
+            force_recovery: None,
+        }
+    }
+}
+
+impl ConnectAttempt {
+    /// The plain [`ConnectRequest`] view of this attempt.
+    pub fn to_request(&self) -> ConnectRequest {
+        ConnectRequest {
+            client: self.client.clone(),
+            transport: self.transport.clone(),
+            user: self.user.clone(),
+            claims: self.claims.clone(),
+            data: self.data.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            trace: self.trace.clone(),
+        }
+    }
+
+    /// The first forwarded header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+impl From<ConnectResult> for ConnectDecision {
+    fn from(result: ConnectResult) -> Self {
+        match result {
+            ConnectResult::Pass => ConnectDecision::Pass,
+            ConnectResult::Allow(p) => ConnectDecision::Allow(Session {
+                user: p.user,
+                info: p.info,
+                data: None,
+                channels: p.channels,
+                expires_at: p.expires_at,
+                meta: None,
+            }),
+            ConnectResult::Deny(r) => ConnectDecision::Deny(r),
+        }
+    }
+}
+
+impl From<Verdict> for SubscribeDecision {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Allow => SubscribeDecision::Allow(Subscription::default()),
+            Verdict::Deny(r) => SubscribeDecision::Deny(r),
+        }
+    }
+}
+
+impl From<PublishResult> for PublishDecision {
+    fn from(result: PublishResult) -> Self {
+        match result {
+            PublishResult::Pass => PublishDecision::Pass,
+            PublishResult::Replace(msg) => PublishDecision::Replace(PublishRewrite { msg, skip_history: false }),
+            PublishResult::Drop => PublishDecision::Drop,
+            PublishResult::Deny(r) => PublishDecision::Deny(r),
+        }
     }
 }
 

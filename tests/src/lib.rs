@@ -100,6 +100,9 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), switchboard::Error>>>,
+    /// A gateway of [`start_killable`](Self::start_killable): the thread
+    /// owning its runtime, and the switch that drops that runtime.
+    own_runtime: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl TestGateway {
@@ -115,7 +118,42 @@ impl TestGateway {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         let task = tokio::spawn(switchboard::run(config, listener, async move { signal.cancelled().await }));
-        Ok(Self { addr, shutdown, task: Some(task) })
+        Ok(Self { addr, shutdown, task: Some(task), own_runtime: None })
+    }
+
+    /// Starts a gateway on a runtime and thread of its own, so that
+    /// [`kill`](Self::kill) can stop it like SIGKILL stops a process: every
+    /// task is dropped mid-flight, no cleanup runs, nothing is said to Redis
+    /// or to clients beyond their sockets closing.
+    pub fn start_killable(config: Config) -> Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let thread = std::thread::Builder::new().name(format!("gateway-{}", addr.port())).spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(listener) else { return };
+                tokio::select! {
+                    _ = switchboard::run(config, listener, async move { signal.cancelled().await }) => {}
+                    _ = killed => {}
+                }
+            });
+            // No waiting for anything: the node's tasks are simply gone.
+            runtime.shutdown_background();
+        })?;
+        Ok(Self { addr, shutdown, task: None, own_runtime: Some((kill, thread)) })
+    }
+
+    /// Stops a [`start_killable`](Self::start_killable) gateway abruptly
+    /// and waits until its runtime is gone.
+    pub async fn kill(mut self) -> Result<()> {
+        let (kill, thread) = self.own_runtime.take().context("not started with start_killable")?;
+        let _ = kill.send(());
+        tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("gateway panicked"))?;
+        Ok(())
     }
 
     pub fn ws_url(&self) -> String {
@@ -148,6 +186,14 @@ impl TestGateway {
     /// Starts graceful shutdown and waits for `run` to return.
     pub async fn shutdown(mut self) -> Result<()> {
         self.shutdown.cancel();
+        if let Some((_, thread)) = self.own_runtime.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            tokio::time::timeout(Duration::from_secs(15), joined)
+                .await
+                .context("shutdown timed out")??
+                .map_err(|_| anyhow::anyhow!("gateway panicked"))?;
+            return Ok(());
+        }
         let task = self.task.take().expect("running");
         tokio::time::timeout(Duration::from_secs(15), task).await.context("shutdown timed out")???;
         Ok(())
@@ -184,6 +230,19 @@ impl WsClient {
         let mut request = url.into_client_request()?;
         if let Some(origin) = origin {
             request.headers_mut().insert("origin", origin.parse()?);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self::from_stream(ws))
+    }
+
+    /// Opens a socket to `url` with extra request headers (`Origin`,
+    /// `Cookie`, ...).
+    pub async fn open_with_headers(url: &str, headers: &[(&str, &str)]) -> Result<Self> {
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())?, value.parse()?);
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Self::from_stream(ws))
@@ -357,6 +416,26 @@ pub async fn http_request_bytes(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse> {
+    let text = http_request_text(addr, method, path, headers, body).await?;
+    Ok(HttpResponse { status: text.status, body: serde_json::from_str(&text.body).unwrap_or(Value::Null) })
+}
+
+/// An HTTP response with its body as text and its head (lowercased).
+#[derive(Debug)]
+pub struct TextResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// [`http_request_bytes`] returning the body as text (`/metrics`).
+pub async fn http_request_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<TextResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await?;
     let mut req =
@@ -375,7 +454,7 @@ pub async fn http_request_bytes(
     let status: u16 = head.split(' ').nth(1).context("no status")?.parse()?;
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok(HttpResponse { status, body: serde_json::from_str(&body).unwrap_or(Value::Null) })
+    Ok(TextResponse { status, head: head.to_ascii_lowercase(), body })
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -389,6 +468,35 @@ fn dechunk(mut body: &str) -> String {
         body = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Builds the example plugin `plugins/<name>` (the shipped plugins'
+/// workspace) for `wasm32-wasip2` (release) once per test process and
+/// returns its `.wasm`; artifacts go to `$CARGO_TARGET_DIR/example-plugins`.
+pub fn example_plugin(name: &str) -> Result<std::path::PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_owned();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("example-plugins");
+    let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|b| b == name) {
+        return Ok(wasm);
+    }
+    let output = std::process::Command::new("cargo")
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", name, "--manifest-path"])
+        .arg(root.join("plugins/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(root.join("plugins"))
+        .output()
+        .context("run cargo for an example plugin")?;
+    if !output.status.success() {
+        bail!("building plugin {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    built.push(name.to_owned());
+    Ok(wasm)
 }
 
 /// Builds the test guest `plugins/testing/<name>` for `wasm32-wasip2`
@@ -424,6 +532,174 @@ pub fn test_guest(name: &str) -> Result<std::path::PathBuf> {
 
 #[cfg(test)]
 mod suites;
+
+/// The real `switchboard` binary, built once per test process with the
+/// workspace's target directory (cargo's fingerprint makes it cheap when it
+/// is fresh). For tests that need a separate process: kill -9, SIGTERM,
+/// restarts on the same data.
+pub fn gateway_binary() -> Result<std::path::PathBuf> {
+    static BUILT: std::sync::OnceLock<std::result::Result<std::path::PathBuf, String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let output = std::process::Command::new("cargo")
+            // Selecting the e2e package too gives the same feature resolution as the
+            // test build, so no dependency is built a second time.
+            .args(["build", "--quiet", "-p", "switchboard-e2e", "-p", "switchboard", "--bin", "switchboard"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&root)
+            .output()
+            .map_err(|e| format!("run cargo: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("building switchboard failed:\n{}", String::from_utf8_lossy(&output.stderr)));
+        }
+        Ok(target.join("debug/switchboard"))
+    });
+    built.clone().map_err(anyhow::Error::msg)
+}
+
+/// A gateway in its own process (the real binary), on a port chosen once and
+/// kept across restarts so clients reconnect to the same address.
+pub struct GatewayProcess {
+    pub addr: SocketAddr,
+    config_path: std::path::PathBuf,
+    child: Option<tokio::process::Child>,
+    /// Everything the process wrote to stderr (its log), across restarts.
+    log: std::sync::Arc<parking_lot::Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Writes `config` (its `server.listen` replaced by a free loopback port)
+    /// and starts the binary on it; returns once the port accepts.
+    pub async fn start(mut config: Config) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        config.server.listen = addr.to_string();
+        let dir = tempfile::tempdir()?;
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, toml::to_string(&config)?)?;
+        let log = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+        let mut gw = Self { addr, config_path, child: None, log, _dir: dir };
+        gw.restart().await?;
+        Ok(gw)
+    }
+
+    /// Starts the process again (after [`kill`](Self::kill) or
+    /// [`terminate`](Self::terminate)) with the same config and port.
+    pub async fn restart(&mut self) -> Result<()> {
+        let mut child = self.spawn()?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(self.addr).await.is_ok() {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("switchboard exited with {status} before listening:\n{}", self.log());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("switchboard did not listen on {} within 30 s:\n{}", self.addr, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Replaces the config for the next start (keeping the port).
+    pub fn set_config(&mut self, config: &Config) -> Result<()> {
+        let mut config = config.clone();
+        config.server.listen = self.addr.to_string();
+        std::fs::write(&self.config_path, toml::to_string(&config)?)?;
+        Ok(())
+    }
+
+    /// Runs the binary to its exit (for starts expected to fail): returns
+    /// its exit code and everything it logged.
+    pub async fn run_to_exit(&mut self) -> Result<(Option<i32>, String)> {
+        let child = self.spawn()?;
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .context("switchboard did not exit")??;
+        // stderr was piped into the log by spawn's reader; wait_with_output
+        // returns what was left.
+        let mut log = self.log();
+        log.push_str(&String::from_utf8_lossy(&status.stderr));
+        Ok((status.status.code(), log))
+    }
+
+    fn spawn(&mut self) -> Result<tokio::process::Child> {
+        let mut child = tokio::process::Command::new(gateway_binary()?)
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn switchboard")?;
+        if let Some(stderr) = child.stderr.take() {
+            let log = self.log.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = log.lock();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        Ok(child)
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().clone()
+    }
+
+    /// SIGKILL: no shutdown code runs. Waits for the process to be gone.
+    pub async fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM: graceful shutdown. Waits (up to 30 s) for the exit.
+    pub async fn terminate(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().context("no pid")?;
+            let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+            if !status.success() {
+                bail!("kill -TERM {pid} failed");
+            }
+            tokio::time::timeout(Duration::from_secs(30), child.wait()).await.context("no exit after SIGTERM")??;
+        }
+        Ok(())
+    }
+
+    pub fn api(&self) -> Api {
+        Api { addr: self.addr, key: API_KEY.into() }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.addr)
+    }
+
+    /// Opens a WebSocket and completes `connect` as `user`.
+    pub async fn connect(&self, user: &str) -> Result<(WsClient, Value)> {
+        let mut ws = WsClient::open(&self.ws_url(), None).await?;
+        let reply = ws.call(json!({ "connect": { "token": user_token(user) } })).await?;
+        if reply.get("error").is_some() {
+            bail!("connect failed: {reply}");
+        }
+        Ok((ws, reply["connect"].clone()))
+    }
+}
 
 /// A streaming HTTP/1.1 response read as it arrives: the status and headers,
 /// then the (de-chunked) body as lines or server-sent events.

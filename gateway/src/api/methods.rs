@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::hub::{Hub, PublishRequest};
-use crate::protocol::{DisconnectCode, Payload, StreamPosition};
+use crate::protocol::{DisconnectCode, ErrorCode, Payload, StreamPosition};
 
 const METHODS: &[&str] = &[
     "publish",
@@ -27,7 +27,7 @@ const METHODS: &[&str] = &[
 ];
 
 pub(super) fn exists(method: &str) -> bool {
-    METHODS.contains(&method)
+    METHODS.contains(&method) || super::chat::exists(method)
 }
 
 fn parse<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
@@ -54,6 +54,17 @@ struct PublishParams {
     tags: HashMap<String, String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// The publishing connection (Pusher's `socket_id`): skipped in the
+    /// fan-out when the namespace has `exclude_publisher` or
+    /// `exclude_publisher` below is set.
+    #[serde(default)]
+    client: Option<String>,
+    #[serde(default)]
+    exclude_publisher: bool,
+    /// `broadcast` only: publish to every channel with subscribers whose
+    /// name matches (`*` and `?` wildcards), at most `api.max_pattern_channels`.
+    #[serde(default)]
+    pattern: String,
 }
 
 impl PublishParams {
@@ -69,6 +80,14 @@ impl PublishParams {
             }
             (None, None) => return Err(ApiError::bad_request("data required")),
         };
+        // Client ids are the gateway's own (UUIDs); one with `:` could not
+        // travel in the Redis engine's live message.
+        if self.client.as_deref().is_some_and(|c| c.contains(':') || c.len() > 64) {
+            return Err(ApiError::bad_request("client must be a client id"));
+        }
+        if self.exclude_publisher && self.client.is_none() {
+            return Err(ApiError::bad_request("exclude_publisher needs client"));
+        }
         Ok(PublishRequest {
             channel,
             data,
@@ -76,6 +95,9 @@ impl PublishParams {
             tags: self.tags.clone(),
             skip_history: self.skip_history,
             idempotency_key: self.idempotency_key.clone(),
+            client: self.client.clone(),
+            exclude_publisher: self.exclude_publisher,
+            connection: None,
         })
     }
 }
@@ -121,6 +143,12 @@ struct History {
     since: Option<StreamPosition>,
     #[serde(default)]
     reverse: bool,
+    /// Chat channels: messages only, each with its aggregate.
+    #[serde(default)]
+    aggregate: bool,
+    /// Whose `me` the aggregates answer.
+    #[serde(default)]
+    user: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -161,6 +189,23 @@ fn disconnect_code(spec: Option<DisconnectSpec>) -> Result<DisconnectCode, ApiEr
     Ok(DisconnectCode { code: spec.code, reason: "disconnect" })
 }
 
+/// The channels with subscribers (on any node) matching `pattern`, sorted;
+/// 106 when there are more than `api.max_pattern_channels`.
+async fn pattern_channels(hub: &Hub, pattern: &str) -> Result<Vec<String>, ApiError> {
+    let max = hub.config().api.max_pattern_channels;
+    let matcher = wildmatch::WildMatch::new(pattern);
+    let mut channels: Vec<String> =
+        hub.all_channels().await.into_iter().map(|(name, _)| name).filter(|name| matcher.matches(name)).collect();
+    if channels.len() > max {
+        return Err(ApiError {
+            code: ErrorCode::LimitExceeded.code(),
+            message: format!("pattern matches {} channels (max {max})", channels.len()),
+        });
+    }
+    channels.sort_unstable();
+    Ok(channels)
+}
+
 /// Runs one method.
 pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<Value, ApiError> {
     match method {
@@ -173,11 +218,15 @@ pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<V
         }
         "broadcast" => {
             let b: PublishParams = parse(params)?;
-            if b.channels.is_empty() {
-                return Err(ApiError::bad_request("channels required"));
-            }
-            let mut responses: Vec<Value> = Vec::with_capacity(b.channels.len());
-            for channel in &b.channels {
+            let by_pattern = !b.pattern.is_empty();
+            let channels = match (by_pattern, b.channels.is_empty()) {
+                (false, true) => return Err(ApiError::bad_request("channels or pattern required")),
+                (true, false) => return Err(ApiError::bad_request("channels and pattern are exclusive")),
+                (false, false) => b.channels.clone(),
+                (true, true) => pattern_channels(hub, &b.pattern).await?,
+            };
+            let mut responses: Vec<Value> = Vec::with_capacity(channels.len());
+            for channel in &channels {
                 let outcome = match b.request(channel.clone()) {
                     Ok(r) => hub.publish(r).await.map_err(ApiError::from),
                     Err(e) => Err(e),
@@ -186,6 +235,9 @@ pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<V
                     Ok(pos) => json!({ "result": position(pos) }),
                     Err(e) => json!({ "error": e }),
                 });
+            }
+            if by_pattern {
+                return Ok(json!({ "channels": channels, "responses": responses }));
             }
             Ok(json!({ "responses": responses }))
         }
@@ -218,6 +270,13 @@ pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<V
             let h: History = parse(params)?;
             // No limit: only the stream position. Negative: everything kept.
             let limit = usize::try_from(h.limit).unwrap_or(usize::MAX);
+            if h.aggregate {
+                let (messages, top) =
+                    hub.history_aggregated(&h.channel, h.since.as_ref(), limit, h.reverse, &h.user).await?;
+                let mut result = position(top);
+                result["messages"] = serde_json::to_value(messages).map_err(ApiError::bad_request)?;
+                return Ok(result);
+            }
             let (pubs, top) = hub.history(&h.channel, h.since.as_ref(), limit, h.reverse).await?;
             let mut result = position(top);
             result["publications"] = serde_json::to_value(pubs).map_err(ApiError::bad_request)?;
@@ -259,6 +318,6 @@ pub(super) async fn call(hub: &Hub, method: &str, params: &RawValue) -> Result<V
             }
             Ok(json!({ "replies": replies }))
         }
-        _ => Err(ApiError { code: 404, message: format!("unknown method {method:?}") }),
+        _ => super::chat::call(hub, method, params).await,
     }
 }

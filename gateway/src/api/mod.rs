@@ -6,7 +6,13 @@
 //! body, 404 unknown method, 413 body over `api.max_body_bytes`). The API
 //! calls the hub exactly as a session would; it never reaches into channel or
 //! history internals.
+//!
+//! It also serves `GET /metrics`, the Prometheus text exposition of the
+//! gateway's instruments (see `telemetry::metrics`). Each API request is a
+//! span (parented by a W3C `traceparent` header) and a sample of
+//! `http.server.request.duration`.
 
+mod chat;
 mod methods;
 
 use std::sync::Arc;
@@ -69,8 +75,62 @@ fn presented_key(req: &Request<Incoming>) -> Option<&[u8]> {
     scheme.eq_ignore_ascii_case("apikey").then(|| key.trim().as_bytes())
 }
 
-/// Handles one `POST /api/...` request.
+/// `GET /metrics`: every instrument in the Prometheus text format; 404
+/// when `telemetry.prometheus_enabled` is off.
+pub fn metrics(hub: &Hub) -> Response<Full<Bytes>> {
+    let started = std::time::Instant::now();
+    let (status, body, content_type) = match hub.metrics().render_prometheus() {
+        Some(Ok(text)) => (StatusCode::OK, Bytes::from(text), crate::telemetry::PROMETHEUS_CONTENT_TYPE),
+        Some(Err(error)) => {
+            tracing::warn!(%error, "cannot encode metrics");
+            (StatusCode::INTERNAL_SERVER_ERROR, Bytes::from_static(b"metrics encoding failed\n"), "text/plain")
+        }
+        None => (StatusCode::NOT_FOUND, Bytes::from_static(br#"{"error":"not found"}"#), "application/json"),
+    };
+    let mut resp = response(status, body);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    hub.metrics().http_request("GET", "/metrics", status.as_u16(), started.elapsed());
+    resp
+}
+
+/// A request header as text (empty when absent or not ASCII).
+fn header_text<'a>(req: &'a Request<Incoming>, name: &str) -> &'a str {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Handles one `POST /api/...` request inside its span.
 pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Bytes>> {
+    let started = std::time::Instant::now();
+    let method = api_method(&req).to_owned();
+    let span = crate::root_span!(
+        header_text(&req, "traceparent"),
+        header_text(&req, "tracestate"),
+        "api.request",
+        otel.name = %format_args!("POST /api/{method}"),
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/api/{method}",
+        url.path = req.uri().path(),
+        api.method = %method,
+        http.response.status_code = tracing::field::Empty,
+        api.error_code = tracing::field::Empty,
+    );
+    // Boxed: the request future nests inside the connection's, and unboxed
+    // the whole stack is too deep for the compiler's layout computation.
+    let resp = tracing::Instrument::instrument(Box::pin(handle_traced(req, hub)), span.clone()).await;
+    let status = resp.status().as_u16();
+    span.record("http.response.status_code", status);
+    let route = if methods::exists(&method) { method.as_str() } else { "unknown" };
+    hub.metrics().http_request("POST", route, status, started.elapsed());
+    resp
+}
+
+/// The API method named by the path (`/api/publish` → `publish`).
+fn api_method(req: &Request<Incoming>) -> &str {
+    req.uri().path().trim_start_matches("/api").trim_start_matches('/')
+}
+
+async fn handle_traced(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Bytes>> {
     let config = &hub.config().api;
     let key_ok =
         presented_key(&req).is_some_and(|k| !config.key.is_empty() && bool::from(k.ct_eq(config.key.as_bytes())));
@@ -78,6 +138,9 @@ pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Byt
         return error_response(StatusCode::UNAUTHORIZED, ApiError { code: 401, message: "unauthorized".into() });
     }
     let method = req.uri().path().trim_start_matches("/api").trim_start_matches('/').to_owned();
+    // `POST /api/history?aggregate=true` is the body's `"aggregate": true`.
+    let aggregate_query =
+        method == "history" && req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "aggregate=true"));
     if !methods::exists(&method) {
         return error_response(
             StatusCode::NOT_FOUND,
@@ -100,10 +163,24 @@ pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Byt
         Ok(p) => p,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::bad_request(e)),
     };
+    let with_aggregate;
+    let params = if aggregate_query {
+        let mut value: serde_json::Value = serde_json::from_str(params.get()).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("aggregate".into(), true.into());
+        }
+        with_aggregate = serde_json::value::to_raw_value(&value).unwrap_or_else(|_| params.to_owned());
+        &*with_aggregate
+    } else {
+        params
+    };
     let outcome = methods::call(hub, &method, params).await;
     let envelope = match outcome {
         Ok(result) => serde_json::json!({ "result": result }),
-        Err(error) => serde_json::json!({ "error": error }),
+        Err(error) => {
+            tracing::Span::current().record("api.error_code", error.code);
+            serde_json::json!({ "error": error })
+        }
     };
     response(StatusCode::OK, Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default()))
 }

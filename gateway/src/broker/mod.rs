@@ -7,10 +7,12 @@
 //! with no gap and no duplicate. The Redis engine keeps the same contract
 //! across nodes (see [`redis`]); [`Engine`] is what the hub holds.
 
+mod durable;
 mod memory;
 pub mod redis;
 
-pub use memory::{MemoryBroker, SubscribeView};
+pub use durable::DiskOptions;
+pub use memory::{MemoryBroker, RecoveredKey, SubscribeView};
 pub use redis::{RedisBroker, RedisOptions};
 
 use std::collections::HashMap;
@@ -25,7 +27,9 @@ use crate::protocol::{ClientInfo, ErrorCode, Publication, StreamPosition};
 /// back into the engine for the same channel.
 pub trait Delivery: Send + Sync + 'static {
     /// A publication, with its offset set when the channel keeps history.
-    fn publication(&self, channel: &str, publication: &Publication);
+    /// `exclude` names a client that must not receive it (the publisher,
+    /// with `exclude_publisher`).
+    fn publication(&self, channel: &str, publication: &Publication, exclude: Option<&str>);
     fn join(&self, channel: &str, info: &ClientInfo);
     fn leave(&self, channel: &str, info: &ClientInfo);
     /// Live publications of `channel` were lost (a multi-node engine saw a
@@ -41,13 +45,17 @@ pub enum EngineError {
     /// Redis is unreachable, slow past the timeout, or answered unexpectedly.
     #[error("redis: {0}")]
     Redis(String),
+    /// The disk history store cannot take the write (disk full, read-only,
+    /// I/O error, queue full); nothing of the publish was stored or delivered.
+    #[error("{0}")]
+    Storage(String),
 }
 
 impl From<EngineError> for ErrorCode {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::History(h) => h.into(),
-            EngineError::Redis(_) => ErrorCode::Internal,
+            EngineError::Redis(_) | EngineError::Storage(_) => ErrorCode::Internal,
         }
     }
 }
@@ -59,15 +67,18 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// Publishes; `exclude` is the client whose connection must not get the
+    /// publication live (it is still stored in history).
     pub async fn publish(
         &self,
         channel: &str,
         publication: Publication,
         history: Option<&StreamOptions>,
+        exclude: Option<&str>,
     ) -> Result<StreamPosition, EngineError> {
         match self {
-            Self::Memory(m) => Ok(m.publish(channel, publication, history)),
-            Self::Redis(r) => r.publish(channel, &publication, history).await,
+            Self::Memory(m) => m.publish_async(channel, publication, history, None, exclude).await,
+            Self::Redis(r) => r.publish(channel, &publication, history, exclude).await,
         }
     }
 
@@ -80,17 +91,17 @@ impl Engine {
         reverse: bool,
     ) -> Result<(Vec<Publication>, StreamPosition), EngineError> {
         match self {
-            Self::Memory(m) => Ok(m.history(channel, history, since, limit, reverse)?),
+            Self::Memory(m) => {
+                m.ensure_stored(channel, history).await?;
+                Ok(m.history(channel, history, since, limit, reverse)?)
+            }
             Self::Redis(r) => r.history(channel, history, since, limit, reverse).await,
         }
     }
 
-    pub async fn remove_history(&self, channel: &str) -> Result<(), EngineError> {
+    pub async fn remove_history(&self, channel: &str, history: &StreamOptions) -> Result<(), EngineError> {
         match self {
-            Self::Memory(m) => {
-                m.remove_history(channel);
-                Ok(())
-            }
+            Self::Memory(m) => m.remove_history_async(channel, history).await,
             Self::Redis(r) => r.remove_history(channel).await,
         }
     }
@@ -107,30 +118,30 @@ impl Engine {
         f: impl FnOnce(SubscribeView<'_>) -> R,
     ) -> Result<R, EngineError> {
         match self {
-            Self::Memory(m) => Ok(m.subscribe(channel, history, f)),
+            Self::Memory(m) => {
+                if let Some(history) = history {
+                    m.ensure_stored(channel, history).await?;
+                }
+                Ok(m.subscribe(channel, history, f))
+            }
             Self::Redis(r) => r.subscribe(channel, history, recover, f).await,
         }
     }
 
-    /// Announces a join to every node. Redis: fire and forget.
+    /// Announces a join to every node. Redis: queued, re-sent after an
+    /// outage (see `redis::Outbox`).
     pub fn join(&self, channel: &str, info: &ClientInfo) {
         match self {
             Self::Memory(m) => m.join(channel, info),
-            Self::Redis(r) => {
-                let (r, channel, info) = (r.clone(), channel.to_owned(), info.clone());
-                tokio::spawn(async move { r.join(&channel, &info).await });
-            }
+            Self::Redis(r) => r.join(channel, info),
         }
     }
 
-    /// Announces a leave to every node. Redis: fire and forget.
+    /// Announces a leave to every node. Redis: queued like [`join`](Self::join).
     pub fn leave(&self, channel: &str, info: &ClientInfo) {
         match self {
             Self::Memory(m) => m.leave(channel, info),
-            Self::Redis(r) => {
-                let (r, channel, info) = (r.clone(), channel.to_owned(), info.clone());
-                tokio::spawn(async move { r.leave(&channel, &info).await });
-            }
+            Self::Redis(r) => r.leave(channel, info),
         }
     }
 
@@ -157,10 +168,11 @@ impl Engine {
         }
     }
 
-    /// True when the engine can serve publishes (Redis answers PING).
+    /// True when the engine can serve publishes (Redis answers PING, the
+    /// disk history store writes).
     pub async fn ready(&self) -> bool {
         match self {
-            Self::Memory(_) => true,
+            Self::Memory(m) => m.ready(),
             Self::Redis(r) => r.ping().await,
         }
     }

@@ -19,6 +19,16 @@
 //! channel are buffered locally; under the channel lock it is registered at
 //! exactly the position delivered so far and the buffer is then delivered to
 //! everyone, so the new subscriber sees no gap and no duplicate.
+//!
+//! Keys are `PREFIX.KIND.{CHANNEL}`: the channel is a Redis Cluster hash tag,
+//! so every key a script touches for one channel lives in one slot (the
+//! prefix must hold no braces; config validation refuses them). The node
+//! registry's keys share the tag `{registry}`. Before this
+//! layout keys were `PREFIX.KIND.CHANNEL`: a node of this version does not
+//! see the streams an older one wrote, so an upgrade starts every stream in
+//! a new epoch (resumes answer `recovered: false` once) and old and new
+//! nodes must not share a prefix. Live pub/sub channels stay
+//! `PREFIX.live.CHANNEL` (they are not keys).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -36,6 +46,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+mod read_marks;
 
 use super::{Delivery, EngineError, SubscribeView};
 use crate::history::{Recovery, Stream, StreamOptions};
@@ -64,6 +76,9 @@ pub struct RedisOptions {
     pub gap_check_period: Duration,
     /// This node's id: its private pub/sub channel and registry entry.
     pub node: String,
+    /// Most presence and join/leave writes queued per Redis instance while
+    /// it is unreachable (see [`Outbox`]).
+    pub max_queued_writes: usize,
 }
 
 /// Receives what other nodes forward to a session of this node
@@ -90,7 +105,7 @@ local t = redis.call('TIME')
 local ms = t[1] .. string.sub(string.format('%06d', tonumber(t[2])), 1, 3)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], top .. '-0', 'd', ARGV[1], 't', ms)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[6], 'p:' .. epoch .. ':' .. top .. ':' .. ARGV[1])
+redis.call('PUBLISH', ARGV[6], 'p:' .. epoch .. ':' .. top .. ':' .. ARGV[7] .. ':' .. ARGV[1])
 return {top, epoch}
 "#;
 
@@ -144,8 +159,9 @@ struct Cell {
     last: Option<StreamPosition>,
     /// Subscribes between "reading the position" and "registered".
     pending: usize,
-    /// Live publications received while `pending > 0`, in arrival order.
-    buffer: VecDeque<(StreamPosition, Publication)>,
+    /// Live publications received while `pending > 0`, in arrival order,
+    /// with the client each excludes.
+    buffer: VecDeque<(StreamPosition, Publication, Option<String>)>,
     /// The buffer overflowed: live messages were dropped.
     overflowed: bool,
     /// Stream top seen by the last gap check when it was ahead of `last`.
@@ -159,13 +175,58 @@ struct PubSubState {
     subscribed: HashSet<String>,
 }
 
-/// One Redis instance: its command connection and this node's pub/sub
-/// connection to it.
+/// A presence or join/leave write for one channel.
+enum Membership {
+    PresenceAdd(ClientInfo),
+    PresenceRemove(String),
+    Join(ClientInfo),
+    Leave(ClientInfo),
+}
+
+struct QueuedWrite {
+    channel: String,
+    write: Membership,
+    /// Told once Redis accepted the write.
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Why queued writes were not sent.
+enum Unsent {
+    /// Redis is down, slow or still loading: send them again later.
+    Unreachable(String),
+    /// Redis answered with an error: sending them again would not help.
+    Refused(String),
+}
+
+/// Most queued writes sent in one pipeline.
+const WRITE_BATCH: usize = 256;
+
+/// Presence and join/leave writes of one Redis instance, in the order the
+/// sessions made them. One task sends them in pipelines over the command
+/// connection and keeps a batch Redis refused until Redis takes it, so a
+/// leave or a presence removal made while Redis is down is sent once it is
+/// back (after this node's pub/sub resubscribed, so that its own
+/// subscribers see the re-sent join/leave). Writes are idempotent except
+/// join/leave, which a batch cut by a broken connection may repeat: they
+/// are delivered at least once. Bounded by `max_queued_writes`; past it new
+/// writes are dropped with a warning, and a dropped presence removal then
+/// takes `presence_ttl` to disappear.
+#[derive(Default)]
+struct Outbox {
+    queue: Mutex<VecDeque<QueuedWrite>>,
+    wake: tokio::sync::Notify,
+    /// The last send failed: Redis is unreachable or too slow.
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+/// One Redis instance: its command connection, this node's pub/sub
+/// connection to it and the queue of presence and join/leave writes.
 struct Shard {
     client: redis::Client,
     timeout: Duration,
     conn: tokio::sync::Mutex<Option<ConnectionManager>>,
     pubsub: tokio::sync::Mutex<PubSubState>,
+    outbox: Outbox,
 }
 
 impl Shard {
@@ -205,6 +266,25 @@ impl Shard {
             .map_err(|e| EngineError::Redis(e.to_string()))
     }
 
+    /// Sends queued writes (see [`Outbox`]), telling an outage, worth a
+    /// retry, from an answer that refused them.
+    async fn send_writes(&self, pipe: &redis::Pipeline) -> Result<(), Unsent> {
+        let mut conn = self.conn().await.map_err(|e| Unsent::Unreachable(e.to_string()))?;
+        match tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn)).await {
+            Err(_) => Err(Unsent::Unreachable("timed out".to_owned())),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                use redis::ErrorKind::{BusyLoadingError, ClusterDown, MasterDown, ReadOnly, TryAgain};
+                let outage = e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || matches!(e.kind(), BusyLoadingError | TryAgain | ClusterDown | MasterDown | ReadOnly);
+                Err(if outage { Unsent::Unreachable(e.to_string()) } else { Unsent::Refused(e.to_string()) })
+            }
+        }
+    }
+
     async fn pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, EngineError> {
         let mut conn = self.conn().await?;
         tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
@@ -218,6 +298,18 @@ impl Shard {
 /// maps a channel to the same shard.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// What goes between the braces of a channel's keys. A channel name with a
+/// brace would end the tag early (or leave it empty, which makes Redis hash
+/// the whole key), so such names are replaced by their hash: still one tag
+/// per channel, just not readable.
+fn hash_tag(channel: &str) -> std::borrow::Cow<'_, str> {
+    if channel.is_empty() || channel.contains(['{', '}']) {
+        format!("#{:016x}", fnv1a(channel.as_bytes())).into()
+    } else {
+        channel.into()
+    }
 }
 
 /// Jump consistent hash (Lamping and Veach): adding a shard moves only
@@ -242,7 +334,6 @@ pub struct RedisBroker {
     cells: DashMap<Box<str>, Arc<Mutex<Cell>>>,
     publish_script: redis::Script,
     read_script: redis::Script,
-    presence_add_script: redis::Script,
     presence_get_script: redis::Script,
     node_handler: std::sync::OnceLock<NodeHandler>,
 }
@@ -353,6 +444,7 @@ impl RedisBroker {
                 timeout: options.timeout,
                 conn: tokio::sync::Mutex::new(None),
                 pubsub: tokio::sync::Mutex::new(PubSubState::default()),
+                outbox: Outbox::default(),
             });
         }
         if shards.is_empty() {
@@ -365,18 +457,27 @@ impl RedisBroker {
             cells: DashMap::new(),
             publish_script: redis::Script::new(PUBLISH_SCRIPT),
             read_script: redis::Script::new(READ_SCRIPT),
-            presence_add_script: redis::Script::new(PRESENCE_ADD_SCRIPT),
             presence_get_script: redis::Script::new(PRESENCE_GET_SCRIPT),
             node_handler: std::sync::OnceLock::new(),
         }))
     }
 
+    /// The key of one of `channel`'s structures. The channel is a Redis
+    /// Cluster hash tag, so the keys one script touches (stream and meta,
+    /// the two presence keys) share a slot.
     fn key(&self, kind: &str, channel: &str) -> String {
-        format!("{}.{kind}.{channel}", self.options.prefix)
+        format!("{}.{kind}.{{{}}}", self.options.prefix, hash_tag(channel))
     }
 
+    /// A key of the node registry. One tag for all of them: the heartbeat
+    /// writes two in one transaction.
+    fn registry_key(&self, kind: &str, name: &str) -> String {
+        format!("{}.{kind}.{name}.{{registry}}", self.options.prefix)
+    }
+
+    /// The pub/sub channel of `channel`'s live messages (not a key, so no tag).
     fn live_channel(&self, channel: &str) -> String {
-        self.key("live", channel)
+        format!("{}.live.{channel}", self.options.prefix)
     }
 
     /// The shard holding `channel`.
@@ -411,15 +512,25 @@ impl RedisBroker {
     }
 
     /// Publishes; returns once Redis stored (and fanned out) the publication.
+    /// The live message is `p:<epoch>:<offset>:<exclude>:<body>`: `exclude`
+    /// is the client that must not get it (empty for none; client ids hold
+    /// no `:`), and only the body is stored in the stream.
     pub async fn publish(
         &self,
         channel: &str,
         publication: &Publication,
         history: Option<&StreamOptions>,
+        exclude: Option<&str>,
     ) -> Result<StreamPosition, EngineError> {
-        let body = encode_publication(publication);
+        let mut body = encode_publication(publication);
+        let trace = crate::telemetry::current_headers();
+        if !trace.is_empty() {
+            // Appended, not nested: see proto::TraceContext.
+            proto::TraceContext { traceparent: trace.traceparent, tracestate: trace.tracestate }.encode_raw(&mut body);
+        }
+        let exclude = exclude.unwrap_or_default();
         let Some(opts) = history else {
-            let mut message = b"p::0:".to_vec();
+            let mut message = format!("p::0:{exclude}:").into_bytes();
             message.extend_from_slice(&body);
             self.shard(channel)
                 .query::<i64>(redis::cmd("PUBLISH").arg(self.live_channel(channel)).arg(message))
@@ -434,7 +545,8 @@ impl RedisBroker {
             .arg(opts.ttl.as_secs().max(1))
             .arg(opts.meta_ttl.as_secs().max(1))
             .arg(new_epoch())
-            .arg(self.live_channel(channel));
+            .arg(self.live_channel(channel))
+            .arg(exclude);
         let reply = self.shard(channel).script(inv).await?;
         let bad = || EngineError::Redis("unexpected reply to the publish script".to_owned());
         let Value::Array(parts) = reply else { return Err(bad()) };
@@ -541,11 +653,11 @@ impl RedisBroker {
             Some(last) if last.epoch == read.epoch && last.offset <= read.offset => last.clone(),
             Some(_) => {
                 self.delivery.gap(channel);
-                guard.buffer.retain(|(pos, _)| pos.epoch == read.epoch && pos.offset > read.offset);
+                guard.buffer.retain(|(pos, _, _)| pos.epoch == read.epoch && pos.offset > read.offset);
                 read
             }
             None => {
-                guard.buffer.retain(|(pos, _)| pos.epoch == read.epoch && pos.offset > read.offset);
+                guard.buffer.retain(|(pos, _, _)| pos.epoch == read.epoch && pos.offset > read.offset);
                 read
             }
         };
@@ -595,28 +707,35 @@ impl RedisBroker {
             self.delivery.gap(channel);
             return;
         }
-        while let Some((pos, publication)) = cell.buffer.pop_front() {
-            self.deliver(channel, cell, pos, &publication);
+        while let Some((pos, publication, exclude)) = cell.buffer.pop_front() {
+            self.deliver(channel, cell, pos, &publication, exclude.as_deref());
         }
     }
 
     /// Delivers one live publication with the position check.
-    fn deliver(&self, channel: &str, cell: &mut Cell, pos: StreamPosition, publication: &Publication) {
+    fn deliver(
+        &self,
+        channel: &str,
+        cell: &mut Cell,
+        pos: StreamPosition,
+        publication: &Publication,
+        exclude: Option<&str>,
+    ) {
         if pos.offset == 0 {
-            self.delivery.publication(channel, publication);
+            self.delivery.publication(channel, publication, exclude);
             return;
         }
         match &cell.last {
             Some(last) if last.epoch == pos.epoch && pos.offset <= last.offset => return,
             Some(last) if last.epoch == pos.epoch && pos.offset == last.offset + 1 => {
-                self.delivery.publication(channel, publication);
+                self.delivery.publication(channel, publication, exclude);
             }
             Some(last) => {
                 warn!(%channel, last = last.offset, got = pos.offset, "live gap; subscribers must recover");
                 self.delivery.gap(channel);
             }
             // Nobody is positioned yet: nothing to compare with.
-            None => self.delivery.publication(channel, publication),
+            None => self.delivery.publication(channel, publication, exclude),
         }
         cell.last = Some(pos);
     }
@@ -645,10 +764,10 @@ impl RedisBroker {
     /// their local subscriber counts in the node registry.
     pub async fn heartbeat(&self, info: &str, channels: &[(String, usize)]) -> Result<(), EngineError> {
         let entry = format!("{}\n{info}", unix_secs());
-        let key = self.key("node_channels", &self.options.node);
+        let key = self.registry_key("node_channels", &self.options.node);
         let mut pipe = redis::pipe();
         pipe.atomic();
-        pipe.cmd("HSET").arg(self.key("nodes", "all")).arg(&self.options.node).arg(entry).ignore();
+        pipe.cmd("HSET").arg(self.registry_key("nodes", "all")).arg(&self.options.node).arg(entry).ignore();
         pipe.cmd("DEL").arg(&key).ignore();
         if !channels.is_empty() {
             pipe.cmd("HSET").arg(&key).arg(channels).ignore();
@@ -660,7 +779,7 @@ impl RedisBroker {
     /// Channel → subscriber count over the other live nodes.
     pub async fn remote_channels(&self) -> Result<HashMap<String, usize>, EngineError> {
         let all: HashMap<String, String> =
-            self.node_shard().query(redis::cmd("HGETALL").arg(self.key("nodes", "all"))).await?;
+            self.node_shard().query(redis::cmd("HGETALL").arg(self.registry_key("nodes", "all"))).await?;
         let now = unix_secs();
         let mut out: HashMap<String, usize> = HashMap::new();
         for (node, entry) in all {
@@ -672,7 +791,7 @@ impl RedisBroker {
                 continue;
             }
             let counts: HashMap<String, usize> =
-                self.node_shard().query(redis::cmd("HGETALL").arg(self.key("node_channels", &node))).await?;
+                self.node_shard().query(redis::cmd("HGETALL").arg(self.registry_key("node_channels", &node))).await?;
             for (channel, n) in counts {
                 *out.entry(channel).or_default() += n;
             }
@@ -683,7 +802,7 @@ impl RedisBroker {
     /// The `info` of every node that sent a heartbeat within the node TTL;
     /// drops the others from the registry.
     pub async fn nodes(&self) -> Result<Vec<String>, EngineError> {
-        let key = self.key("nodes", "all");
+        let key = self.registry_key("nodes", "all");
         let all: HashMap<String, String> = self.node_shard().query(redis::cmd("HGETALL").arg(&key)).await?;
         let now = unix_secs();
         let mut out = Vec::new();
@@ -711,24 +830,44 @@ impl RedisBroker {
         let mut cell = cell.lock();
         match payload.get(..2) {
             Some(b"p:") => {
-                let mut parts = payload[2..].splitn(3, |b| *b == b':');
-                let (Some(epoch), Some(offset), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+                let mut parts = payload[2..].splitn(4, |b| *b == b':');
+                let (Some(epoch), Some(offset), Some(exclude), Some(body)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
                     return;
                 };
+                let exclude = (!exclude.is_empty()).then(|| String::from_utf8_lossy(exclude).into_owned());
                 let Some(offset) = std::str::from_utf8(offset).ok().and_then(|s| s.parse::<u64>().ok()) else {
                     return;
                 };
                 let Some(publication) = decode_publication(body, offset) else { return };
+                // The publishing node's trace continues here (only decoded
+                // when this process records spans at all).
+                let span = if crate::telemetry::trace::active() {
+                    let trace = proto::TraceContext::decode(body).unwrap_or_default();
+                    crate::follow_span!(
+                        &trace.traceparent,
+                        &trace.tracestate,
+                        "broker.receive",
+                        otel.name = "broker receive",
+                        otel.kind = "consumer",
+                        messaging.destination.name = channel,
+                        offset,
+                    )
+                } else {
+                    tracing::Span::none()
+                };
+                let _entered = span.enter();
                 let pos = StreamPosition { offset, epoch: String::from_utf8_lossy(epoch).into_owned() };
                 if cell.pending > 0 && offset > 0 {
                     if cell.buffer.len() >= MAX_BUFFERED {
                         cell.overflowed = true;
                     } else {
-                        cell.buffer.push_back((pos, publication));
+                        cell.buffer.push_back((pos, publication, exclude));
                     }
                     return;
                 }
-                self.deliver(channel, &mut cell, pos, &publication);
+                self.deliver(channel, &mut cell, pos, &publication, exclude.as_deref());
             }
             Some(b"j:") => {
                 if let Some(info) = decode_info(&payload[2..]) {
@@ -744,39 +883,177 @@ impl RedisBroker {
         }
     }
 
-    async fn announce(&self, channel: &str, tag: &[u8], info: &ClientInfo) -> Result<(), EngineError> {
+    fn announcement(tag: &[u8], info: &ClientInfo) -> Vec<u8> {
         let mut message = tag.to_vec();
         message.extend_from_slice(&encode_info(info));
-        let shard = self.shard(channel);
-        shard.query::<i64>(redis::cmd("PUBLISH").arg(self.live_channel(channel)).arg(message)).await.map(|_| ())
+        message
     }
 
-    pub async fn join(&self, channel: &str, info: &ClientInfo) -> Result<(), EngineError> {
-        self.announce(channel, b"j:", info).await
+    /// Queues a write; false when the queue is full (the write is dropped).
+    fn enqueue(&self, channel: &str, write: Membership, done: Option<tokio::sync::oneshot::Sender<()>>) -> bool {
+        let outbox = &self.shard(channel).outbox;
+        {
+            let mut queue = outbox.queue.lock();
+            if queue.len() >= self.options.max_queued_writes {
+                drop(queue);
+                warn!(%channel, max = self.options.max_queued_writes, "presence/join/leave queue full; write dropped");
+                return false;
+            }
+            queue.push_back(QueuedWrite { channel: channel.to_owned(), write, done });
+        }
+        outbox.wake.notify_one();
+        true
     }
 
-    pub async fn leave(&self, channel: &str, info: &ClientInfo) -> Result<(), EngineError> {
-        self.announce(channel, b"l:", info).await
+    /// Announces a join to every node's subscribers of `channel` (queued).
+    pub fn join(&self, channel: &str, info: &ClientInfo) {
+        self.enqueue(channel, Membership::Join(info.clone()), None);
+    }
+
+    /// Announces a leave to every node's subscribers of `channel` (queued).
+    pub fn leave(&self, channel: &str, info: &ClientInfo) {
+        self.enqueue(channel, Membership::Leave(info.clone()), None);
     }
 
     /// Adds or refreshes a presence entry; it expires after `presence_ttl`
-    /// unless refreshed again.
+    /// unless refreshed again. Returns once Redis stored it; on an error the
+    /// write may still be queued (it is sent when Redis is back).
     pub async fn presence_add(&self, channel: &str, info: &ClientInfo) -> Result<(), EngineError> {
-        let mut inv = self.presence_add_script.prepare_invoke();
-        inv.key(self.key("presence_exp", channel))
-            .key(self.key("presence", channel))
-            .arg(unix_secs())
-            .arg(self.options.presence_ttl.as_secs().max(1))
-            .arg(&info.client)
-            .arg(encode_info(info));
-        self.shard(channel).script(inv).await.map(|_| ())
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.enqueue(channel, Membership::PresenceAdd(info.clone()), Some(tx)) {
+            return Err(EngineError::Redis("presence write queue full".to_owned()));
+        }
+        if self.shard(channel).outbox.stalled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(EngineError::Redis("unreachable; presence write queued".to_owned()));
+        }
+        match tokio::time::timeout(self.options.timeout, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(EngineError::Redis("presence write dropped".to_owned())),
+            Err(_) => Err(EngineError::Redis("timed out; presence write queued".to_owned())),
+        }
     }
 
-    pub async fn presence_remove(&self, channel: &str, client: &str) -> Result<(), EngineError> {
+    /// Re-adds the entries of live local subscribers so they outlive
+    /// `presence_ttl`. Skipped for an instance whose queue is stalled: the
+    /// refresh after it recovers re-adds them.
+    pub fn presence_refresh(&self, entries: impl IntoIterator<Item = (String, ClientInfo)>) {
+        for (channel, info) in entries {
+            if !self.shard(&channel).outbox.stalled.load(std::sync::atomic::Ordering::Relaxed) {
+                self.enqueue(&channel, Membership::PresenceAdd(info), None);
+            }
+        }
+    }
+
+    /// Removes a presence entry (queued).
+    pub fn presence_remove(&self, channel: &str, client: &str) {
+        self.enqueue(channel, Membership::PresenceRemove(client.to_owned()), None);
+    }
+
+    /// The queued writes as one pipeline, in order.
+    fn write_pipeline(&self, batch: &[QueuedWrite]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        pipe.cmd("ZREM").arg(self.key("presence_exp", channel)).arg(client).ignore();
-        pipe.cmd("HDEL").arg(self.key("presence", channel)).arg(client).ignore();
-        self.shard(channel).pipe::<()>(&pipe).await
+        let ttl = self.options.presence_ttl.as_secs().max(1);
+        for QueuedWrite { channel, write, .. } in batch {
+            let (exp, presence) = (self.key("presence_exp", channel), self.key("presence", channel));
+            match write {
+                // EVAL rather than EVALSHA: the script survives a restart
+                // of Redis that emptied its script cache.
+                Membership::PresenceAdd(info) => pipe
+                    .cmd("EVAL")
+                    .arg(PRESENCE_ADD_SCRIPT)
+                    .arg(2)
+                    .arg(exp)
+                    .arg(presence)
+                    .arg(unix_secs())
+                    .arg(ttl)
+                    .arg(&info.client)
+                    .arg(encode_info(info))
+                    .ignore(),
+                Membership::PresenceRemove(client) => {
+                    pipe.cmd("ZREM").arg(exp).arg(client).ignore();
+                    pipe.cmd("HDEL").arg(presence).arg(client).ignore()
+                }
+                Membership::Join(info) => {
+                    pipe.cmd("PUBLISH").arg(self.live_channel(channel)).arg(Self::announcement(b"j:", info)).ignore()
+                }
+                Membership::Leave(info) => {
+                    pipe.cmd("PUBLISH").arg(self.live_channel(channel)).arg(Self::announcement(b"l:", info)).ignore()
+                }
+            };
+        }
+        pipe
+    }
+
+    /// Sends one instance's queued writes until shutdown; then sends what is
+    /// queued (and what closing sessions add) while Redis takes it.
+    async fn run_outbox(self: Arc<Self>, index: usize, shutdown: CancellationToken) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let shard = &self.shards[index];
+        let outbox = &shard.outbox;
+        loop {
+            let batch: Vec<QueuedWrite> = {
+                let mut queue = outbox.queue.lock();
+                let n = queue.len().min(WRITE_BATCH);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                if shutdown.is_cancelled() {
+                    // Sessions closing after the cancel queue their leaves
+                    // here; stop once they went quiet.
+                    if tokio::time::timeout(Duration::from_millis(200), outbox.wake.notified()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    _ = outbox.wake.notified() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let pipe = self.write_pipeline(&batch);
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                match shard.send_writes(&pipe).await {
+                    Ok(()) => break,
+                    Err(Unsent::Refused(e)) => {
+                        // Retrying cannot help a batch Redis itself refused.
+                        warn!(error = %e, dropped = batch.len(), "redis refused presence/join/leave writes");
+                        break;
+                    }
+                    Err(Unsent::Unreachable(e)) if shutdown.is_cancelled() => {
+                        warn!(error = %e, dropped = batch.len(), "redis unreachable at shutdown; presence/join/leave writes dropped");
+                        return;
+                    }
+                    Err(Unsent::Unreachable(e)) => {
+                        if !outbox.stalled.swap(true, Relaxed) {
+                            warn!(error = %e, shard = index, "redis unreachable; presence/join/leave writes queued");
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // Re-send once this node listens again, so that its own
+                // subscribers receive the re-sent join/leave.
+                while !shutdown.is_cancelled() && shard.pubsub.lock().await.sink.is_none() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+            if outbox.stalled.swap(false, Relaxed) {
+                debug!(shard = index, "redis reachable again; queued presence/join/leave writes sent");
+            }
+            for write in batch {
+                if let Some(done) = write.done {
+                    let _ = done.send(());
+                }
+            }
+        }
     }
 
     pub async fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, EngineError> {
@@ -903,11 +1180,14 @@ impl RedisBroker {
         }
     }
 
-    /// Holds the pub/sub connection: reconnects, resubscribes every channel
-    /// in one batch, delivers messages and runs the periodic gap check.
+    /// Holds the pub/sub connections: reconnects, resubscribes every channel
+    /// in one batch, delivers messages and runs the periodic gap check; and
+    /// sends the queued presence and join/leave writes.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let tasks = (0..self.shards.len()).map(|i| self.clone().run_shard(i, shutdown.clone()));
-        futures_util::future::join_all(tasks).await;
+        let pubsub = (0..self.shards.len()).map(|i| self.clone().run_shard(i, shutdown.clone()));
+        let outboxes = (0..self.shards.len()).map(|i| self.clone().run_outbox(i, shutdown.clone()));
+        futures_util::future::join(futures_util::future::join_all(pubsub), futures_util::future::join_all(outboxes))
+            .await;
     }
 
     async fn run_shard(self: Arc<Self>, index: usize, shutdown: CancellationToken) {
@@ -956,12 +1236,12 @@ mod tests {
     //! `redis://127.0.0.1:6379`); skipped without one unless `CI=true`.
 
     use super::*;
-    use crate::history::tests::{publication, recovery_cases};
+    use crate::history::tests::{Case, publication, recovery_cases};
 
     struct Nothing;
 
     impl Delivery for Nothing {
-        fn publication(&self, _: &str, _: &Publication) {}
+        fn publication(&self, _: &str, _: &Publication, _: Option<&str>) {}
         fn join(&self, _: &str, _: &ClientInfo) {}
         fn leave(&self, _: &str, _: &ClientInfo) {}
         fn gap(&self, _: &str) {}
@@ -980,6 +1260,7 @@ mod tests {
             presence_ttl,
             gap_check_period: Duration::from_secs(1),
             node: "test".to_owned(),
+            max_queued_writes: 100,
         };
         let broker = RedisBroker::new(options, Arc::new(Nothing)).expect("valid url");
         if !broker.ping().await {
@@ -992,8 +1273,8 @@ mod tests {
         Some((broker, token))
     }
 
-    /// Every row that needs no time to pass; the TTL rows need a clock this
-    /// test cannot move (they pass through the same `Stream::recover`).
+    /// Every row that needs no time to pass; the TTL rows run on Redis's own
+    /// clock in `recovery_table_ttl_rows_on_redis`.
     #[tokio::test]
     async fn recovery_table_on_redis() {
         let prefix = format!("sbunit-{}", new_epoch());
@@ -1010,7 +1291,7 @@ mod tests {
             for &(_, count) in c.batches {
                 for _ in 0..count {
                     let p = publication(top.offset + 1);
-                    top = broker.publish(&channel, &p, Some(&opts)).await.expect("publish");
+                    top = broker.publish(&channel, &p, Some(&opts), None).await.expect("publish");
                 }
             }
             let since = StreamPosition { offset: c.since, epoch: c.epoch_for(&top.epoch) };
@@ -1023,6 +1304,138 @@ mod tests {
         }
         assert!(ran >= 10, "only {ran} rows ran");
         token.cancel();
+    }
+
+    /// Real time one second of a TTL row stands for: short enough to run the
+    /// rows quickly, long enough that Redis's whole-second key expiry
+    /// (`EXPIRE`) still sees a 2 s history TTL.
+    const UNIT: Duration = Duration::from_millis(200);
+
+    /// One TTL row on a real clock: batches are published at their scaled
+    /// times and entry ages come from Redis (`TIME` at publish and at read).
+    /// `Ok` when the row held; `Err` when the machine stalled so long that
+    /// the row's timeline no longer applies (the caller retries it).
+    async fn timed_row(broker: &RedisBroker, channel: &str, c: &Case) -> Result<(), String> {
+        let opts = StreamOptions {
+            size: c.size,
+            ttl: UNIT * u32::try_from(c.ttl_secs).unwrap(),
+            meta_ttl: Duration::from_secs(3600),
+        };
+        let mut top = broker.history(channel, &opts, None, 0, false).await.expect("read").1;
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + UNIT * u32::try_from(secs).unwrap();
+        // When each offset's publish was sent: Redis stamped it later.
+        let mut sent_at = HashMap::new();
+        for &(batch_at, count) in c.batches {
+            tokio::time::sleep_until(at(batch_at)).await;
+            if Instant::now() > at(batch_at) + UNIT {
+                return Err(format!("batch at {batch_at} published late"));
+            }
+            for _ in 0..count {
+                let p = publication(top.offset + 1);
+                sent_at.insert(top.offset + 1, Instant::now());
+                top = broker.publish(channel, &p, Some(&opts), None).await.expect("publish");
+            }
+        }
+        // The first moment an entry the resume needs can have expired.
+        let first_expiry =
+            sent_at.iter().filter(|(o, _)| **o > c.since).map(|(_, t)| *t + opts.ttl).min().unwrap_or(at(1_000_000));
+        let since = StreamPosition { offset: c.since, epoch: c.epoch_for(&top.epoch) };
+        let recover = || async {
+            broker
+                .subscribe(channel, Some(&opts), Some((&since, c.max)), |mut view| view.recover(&since, c.max))
+                .await
+                .expect("subscribe")
+        };
+        if c.want.is_some() {
+            // Holds until a needed entry expires: checked at the row's time.
+            tokio::time::sleep_until(at(c.recover_at_secs)).await;
+            let got = recover().await;
+            if Instant::now() >= first_expiry {
+                return Err("recovered after a needed entry's expiry".to_owned());
+            }
+            c.check(got);
+            return Ok(());
+        }
+        // Not recovered once a needed entry expired: wait for exactly that,
+        // and never earlier (an engine expiring early fails here).
+        let deadline = at(c.recover_at_secs) + UNIT * 20;
+        loop {
+            let got = recover().await;
+            if matches!(got, Recovery::NotRecovered) {
+                // Entry times are stored in whole milliseconds.
+                let earliest = first_expiry - Duration::from_millis(2);
+                assert!(Instant::now() >= earliest, "case {:?}: expired before its TTL", c.name);
+                c.check(got);
+                return Ok(());
+            }
+            assert!(Instant::now() < deadline, "case {:?}: never expired: {got:?}", c.name);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The rows of the shared table that need time to pass (history TTL),
+    /// on Redis, all at once; a row whose timeline a stalled machine broke
+    /// is run again on a fresh channel.
+    #[tokio::test]
+    async fn recovery_table_ttl_rows_on_redis() {
+        let prefix = format!("sbunit-{}", new_epoch());
+        let Some((broker, token)) = broker(&prefix).await else { return };
+        let cases = recovery_cases();
+        let rows: Vec<(usize, &Case)> = cases.iter().enumerate().filter(|(_, c)| !c.is_instant()).collect();
+        assert_eq!(rows.len(), 5, "the TTL rows of the table");
+        let runs = rows.iter().map(|&(i, c)| {
+            let broker = broker.clone();
+            async move {
+                for attempt in 0..3 {
+                    match timed_row(&broker, &format!("ttl{i}-{attempt}"), c).await {
+                        Ok(()) => return,
+                        Err(why) => eprintln!("case {:?}: {why}; again", c.name),
+                    }
+                }
+                panic!("case {:?}: the machine stalled on every attempt", c.name);
+            }
+        });
+        futures_util::future::join_all(runs).await;
+        token.cancel();
+    }
+
+    /// The presence and join/leave queue is bounded: past
+    /// `max_queued_writes` writes are refused, not buffered without end.
+    #[tokio::test]
+    async fn the_write_queue_is_bounded() {
+        let options = RedisOptions {
+            // Nothing listens on port 1 and `run` is not started: the
+            // queue only fills.
+            urls: vec!["redis://127.0.0.1:1".to_owned()],
+            prefix: "bounded".to_owned(),
+            timeout: Duration::from_millis(50),
+            presence_ttl: Duration::from_secs(60),
+            gap_check_period: Duration::from_secs(1),
+            node: "test".to_owned(),
+            max_queued_writes: 3,
+        };
+        let broker = RedisBroker::new(options, Arc::new(Nothing)).expect("valid url");
+        let info = ClientInfo { user: "u".to_owned(), client: "c1".to_owned(), ..ClientInfo::default() };
+        broker.join("ch", &info);
+        broker.presence_remove("ch", "c1");
+        let queued = broker.presence_add("ch", &info).await.expect_err("nobody sends it");
+        assert_eq!(queued, EngineError::Redis("timed out; presence write queued".to_owned()));
+        assert_eq!(broker.shards[0].outbox.queue.lock().len(), 3);
+        broker.leave("ch", &info);
+        let full = broker.presence_add("ch", &info).await.expect_err("full");
+        assert_eq!(full, EngineError::Redis("presence write queue full".to_owned()));
+        assert_eq!(broker.shards[0].outbox.queue.lock().len(), 3, "nothing past the bound");
+    }
+
+    /// Keys of one channel carry it as a hash tag; a name with braces gets
+    /// a hashed tag instead, identical for all its keys.
+    #[test]
+    fn channel_keys_carry_one_hash_tag() {
+        assert_eq!(hash_tag("chat:a"), "chat:a");
+        assert_eq!(hash_tag("a}b"), hash_tag("a}b"));
+        assert!(hash_tag("a}b").starts_with('#') && !hash_tag("{x").contains(['{', '}']));
+        assert_ne!(hash_tag("a}b"), hash_tag("a{b"));
     }
 
     /// Entries of a node that stopped refreshing them (it died) expire after

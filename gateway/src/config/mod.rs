@@ -18,12 +18,14 @@ mod load;
 mod namespace;
 mod path;
 mod schema;
+mod telemetry;
 mod validate;
 
 pub use env::{ENV_PREFIX, ENV_SEPARATOR, EnvSource, MapEnv, ProcessEnv};
 pub use error::{ConfigError, FieldError, Origin};
 pub use namespace::{NamespaceTable, channel_namespace};
 pub use schema::*;
+pub use telemetry::{LogFormat, OtlpProtocol, TelemetryConfig};
 pub use validate::{
     CONFIG_VERSION, MAX_CHANNEL_NAME_BYTES, MIN_FRAME_BYTES, MIN_HEADER_BYTES, NAMESPACE_NAME_PATTERN,
     SUPPORTED_ALGORITHMS,

@@ -162,3 +162,16 @@ fn chat_example_validates() {
     assert!(chat.allow_history_for_subscriber && chat.allow_presence_for_subscriber);
     assert_eq!(config.channels.resolve("news:1"), None);
 }
+
+#[test]
+fn a_redis_prefix_with_braces_is_refused() {
+    // Keys end in a `{channel}` Cluster hash tag: a brace in the prefix
+    // would become the tag instead.
+    let text = "[engine]\ntype = \"redis\"\nredis_prefix = \"sb{1}\"\n";
+    let config = Config::from_toml_str(text, &MapEnv::new()).unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("engine.redis_prefix") && err.contains("must not contain '{' or '}'"), "{err}");
+    let text = "[engine]\ntype = \"redis\"\nmax_queued_membership_writes = 0\n";
+    let err = Config::from_toml_str(text, &MapEnv::new()).unwrap().validate().unwrap_err().to_string();
+    assert!(err.contains("engine.max_queued_membership_writes"), "{err}");
+}

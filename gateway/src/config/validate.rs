@@ -8,8 +8,8 @@ use std::net::{Ipv6Addr, SocketAddr};
 
 use super::error::{ConfigError, FieldError};
 use super::schema::{
-    ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DEV_API_KEY, DEV_TOKEN_HMAC_SECRET,
-    EngineConfig, EngineKind, LongPollConfig, PLUGIN_GRANTS, ServerConfig,
+    ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, ClientConfig, Config, DELTA_FOSSIL, DEV_API_KEY,
+    DEV_TOKEN_HMAC_SECRET, EngineConfig, EngineKind, FsyncPolicy, LongPollConfig, PLUGIN_GRANTS, ServerConfig,
 };
 
 /// The only schema version.
@@ -39,8 +39,13 @@ impl Config {
         validate_channels(&self.channels, &mut errors);
         validate_plugins(self, &mut errors);
         validate_long_poll(&self.long_poll, &mut errors);
+        validate_chat(self, &mut errors);
+        validate_routes(self, &mut errors);
+        validate_forwarding(self, &mut errors);
         validate_engine(&self.engine, &mut errors);
+        validate_history_storage(self, &mut errors);
         validate_dev_credentials(self, &mut errors);
+        super::telemetry::validate(&self.telemetry, |path, message| errors.push(path, message));
         if errors.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors.0)) }
     }
 
@@ -240,6 +245,7 @@ fn validate_api(api: &ApiConfig, errors: &mut Errors) {
     }
     errors.positive("api.max_body_bytes", api.max_body_bytes as u64);
     errors.positive("api.idempotency_ttl_secs", api.idempotency_ttl_secs);
+    errors.positive("api.max_pattern_channels", api.max_pattern_channels as u64);
 }
 
 fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
@@ -258,6 +264,11 @@ fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
     if engine.redis_prefix.is_empty() {
         errors.push("engine.redis_prefix", "must not be empty");
     }
+    // Keys end in a `{channel}` Redis Cluster hash tag; a brace in the
+    // prefix would become the tag and split a channel's keys over slots.
+    if engine.redis_prefix.contains(['{', '}']) {
+        errors.push("engine.redis_prefix", "must not contain '{' or '}'");
+    }
     if engine.redis_timeout_ms == 0 {
         errors.push("engine.redis_timeout_ms", "must be greater than 0");
     }
@@ -266,6 +277,42 @@ fn validate_engine(engine: &EngineConfig, errors: &mut Errors) {
     }
     if engine.gap_check_interval_secs == 0 {
         errors.push("engine.gap_check_interval_secs", "must be greater than 0");
+    }
+    if engine.max_queued_membership_writes == 0 {
+        errors.push("engine.max_queued_membership_writes", "must be greater than 0");
+    }
+}
+
+fn validate_chat(config: &Config, errors: &mut Errors) {
+    let chat = &config.chat;
+    errors.positive("chat.max_reactions_per_message", chat.max_reactions_per_message as u64);
+    errors.positive("chat.max_reaction_bytes", chat.max_reaction_bytes as u64);
+    errors.positive("chat.max_scan_publications", chat.max_scan_publications as u64);
+    errors.positive("chat.max_unread_channels", chat.max_unread_channels as u64);
+    errors.positive("chat.max_read_marks", chat.max_read_marks);
+    let status = &config.status;
+    errors.positive("status.away_after_secs", status.away_after_secs);
+    errors.positive("status.max_users", status.max_users);
+    errors.positive("status.last_seen_ttl_secs", status.last_seen_ttl_secs);
+}
+
+fn validate_history_storage(config: &Config, errors: &mut Errors) {
+    let engine = &config.engine;
+    if let FsyncPolicy::BatchMs(ms) = engine.history_fsync
+        && !(1..=1000).contains(&ms)
+    {
+        errors.push("engine.history_fsync.batch_ms", "must be from 1 to 1000");
+    }
+    errors.positive("engine.history_storage_max_pending", engine.history_storage_max_pending as u64);
+    errors.positive("engine.history_compact_interval_secs", engine.history_compact_interval_secs);
+    if !engine.uses_disk(&config.channels) {
+        return;
+    }
+    if engine.kind == EngineKind::Redis {
+        errors.push("engine.history_storage", "disk history needs the memory engine (Redis keeps history itself)");
+    }
+    if engine.data_dir.is_empty() {
+        errors.push("engine.data_dir", "must be set when any channel uses disk history");
     }
 }
 
@@ -287,6 +334,7 @@ fn validate_channels(channels: &ChannelsConfig, errors: &mut Errors) {
         );
     }
     validate_channel_options("channels", &channels.options(), errors);
+    validate_delta_types("channels", &channels.allowed_delta_types, errors);
 
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, namespace) in channels.namespaces.iter().enumerate() {
@@ -301,6 +349,15 @@ fn validate_channels(channels: &ChannelsConfig, errors: &mut Errors) {
             );
         }
         validate_channel_options(&prefix, &namespace.options(), errors);
+        validate_delta_types(&prefix, &namespace.allowed_delta_types, errors);
+    }
+}
+
+fn validate_delta_types(prefix: &str, types: &[String], errors: &mut Errors) {
+    for (i, kind) in types.iter().enumerate() {
+        if kind != DELTA_FOSSIL {
+            errors.push(format!("{prefix}.allowed_delta_types[{i}]"), format!("{kind:?} is not \"{DELTA_FOSSIL}\""));
+        }
     }
 }
 
@@ -348,13 +405,21 @@ fn validate_plugins(config: &Config, errors: &mut Errors) {
         }
     };
     check("pipelines.connect".into(), &pipelines.connect);
+    check("pipelines.refresh".into(), &pipelines.refresh);
     check("pipelines.subscribe".into(), &pipelines.subscribe);
+    check("pipelines.sub_refresh".into(), &pipelines.sub_refresh);
     check("pipelines.publish".into(), &pipelines.publish);
     check("pipelines.rpc".into(), &pipelines.rpc);
     check("pipelines.events".into(), &pipelines.events);
     for (i, namespace) in config.channels.namespaces.iter().enumerate() {
         if let Some(names) = &namespace.publish_pipeline {
             check(format!("channels.namespaces[{i}].publish_pipeline"), names);
+        }
+        if let Some(names) = &namespace.subscribe_pipeline {
+            check(format!("channels.namespaces[{i}].subscribe_pipeline"), names);
+        }
+        if let Some(names) = &namespace.sub_refresh_pipeline {
+            check(format!("channels.namespaces[{i}].sub_refresh_pipeline"), names);
         }
     }
     let runtime = &config.plugin_runtime;
@@ -365,6 +430,69 @@ fn validate_plugins(config: &Config, errors: &mut Errors) {
     errors.positive("plugin_runtime.breaker_backoff_ms", runtime.breaker_backoff_ms);
     errors.positive("plugin_runtime.events_queue_max", runtime.events_queue_max as u64);
     errors.positive("plugin_runtime.events_batch_max", runtime.events_batch_max as u64);
+    if runtime.breaker_backoff_max_ms < runtime.breaker_backoff_ms {
+        errors.push(
+            "plugin_runtime.breaker_backoff_max_ms",
+            format!("must be at least breaker_backoff_ms ({})", runtime.breaker_backoff_ms),
+        );
+    }
+    errors.positive("plugin_runtime.init_timeout_ms", runtime.init_timeout_ms);
+    errors.positive("plugin_runtime.kv_max_entries", runtime.kv_max_entries);
+    errors.positive("plugin_runtime.fetch_max_body_bytes", runtime.fetch_max_body_bytes as u64);
+    errors.positive("plugin_runtime.fetch_max_timeout_ms", runtime.fetch_max_timeout_ms);
+}
+
+fn validate_routes(config: &Config, errors: &mut Errors) {
+    errors.positive("server.upstream_idle_timeout_secs", config.server.upstream_idle_timeout_secs);
+    let mut seen: HashMap<(String, &str), usize> = HashMap::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let prefix = format!("routes[{i}]");
+        if !route.path_prefix.starts_with('/') {
+            errors.push(format!("{prefix}.path_prefix"), format!("{:?} must start with /", route.path_prefix));
+        } else if let Some(first) = seen.insert((route.host.to_ascii_lowercase(), route.path_prefix.as_str()), i) {
+            errors.push(
+                format!("{prefix}.path_prefix"),
+                format!("duplicate route for host {:?} and this prefix (first at routes[{first}])", route.host),
+            );
+        }
+        if !route.host.is_empty() && check_hostname(&route.host.to_ascii_lowercase()).is_err() {
+            errors.push(format!("{prefix}.host"), format!("{:?} is not a host name", route.host));
+        }
+        match route.upstream.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() && uri.query().is_none() => {}
+            _ => errors.push(
+                format!("{prefix}.upstream"),
+                format!("{:?} is not an http://host[:port][/path] URL without a query", route.upstream),
+            ),
+        }
+        errors.positive(&format!("{prefix}.connect_timeout_ms"), route.connect_timeout_ms);
+        errors.positive(&format!("{prefix}.response_timeout_ms"), route.response_timeout_ms);
+    }
+}
+
+fn validate_forwarding(config: &Config, errors: &mut Errors) {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    for (i, name) in config.client.forward_headers.iter().enumerate() {
+        let path = format!("client.forward_headers[{i}]");
+        if name.is_empty() || !name.bytes().all(token) {
+            errors.push(path, format!("{name:?} is not an http header name"));
+        } else if name.eq_ignore_ascii_case("cookie") {
+            errors.push(path, "cookies are forwarded by name through client.forward_cookies");
+        }
+    }
+    for (i, name) in config.client.forward_cookies.iter().enumerate() {
+        if name.is_empty() || !name.bytes().all(token) {
+            errors.push(format!("client.forward_cookies[{i}]"), format!("{name:?} is not a cookie name"));
+        }
+    }
+    // A browser attaches cookies to a WebSocket opened by any page: without
+    // an origin allow-list, a foreign page could connect as the user.
+    if !config.client.forward_cookies.is_empty() && config.server.allowed_origins.is_empty() {
+        errors.push(
+            "client.forward_cookies",
+            "requires server.allowed_origins: cookies are honoured only for allowed origins",
+        );
+    }
 }
 
 /// `^[-a-zA-Z0-9_]{2,}$` without a regex engine.
@@ -391,7 +519,11 @@ fn validate_channel_options(prefix: &str, options: &ChannelOptions, errors: &mut
         );
     }
     if !options.history_enabled() {
-        for (flag, set) in [("force_recovery", options.force_recovery), ("allow_recovery", options.allow_recovery)] {
+        for (flag, set) in [
+            ("force_recovery", options.force_recovery),
+            ("allow_recovery", options.allow_recovery),
+            ("chat", options.chat),
+        ] {
             if set {
                 errors.push(
                     format!("{prefix}.{flag}"),
@@ -454,6 +586,66 @@ mod tests {
 
     fn namespace(name: &str) -> NamespaceConfig {
         NamespaceConfig { name: name.into(), ..NamespaceConfig::default() }
+    }
+
+    #[test]
+    fn routes_are_checked_under_their_key_paths() {
+        use super::super::schema::RouteConfig;
+        let route = |prefix: &str, host: &str, upstream: &str| RouteConfig {
+            path_prefix: prefix.into(),
+            host: host.into(),
+            upstream: upstream.into(),
+            ..RouteConfig::default()
+        };
+        let config = with(|c| {
+            c.routes = vec![
+                route("/", "", "http://127.0.0.1:3000"),
+                route("app", "", "http://127.0.0.1:3000"),
+                route("/", "", "http://127.0.0.1:3001"),
+                route("/x", "bad host!", "https://up:1"),
+                route("/y", "", "http://up:1/?q=1"),
+            ];
+            c.routes[0].response_timeout_ms = 0;
+        });
+        assert_rejects(&config, "routes[0].response_timeout_ms", "greater than 0");
+        assert_rejects(&config, "routes[1].path_prefix", "must start with /");
+        assert_rejects(
+            &config,
+            "routes[2].path_prefix",
+            "duplicate route for host \"\" and this prefix (first at routes[0])",
+        );
+        assert_rejects(&config, "routes[3].host", "is not a host name");
+        assert_rejects(&config, "routes[3].upstream", "is not an http://host[:port][/path] URL");
+        assert_rejects(&config, "routes[4].upstream", "without a query");
+        assert_eq!(errors(&config).len(), 6, "{:#?}", errors(&config));
+        assert!(errors(&with(|c| c.routes = vec![route("/", "app.example.com", "http://up:1/base")])).is_empty());
+    }
+
+    #[test]
+    fn forwarded_cookies_need_an_origin_allow_list() {
+        let config = with(|c| {
+            c.client.forward_cookies = vec!["session".into()];
+            c.client.forward_headers = vec!["Cookie".into(), "x bad".into()];
+        });
+        assert_rejects(&config, "client.forward_cookies", "requires server.allowed_origins");
+        assert_rejects(&config, "client.forward_headers[0]", "through client.forward_cookies");
+        assert_rejects(&config, "client.forward_headers[1]", "is not an http header name");
+        let fine = with(|c| {
+            c.client.forward_cookies = vec!["session".into()];
+            c.server.allowed_origins = vec!["https://app.example.com".into()];
+        });
+        assert!(errors(&fine).is_empty());
+    }
+
+    #[test]
+    fn proxy_pipelines_name_known_plugins() {
+        let config = with(|c| {
+            c.pipelines.refresh = vec!["nope".into()];
+            c.channels.namespaces =
+                vec![NamespaceConfig { subscribe_pipeline: Some(vec!["gone".into()]), ..namespace("chat") }];
+        });
+        assert_rejects(&config, "pipelines.refresh[0]", "unknown plugin \"nope\"");
+        assert_rejects(&config, "channels.namespaces[0].subscribe_pipeline[0]", "unknown plugin \"gone\"");
     }
 
     #[test]
@@ -672,6 +864,9 @@ mod tests {
             c.pipelines.publish = vec!["a".into(), "nope".into()];
             c.pipelines.events = vec!["ghost".into()];
             c.plugin_runtime.epoch_tick_ms = 10;
+            c.plugin_runtime.breaker_backoff_max_ms = 10;
+            c.plugin_runtime.kv_max_entries = 0;
+            c.plugin_runtime.fetch_max_body_bytes = 0;
             let mut ns = namespace("chat");
             ns.publish_pipeline = Some(vec!["b".into(), "missing".into()]);
             c.channels.namespaces.push(ns);
@@ -686,7 +881,10 @@ mod tests {
         assert_rejects(&config, "pipelines.events[0]", "unknown plugin \"ghost\"");
         assert_rejects(&config, "channels.namespaces[0].publish_pipeline[1]", "unknown plugin \"missing\"");
         assert_rejects(&config, "plugin_runtime.epoch_tick_ms", "must be in 1..=5 (got 10)");
-        assert_eq!(errors(&config).len(), 10, "{:#?}", errors(&config));
+        assert_rejects(&config, "plugin_runtime.breaker_backoff_max_ms", "must be at least breaker_backoff_ms (1000)");
+        assert_rejects(&config, "plugin_runtime.kv_max_entries", "greater than 0");
+        assert_rejects(&config, "plugin_runtime.fetch_max_body_bytes", "greater than 0");
+        assert_eq!(errors(&config).len(), 13, "{:#?}", errors(&config));
     }
 
     #[test]

@@ -25,10 +25,17 @@
 //!   lost": clients see a new epoch and cannot recover across it.
 //! - Neither reads nor recovery ever answer with a gap: the answer is either
 //!   complete or an error / [`Recovery::NotRecovered`].
+//!
+//! [`DiskStore`] (in `disk`) is the persistent copy of streams for
+//! `history_storage = "disk"`: the broker's writer thread commits appends to
+//! it before they are acknowledged, and rebuilds streams from it at start
+//! with [`Stream::restore`].
 
+mod disk;
 mod stream;
 
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use disk::{DiskStore, Loaded, Retention, STORE_FILE, StoreError, StoreOp, StoredKey, StoredStream};
 pub use stream::{HistoryError, Recovery, Stream, StreamOptions};

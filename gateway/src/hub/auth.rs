@@ -45,6 +45,12 @@ pub struct ConnectClaims {
     pub info: Option<Payload>,
     /// Server-side subscriptions (`channels`), not permissions.
     pub channels: Vec<String>,
+    /// Names of the other top-level claims whose value is `true`, sorted
+    /// (a namespace's `chat_admin_claim` is looked up here).
+    pub true_claims: Vec<String>,
+    /// Every other claim (`iat`, `role`, `team`, ...), for connect plugins
+    /// that decide from token claims.
+    pub other: serde_json::Map<String, Value>,
 }
 
 /// Claims of a verified subscription token.
@@ -238,6 +244,13 @@ impl TokenVerifier {
             expires_at: numeric_date(raw.exp)?,
             info: info_payload(raw.info, raw.b64info)?,
             channels: raw.channels.unwrap_or_default(),
+            true_claims: {
+                let mut names: Vec<String> =
+                    raw.other.iter().filter(|(_, v)| **v == Value::Bool(true)).map(|(k, _)| k.clone()).collect();
+                names.sort();
+                names
+            },
+            other: raw.other,
         })
     }
 
@@ -442,6 +455,8 @@ struct RawConnectClaims {
     b64info: Option<String>,
     channels: Option<Vec<String>>,
     channel: Option<String>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
 }
 
 /// Claims read from a subscription token. Unknown claims are ignored.
@@ -553,21 +568,51 @@ mod tests {
     fn hs256_valid_connect_token() {
         let exp = now() + 600;
         let claims = verifier().verify_connect(&hs256(json!({"sub": "42", "exp": exp}))).unwrap();
-        assert_eq!(claims, ConnectClaims { user: "42".into(), expires_at: Some(exp), info: None, channels: vec![] });
+        assert_eq!(
+            claims,
+            ConnectClaims {
+                user: "42".into(),
+                expires_at: Some(exp),
+                info: None,
+                channels: vec![],
+                true_claims: vec![],
+                other: Default::default()
+            }
+        );
     }
 
     #[test]
     fn rs256_valid_connect_token() {
         let exp = now() + 600;
         let claims = verifier().verify_connect(&rs256(json!({"sub": "7", "exp": exp}))).unwrap();
-        assert_eq!(claims, ConnectClaims { user: "7".into(), expires_at: Some(exp), info: None, channels: vec![] });
+        assert_eq!(
+            claims,
+            ConnectClaims {
+                user: "7".into(),
+                expires_at: Some(exp),
+                info: None,
+                channels: vec![],
+                true_claims: vec![],
+                other: Default::default()
+            }
+        );
     }
 
     #[test]
     fn es256_valid_connect_token() {
         let exp = now() + 600;
         let claims = verifier().verify_connect(&es256(json!({"sub": "9", "exp": exp}))).unwrap();
-        assert_eq!(claims, ConnectClaims { user: "9".into(), expires_at: Some(exp), info: None, channels: vec![] });
+        assert_eq!(
+            claims,
+            ConnectClaims {
+                user: "9".into(),
+                expires_at: Some(exp),
+                info: None,
+                channels: vec![],
+                true_claims: vec![],
+                other: Default::default()
+            }
+        );
     }
 
     #[test]

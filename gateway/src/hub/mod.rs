@@ -6,9 +6,11 @@
 //! sockets and encodes through `protocol` only.
 
 pub mod auth;
+mod chat;
 mod error;
 mod session;
 
+pub use chat::{Actor, ChatCall, METHODS as CHAT_METHODS};
 pub use error::HubError;
 pub use session::{Control, Inbound, Session, SessionOptions, TransportKind};
 
@@ -22,15 +24,17 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Delivery, Engine, MemoryBroker, RedisBroker, RedisOptions};
-use crate::channel::{self, Outbox, Registry, SubscriberId};
-use crate::config::{ChannelOptions, Config, EngineKind, NamespaceTable};
+use crate::broker::{Delivery, DiskOptions, Engine, EngineError, MemoryBroker, RedisBroker, RedisOptions};
+use crate::channel::{self, Form, Outbox, Registry, SubscriberId};
+use crate::config::{ChannelOptions, Config, EngineKind, HistoryStorage, NamespaceTable};
 use crate::history::StreamOptions;
 use crate::plugin::{self, PluginHost, PublishOutcome};
 use crate::presence::{Presence, PresenceStats};
 use crate::protocol::{
     ClientInfo, DisconnectCode, ErrorCode, JoinLeave, Payload, Publication, Push, Reply, ReplyError, StreamPosition,
 };
+use crate::telemetry::Metrics;
+use tracing::Instrument as _;
 
 use auth::TokenVerifier;
 
@@ -46,6 +50,14 @@ pub struct PublishRequest {
     pub tags: HashMap<String, String>,
     pub skip_history: bool,
     pub idempotency_key: Option<String>,
+    /// The publishing connection's client id (a client publish, or `client`
+    /// in an API publish).
+    pub client: Option<String>,
+    /// Skip `client` in the fan-out even when the namespace does not ask to
+    /// (`exclude_publisher` in an API publish).
+    pub exclude_publisher: bool,
+    /// The publishing client's connection, for publish plugins.
+    pub connection: Option<Arc<plugin::Connection>>,
 }
 
 /// A live connection as the server API sees it.
@@ -59,14 +71,31 @@ struct ClientEntry {
 /// present and shares the bytes with every local subscriber.
 struct Fanout {
     registry: Arc<Registry>,
+    metrics: Metrics,
 }
 
 impl Delivery for Fanout {
-    fn publication(&self, channel: &str, publication: &Publication) {
-        if self.registry.num_subscribers(channel) == 0 {
+    fn publication(&self, channel: &str, publication: &Publication, exclude: Option<&str>) {
+        let subscribers = self.registry.num_subscribers(channel);
+        if subscribers == 0 {
             return;
         }
-        self.registry.fanout(channel, |encoding| encoding.encode_publication_push(channel, publication));
+        let span = crate::child_span!(
+            "delivery",
+            otel.name = "delivery",
+            messaging.destination.name = channel,
+            subscribers,
+            delivered = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+        );
+        let _entered = span.enter();
+        let stats = self.registry.fanout_publication(channel, publication, exclude, |encoding, form| match form {
+            Form::Plain => encoding.encode_publication_push(channel, publication),
+            Form::Full => encoding.encode_delta_publication_push(channel, publication, None),
+            Form::Delta(delta) => encoding.encode_delta_publication_push(channel, publication, Some(delta)),
+        });
+        span.record("delivered", stats.delivered).record("bytes", stats.bytes);
+        self.metrics.fanout(stats.delivered as u64, stats.bytes as u64, stats.dropped as u64);
     }
 
     fn join(&self, channel: &str, info: &ClientInfo) {
@@ -99,13 +128,18 @@ pub struct Hub {
     presence: Presence,
     clients: DashMap<String, ClientEntry>,
     users: DashMap<String, Vec<String>>,
-    idempotency: moka::sync::Cache<(String, String), StreamPosition>,
+    /// `(channel, key)` → the first publish's position. The cell is filled
+    /// once its publish succeeded; concurrent repeats wait for it, and a
+    /// failed publish leaves it empty so a retry publishes.
+    idempotency: moka::sync::Cache<(String, String), Arc<tokio::sync::OnceCell<StreamPosition>>>,
     next_subscriber: AtomicU64,
     connections: AtomicUsize,
     node_id: String,
     started: Instant,
     shutdown: CancellationToken,
     plugins: Option<PluginHost>,
+    chat: chat::ChatState,
+    metrics: Metrics,
 }
 
 /// The error reply for a plugin's refusal. Code 100 (a failing plugin under
@@ -130,11 +164,44 @@ impl Hub {
         shutdown: CancellationToken,
         plugins: Option<PluginHost>,
     ) -> Result<Arc<Self>, HubError> {
+        Self::with_telemetry(config, shutdown, plugins, Metrics::detached())
+    }
+
+    /// Builds the hub recording into `metrics`.
+    pub fn with_telemetry(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        plugins: Option<PluginHost>,
+        metrics: Metrics,
+    ) -> Result<Arc<Self>, HubError> {
         let verifier = TokenVerifier::from_config(&config.auth)?;
         let registry = Arc::new(Registry::new());
         let node_id = uuid::Uuid::new_v4().to_string();
-        let fanout = Arc::new(Fanout { registry: registry.clone() });
+        let fanout = Arc::new(Fanout { registry: registry.clone(), metrics: metrics.clone() });
+        let channels = registry.clone();
+        metrics.observe_channels(move || channels.num_channels() as u64);
+        let mut recovered_keys = Vec::new();
         let broker = match config.engine.kind {
+            EngineKind::Memory if config.engine.uses_disk(&config.channels) => {
+                let e = &config.engine;
+                let table = config.channels.namespace_table();
+                let default = e.history_storage;
+                let options = DiskOptions {
+                    dir: e.data_dir.clone().into(),
+                    recover: e.history_storage_recover,
+                    fsync: e.history_fsync,
+                    max_pending: e.history_storage_max_pending,
+                    compact_interval: Duration::from_secs(e.history_compact_interval_secs),
+                    is_disk: Box::new(move |channel| {
+                        let storage = table.resolve(channel).and_then(|o| o.history_storage);
+                        storage.unwrap_or(default) == HistoryStorage::Disk
+                    }),
+                };
+                let (memory, keys) =
+                    MemoryBroker::with_disk(fanout, options).map_err(|e| HubError::Engine(e.to_string()))?;
+                recovered_keys = keys;
+                Engine::Memory(memory)
+            }
             EngineKind::Memory => Engine::Memory(MemoryBroker::new(fanout)),
             EngineKind::Redis => {
                 let e = &config.engine;
@@ -145,6 +212,7 @@ impl Hub {
                     presence_ttl: Duration::from_secs(e.presence_ttl_secs),
                     gap_check_period: Duration::from_secs(e.gap_check_interval_secs),
                     node: node_id.clone(),
+                    max_queued_writes: e.max_queued_membership_writes,
                 };
                 Engine::Redis(RedisBroker::new(options, fanout).map_err(|e| HubError::Engine(e.to_string()))?)
             }
@@ -153,7 +221,13 @@ impl Hub {
             .time_to_live(Duration::from_secs(config.api.idempotency_ttl_secs))
             .max_capacity(1_000_000)
             .build();
+        // Keys stored with disk history; each lives at most its remaining TTL
+        // plus this process's (the cache's TTL counts from insertion).
+        for (key, position, _remaining) in recovered_keys {
+            idempotency.insert(key, Arc::new(tokio::sync::OnceCell::new_with(Some(position))));
+        }
         Ok(Arc::new(Self {
+            chat: chat::ChatState::new(&config),
             namespaces: config.channels.namespace_table(),
             config,
             verifier,
@@ -169,7 +243,25 @@ impl Hub {
             started: Instant::now(),
             shutdown,
             plugins,
+            metrics,
         }))
+    }
+
+    /// This gateway's instruments.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Awaits an engine call, recording its latency as a Redis operation
+    /// when the engine is Redis.
+    async fn engine_op<T>(&self, operation: &'static str, call: impl std::future::Future<Output = T>) -> T {
+        if self.broker.redis().is_none() {
+            return call.await;
+        }
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.metrics.redis_op(operation, started.elapsed());
+        result
     }
 
     pub fn config(&self) -> &Config {
@@ -239,37 +331,49 @@ impl Hub {
     pub async fn publish(&self, mut req: PublishRequest) -> Result<StreamPosition, ReplyError> {
         let options = self.channel_options(&req.channel)?;
         let key = req.idempotency_key.clone().filter(|k| !k.is_empty());
-        if let Some(position) = key.as_ref().and_then(|k| self.idempotency.get(&(req.channel.clone(), k.clone()))) {
+        let cached = key.as_ref().and_then(|k| self.idempotency.get(&(req.channel.clone(), k.clone())));
+        if let Some(position) = cached.and_then(|cell| cell.get().cloned()) {
             return Ok(position);
         }
         // The pipeline runs before the engine's ordered publish and under no
         // hub lock.
         if let Some(plugins) = self.plugins.as_ref().filter(|p| p.has_publish_pipeline(&req.channel)) {
-            match plugins.on_publish(plugin_message(&req)).await {
+            match plugins.on_publish(plugin_message(&req, crate::telemetry::current_headers())).await {
                 PublishOutcome::Pass(message) => {
                     if message.data != *req.data.as_bytes() {
                         req.data = Payload::from_binary(message.data);
                     }
                     req.tags = message.tags.into_iter().collect();
+                    req.skip_history |= message.skip_history;
                 }
                 PublishOutcome::Drop => return Ok(StreamPosition::default()),
                 PublishOutcome::Deny(rejection) => return Err(rejection_error(rejection)),
             }
         }
         let Some(key) = key else {
-            return Ok(self.publish_now(req, &options).await?);
+            return self.publish_now(req, &options).await.map_err(engine_error);
         };
         let memory = match &self.broker {
             Engine::Redis(redis) => return Ok(self.publish_idempotent_redis(redis, key, req, &options).await?),
             Engine::Memory(memory) => memory,
         };
-        // moka runs the init closure once per key even under concurrent calls.
-        let cache_key = (req.channel.clone(), key);
+        // moka runs the init closure once per key even under concurrent calls;
+        // the cell then runs one publish at a time until one succeeds.
+        let cache_key = (req.channel.clone(), key.clone());
+        let cell = self.idempotency.get_with(cache_key, || Arc::new(tokio::sync::OnceCell::new()));
         let history = if req.skip_history { None } else { StreamOptions::from_channel_options(&options) };
-        Ok(self.idempotency.get_with(cache_key, || {
-            let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
-            memory.publish(&req.channel, publication, history.as_ref())
-        }))
+        let exclude = excluded_client(&req, &options);
+        let ttl = Duration::from_secs(self.config.api.idempotency_ttl_secs);
+        let position = cell
+            .get_or_try_init(|| async {
+                let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
+                memory
+                    .publish_async(&req.channel, publication, history.as_ref(), Some((key, ttl)), exclude.as_deref())
+                    .await
+            })
+            .await
+            .map_err(engine_error)?;
+        Ok(position.clone())
     }
 
     /// Across nodes: the first publisher claims the key (SET NX) and stores
@@ -289,7 +393,7 @@ impl Hub {
                 Err(e) => {
                     // Not published: let a retry claim the key again.
                     let _ = redis.idempotent_release(&channel, &key).await;
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             redis.idempotent_store(&channel, &key, &pos, ttl).await?;
@@ -304,16 +408,35 @@ impl Hub {
         Err(ErrorCode::Internal)
     }
 
-    async fn publish_now(&self, req: PublishRequest, options: &ChannelOptions) -> Result<StreamPosition, ErrorCode> {
+    async fn publish_now(&self, req: PublishRequest, options: &ChannelOptions) -> Result<StreamPosition, EngineError> {
         let history = if req.skip_history { None } else { StreamOptions::from_channel_options(options) };
         self.emit(|| {
             let (client, user) = req.info.as_ref().map_or(("", ""), |i| (i.client.as_str(), i.user.as_str()));
             let mut event = plugin::Event::new(plugin::EventKind::Publish, client, user, &req.channel);
             event.data = req.data.as_bytes().clone();
+            let trace = crate::telemetry::current_headers();
+            event.trace = plugin::TraceContext { traceparent: trace.traceparent, tracestate: trace.tracestate };
             event
         });
+        let span = crate::child_span!(
+            "broker.publish",
+            otel.name = "broker publish",
+            messaging.destination.name = %req.channel,
+            engine = self.engine_name(),
+            offset = tracing::field::Empty,
+        );
+        let exclude = excluded_client(&req, options);
+        let channel = req.channel.clone();
         let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
-        Ok(self.broker.publish(&req.channel, publication, history.as_ref()).await?)
+        let publish = self.broker.publish(&channel, publication, history.as_ref(), exclude.as_deref());
+        let position = self.engine_op("publish", publish).instrument(span.clone()).await?;
+        span.record("offset", position.offset);
+        self.metrics.published();
+        Ok(position)
+    }
+
+    fn engine_name(&self) -> &'static str {
+        if self.broker.redis().is_some() { "redis" } else { "memory" }
     }
 
     /// Whether the node can serve: the engine answers (Redis PING).
@@ -377,9 +500,7 @@ impl Hub {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {
-                    for (channel, info) in self.presence.entries() {
-                        let _ = redis.presence_add(&channel, &info).await;
-                    }
+                    redis.presence_refresh(self.presence.entries());
                 }
             }
         }
@@ -395,34 +516,44 @@ impl Hub {
     ) -> Result<(Vec<Publication>, StreamPosition), ErrorCode> {
         let options = self.channel_options(channel)?;
         let history = StreamOptions::from_channel_options(&options).ok_or(ErrorCode::NotAvailable)?;
-        Ok(self.broker.history(channel, &history, since, limit, reverse).await?)
+        let span = crate::child_span!(
+            "broker.history",
+            otel.name = "broker history",
+            messaging.destination.name = channel,
+            engine = self.engine_name(),
+            limit,
+        );
+        let read = self.broker.history(channel, &history, since, limit, reverse);
+        Ok(self.engine_op("history", read).instrument(span).await?)
     }
 
     pub async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
         let options = self.channel_options(channel)?;
-        if !options.history_enabled() {
-            return Err(ErrorCode::NotAvailable);
-        }
-        Ok(self.broker.remove_history(channel).await?)
+        let history = StreamOptions::from_channel_options(&options).ok_or(ErrorCode::NotAvailable)?;
+        Ok(self.broker.remove_history(channel, &history).await?)
     }
 
     pub async fn presence(&self, channel: &str) -> Result<HashMap<String, ClientInfo>, ErrorCode> {
-        if !self.channel_options(channel)?.presence {
+        let options = self.channel_options(channel)?;
+        if !options.presence {
             return Err(ErrorCode::NotAvailable);
         }
-        Ok(self.broker.presence(channel).await?.unwrap_or_else(|| self.presence.get(channel)))
+        let read = self.broker.presence(channel);
+        let entries = self.engine_op("presence", read).await?.unwrap_or_else(|| self.presence.get(channel));
+        Ok(if options.chat { self.with_status(entries) } else { entries })
     }
 
     pub async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, ErrorCode> {
         if !self.channel_options(channel)?.presence {
             return Err(ErrorCode::NotAvailable);
         }
-        Ok(self.broker.presence_stats(channel).await?.unwrap_or_else(|| self.presence.stats(channel)))
+        let read = self.broker.presence_stats(channel);
+        Ok(self.engine_op("presence_stats", read).await?.unwrap_or_else(|| self.presence.stats(channel)))
     }
 
-    /// Records a presence entry: locally, and in the shared store. A failed
-    /// shared write is retried by the periodic refresh, which re-adds every
-    /// local entry.
+    /// Records a presence entry: locally, and in the shared store. A write
+    /// Redis did not take in time stays queued and is sent when it is back
+    /// (the periodic refresh re-adds every local entry as well).
     async fn presence_add(&self, channel: &str, info: ClientInfo) {
         self.presence.add(channel, info.clone());
         if let Some(redis) = self.broker.redis()
@@ -432,12 +563,13 @@ impl Hub {
         }
     }
 
-    /// Drops a presence entry; the shared store is updated in the background.
+    /// Drops a presence entry; the shared store is updated in the
+    /// background, in order with the other presence writes, and again once
+    /// Redis is back when it is down.
     fn presence_remove(&self, channel: &str, client: &str) {
         self.presence.remove(channel, client);
-        if let Some(redis) = self.broker.redis().cloned() {
-            let (channel, client) = (channel.to_owned(), client.to_owned());
-            tokio::spawn(async move { redis.presence_remove(&channel, &client).await });
+        if let Some(redis) = self.broker.redis() {
+            redis.presence_remove(channel, client);
         }
     }
 
@@ -537,6 +669,7 @@ impl Hub {
     fn register_client(&self, client: &str, user: &str, outbox: Arc<Outbox>, control: mpsc::Sender<Control>) {
         self.clients.insert(client.to_owned(), ClientEntry { user: user.to_owned(), outbox, control });
         self.users.entry(user.to_owned()).or_default().push(client.to_owned());
+        self.status_connection(user, true);
     }
 
     fn unregister_client(&self, client: &str) {
@@ -545,12 +678,28 @@ impl Hub {
                 ids.retain(|id| id != client);
             }
             self.users.remove_if(&entry.user, |_, ids| ids.is_empty());
+            self.status_connection(&entry.user, false);
         }
     }
 }
 
+/// The client a publish must not be delivered back to: the publisher, when
+/// the namespace or the request asks for it.
+fn excluded_client(req: &PublishRequest, options: &ChannelOptions) -> Option<String> {
+    req.client.clone().filter(|c| !c.is_empty() && (options.exclude_publisher || req.exclude_publisher))
+}
+
+/// The reply for a failed engine publish: storage failures keep their
+/// message (disk full, read-only) so the publisher learns why.
+fn engine_error(e: EngineError) -> ReplyError {
+    match e {
+        EngineError::Storage(message) => ReplyError { code: ErrorCode::Internal.code(), message, temporary: true },
+        other => ErrorCode::from(other).into(),
+    }
+}
+
 /// The publish request as the publish pipeline sees it.
-fn plugin_message(req: &PublishRequest) -> plugin::Message {
+fn plugin_message(req: &PublishRequest, trace: crate::telemetry::TraceHeaders) -> plugin::Message {
     let mut tags: Vec<(String, String)> = req.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     tags.sort();
     plugin::Message {
@@ -559,8 +708,46 @@ fn plugin_message(req: &PublishRequest) -> plugin::Message {
         data: req.data.as_bytes().clone(),
         tags,
         content_type: if req.data.is_json() { "application/json" } else { "application/octet-stream" }.into(),
-        trace: plugin::TraceContext::default(),
+        trace: plugin::TraceContext { traceparent: trace.traceparent, tracestate: trace.tracestate },
+        skip_history: req.skip_history,
+        connection: req.connection.clone(),
     }
+}
+
+/// A disconnect a plugin asked for. Its code must be a disconnect code
+/// (3000..=4999; Centrifugo reserves 4000..=4999 for applications) or it
+/// becomes 3503 force disconnect. The close frame needs a `'static` reason:
+/// reasons are interned, at most [`MAX_INTERNED_REASONS`] distinct ones
+/// (≤ 32 bytes each, as the protocol advises) over the process's life,
+/// after which the code's generic reason is used.
+pub(crate) fn plugin_disconnect(rejection: &plugin::Rejection) -> DisconnectCode {
+    let Some(code) = u16::try_from(rejection.code).ok().filter(|c| (3000..5000).contains(c)) else {
+        return DisconnectCode::FORCE_DISCONNECT;
+    };
+    DisconnectCode { code, reason: intern_reason(&rejection.reason) }
+}
+
+/// Most distinct plugin disconnect reasons kept for the process's life.
+const MAX_INTERNED_REASONS: usize = 256;
+
+fn intern_reason(reason: &str) -> &'static str {
+    static REASONS: parking_lot::Mutex<Vec<&'static str>> = parking_lot::Mutex::new(Vec::new());
+    let mut end = reason.len().min(32);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &reason[..end];
+    let mut reasons = REASONS.lock();
+    if let Some(known) = reasons.iter().find(|r| **r == reason) {
+        return known;
+    }
+    if reasons.len() >= MAX_INTERNED_REASONS {
+        return "disconnect";
+    }
+    // Bounded above: at most MAX_INTERNED_REASONS * 32 bytes ever leak.
+    let leaked: &'static str = Box::leak(reason.to_owned().into_boxed_str());
+    reasons.push(leaked);
+    leaked
 }
 
 /// Holds one of `server.max_connections` slots.

@@ -16,12 +16,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
 
+mod chat;
+
 use super::auth::TokenError;
-use super::{ConnectionSlot, Hub, PublishRequest, VERSION, rejection_error};
-use crate::channel::{Outbox, SubscriberId, user_limited_users};
-use crate::config::ChannelOptions;
+use super::{ConnectionSlot, Hub, PublishRequest, VERSION, plugin_disconnect, rejection_error};
+use crate::channel::{Outbox, SubscriberId, SubscriberOptions, TagFilter, user_limited_users};
+use crate::config::{ChannelOptions, DELTA_FOSSIL};
 use crate::history::{Recovery, StreamOptions};
-use crate::plugin::{self, ConnectOutcome, EventKind};
+use crate::plugin::{self, ConnectOutcome, EventKind, RefreshOutcome, SubscribeOutcome};
 use crate::protocol::codes::UNSUBSCRIBE_SERVER;
 use crate::protocol::{
     ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Empty, Encoding, ErrorCode, HistoryRequest,
@@ -77,6 +79,12 @@ pub struct SessionOptions {
     pub recover_unlisted: bool,
     /// The wire encoding for the connection's whole life.
     pub encoding: Encoding,
+    /// The transport's name for plugins (`websocket`, `sse`, ...); empty
+    /// means `websocket`.
+    pub transport: &'static str,
+    /// Request headers handed to connect plugins (`client.forward_headers`
+    /// and, after the origin check, `client.forward_cookies`).
+    pub forwarded: Vec<(String, String)>,
 }
 
 /// Requests from the server API to a live session.
@@ -118,11 +126,25 @@ struct Connected {
     client: String,
     user: String,
     info: Option<Payload>,
+    /// Boolean claims of the connection token that are `true` (chat admin).
+    true_claims: Vec<String>,
+    /// What a connect plugin set as `meta`, for later hooks.
+    meta: Bytes,
 }
 
 struct Subscription {
     options: ChannelOptions,
     chan_info: Option<Payload>,
+    /// When a subscribe plugin's expiry runs out (sub-refresh pipeline).
+    expires: Option<Instant>,
+}
+
+/// What a client subscribe adds to a subscription (server-side ones have none).
+#[derive(Default)]
+struct SubscribeExtras {
+    chan_info: Option<Payload>,
+    filter: Option<Arc<TagFilter>>,
+    delta: bool,
 }
 
 /// Commands-per-second window for `client.max_commands_per_sec`.
@@ -145,9 +167,47 @@ pub struct Session {
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     expire_deadline: Option<Instant>,
+    /// When the refresh pipeline must extend this connection.
+    refresh_at: Option<Instant>,
+    /// Whether any subscription ever had an expiry: only then are the
+    /// subscriptions scanned for one (the loop computes its deadline per
+    /// frame).
+    timed_subs: bool,
     rate: RateWindow,
     options: SessionOptions,
+    /// The `traceparent`/`tracestate` of the connect headers: the parent of
+    /// every span of this connection.
+    trace: crate::telemetry::TraceHeaders,
     _slot: ConnectionSlot,
+}
+
+/// The transport as metrics and spans name it.
+fn transport_name(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Bidirectional => "websocket",
+        TransportKind::Emulation => "emulation",
+        TransportKind::Unidirectional => "unidirectional",
+    }
+}
+
+/// The current span's trace context, for plugins.
+fn current_trace() -> plugin::TraceContext {
+    let trace = crate::telemetry::current_headers();
+    plugin::TraceContext { traceparent: trace.traceparent, tracestate: trace.tracestate }
+}
+
+/// The channel a command concerns, for its span.
+fn command_channel(request: &Request) -> &str {
+    match request {
+        Request::Subscribe(r) => &r.channel,
+        Request::Unsubscribe(r) => &r.channel,
+        Request::Publish(r) => &r.channel,
+        Request::Presence(r) => &r.channel,
+        Request::PresenceStats(r) => &r.channel,
+        Request::History(r) => &r.channel,
+        Request::SubRefresh(r) => &r.channel,
+        _ => "",
+    }
 }
 
 /// Encodes for a connection; a reply its encoding cannot carry (binary
@@ -158,6 +218,11 @@ fn encode(encoding: Encoding, reply: &Reply) -> Result<Bytes, DisconnectCode> {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The instant of Unix second `at` (now when it is past).
+fn instant_at(at: u64) -> Instant {
+    Instant::now() + Duration::from_secs(at.saturating_sub(unix_now()))
 }
 
 impl Session {
@@ -187,8 +252,11 @@ impl Session {
             next_ping: None,
             pong_deadline: None,
             expire_deadline: None,
+            refresh_at: None,
+            timed_subs: false,
             rate: RateWindow { started: Instant::now(), count: 0 },
             options,
+            trace: crate::telemetry::TraceHeaders::default(),
             _slot: slot,
         }
     }
@@ -227,7 +295,7 @@ impl Session {
                     Some(Inbound::Closed) | None => Err(DisconnectCode::CONNECTION_CLOSED),
                 },
                 Some(control) = self.control_rx.recv() => Box::pin(self.handle_control(control)).await,
-                _ = tokio::time::sleep_until(deadline) => self.on_deadline(Instant::now()),
+                _ = tokio::time::sleep_until(deadline) => self.on_deadline(Instant::now()).await,
             };
             if let Err(code) = step {
                 break code;
@@ -235,6 +303,26 @@ impl Session {
         };
         self.outbox.close(code);
         self.cleanup();
+        let metrics = self.hub.metrics();
+        metrics.disconnect(code.code);
+        if self.conn.is_some() {
+            let transport = transport_name(self.options.kind);
+            metrics.connection_closed(transport);
+            // Connection lifetime is events, not one long span: this short
+            // span carries the close.
+            let span = crate::root_span!(
+                &self.trace.traceparent,
+                &self.trace.tracestate,
+                "client.disconnect",
+                otel.name = "client disconnect",
+                transport,
+                disconnect.code = code.code,
+            );
+            let _entered = span.enter();
+            if crate::telemetry::trace::in_trace() {
+                tracing::info!(target: "switchboard::otel", code = code.code, reason = code.reason, "connection closed");
+            }
+        }
         if let Some(conn) = &self.conn {
             self.hub.emit(|| {
                 let mut event = plugin::Event::new(EventKind::Disconnect, &conn.client, &conn.user, "");
@@ -250,14 +338,15 @@ impl Session {
         if self.conn.is_none() {
             return self.connect_deadline;
         }
-        [self.next_ping, self.pong_deadline, self.expire_deadline]
+        let sub_expiry = if self.timed_subs { self.subs.values().filter_map(|s| s.expires).min() } else { None };
+        [self.next_ping, self.pong_deadline, self.expire_deadline, self.refresh_at, sub_expiry]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
 
-    fn on_deadline(&mut self, now: Instant) -> Result<(), DisconnectCode> {
+    async fn on_deadline(&mut self, now: Instant) -> Result<(), DisconnectCode> {
         if self.conn.is_none() {
             return if now >= self.connect_deadline { Err(DisconnectCode::STALE) } else { Ok(()) };
         }
@@ -266,6 +355,17 @@ impl Session {
         }
         if self.expire_deadline.is_some_and(|d| now >= d) {
             return Err(DisconnectCode::EXPIRED);
+        }
+        if self.refresh_at.is_some_and(|d| now >= d) {
+            self.refresh_by_plugins().await?;
+        }
+        let expired: Vec<String> = if self.timed_subs {
+            self.subs.iter().filter(|(_, s)| s.expires.is_some_and(|d| now >= d)).map(|(c, _)| c.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        for channel in expired {
+            self.sub_refresh_by_plugins(&channel).await?;
         }
         if let Some(ping_at) = self.next_ping.filter(|t| now >= *t) {
             let client = &self.hub.config().client;
@@ -279,6 +379,7 @@ impl Session {
     }
 
     fn send(&self, frame: Bytes) -> Result<(), DisconnectCode> {
+        self.hub.metrics().bytes_out(frame.len() as u64);
         self.outbox.push(frame).map_err(|_| self.outbox.close_code().unwrap_or(DisconnectCode::SLOW))
     }
 
@@ -288,13 +389,17 @@ impl Session {
 
     /// Handles one inbound frame of commands.
     async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), DisconnectCode> {
+        self.hub.metrics().bytes_in(frame.len() as u64);
         let commands = self.encoding.decode_commands(frame).map_err(|e| {
             debug!(error = %e, "malformed frame");
             DisconnectCode::BAD_REQUEST
         })?;
         for command in commands {
-            // Any command proves the client is alive.
+            // Any command proves the client is alive (and its user active).
             self.pong_deadline = None;
+            if let Some(conn) = self.conn.as_ref().filter(|c| !c.user.is_empty()) {
+                self.hub.status_touch(&conn.user);
+            }
             self.handle_command(command).await?;
         }
         Ok(())
@@ -336,7 +441,66 @@ impl Session {
         if !self.check_rate()? {
             return self.reply(&Reply::error(id, ErrorCode::TooManyRequests.into()));
         }
-        let outcome = match request {
+        let method = request.method();
+        if let Request::Connect(req) = &request {
+            let header = |name: &str| {
+                req.headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            if !req.headers.is_empty() {
+                self.trace = crate::telemetry::TraceHeaders {
+                    traceparent: header("traceparent"),
+                    tracestate: header("tracestate"),
+                };
+            }
+        }
+        let span = crate::root_span!(
+            &self.trace.traceparent,
+            &self.trace.tracestate,
+            "client.command",
+            otel.name = %format_args!("client {method}"),
+            otel.kind = "server",
+            rpc.method = method,
+            messaging.destination.name = command_channel(&request),
+            user.id = self.user(),
+            transport = transport_name(self.options.kind),
+            result.code = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let outcome = tracing::Instrument::instrument(self.dispatch(id, request), span.clone()).await;
+        let result: &'static str = match &outcome {
+            Ok(_) => "ok",
+            Err(Failure::Error(_)) => "error",
+            Err(Failure::Disconnect(_)) => "disconnect",
+        };
+        match &outcome {
+            Ok(_) => span.record("result.code", 0),
+            Err(Failure::Error(e)) => span.record("result.code", e.code),
+            Err(Failure::Disconnect(code)) => span.record("result.code", code.code),
+        };
+        self.hub.metrics().command(method, started.elapsed(), result);
+        if method == "connect" && self.conn.is_some() {
+            self.hub.metrics().connection_opened(transport_name(self.options.kind));
+            let _entered = span.enter();
+            if crate::telemetry::trace::in_trace() {
+                tracing::info!(target: "switchboard::otel", user = self.user(), "connection established");
+            }
+        }
+        match outcome {
+            // A reply with id 0 means the handler already queued its reply.
+            Ok(reply) if reply.id == 0 => Ok(()),
+            Ok(reply) => self.reply(&reply),
+            Err(Failure::Error(error)) => self.reply(&Reply::error(id, error)),
+            Err(Failure::Disconnect(code)) => Err(code),
+        }
+    }
+
+    /// Runs one command (already rate-checked and in order).
+    async fn dispatch(&mut self, id: u32, request: Request) -> Result<Reply, Failure> {
+        match request {
             Request::Connect(req) => self.connect(id, req).await,
             Request::Subscribe(req) => self.subscribe(id, req).await,
             Request::Unsubscribe(req) => {
@@ -352,18 +516,89 @@ impl Session {
             Request::Refresh(req) => self.refresh(id, req),
             Request::SubRefresh(req) => self.sub_refresh(id, req),
             Request::Pong | Request::Send(_) => unreachable!("handled above"),
-        };
-        match outcome {
-            // A reply with id 0 means the handler already queued its reply.
-            Ok(reply) if reply.id == 0 => Ok(()),
-            Ok(reply) => self.reply(&reply),
-            Err(Failure::Error(error)) => self.reply(&Reply::error(id, error)),
-            Err(Failure::Disconnect(code)) => Err(code),
         }
     }
 
     fn user(&self) -> &str {
         self.conn.as_ref().map_or("", |c| c.user.as_str())
+    }
+
+    fn transport_name(&self) -> &'static str {
+        if self.options.transport.is_empty() { "websocket" } else { self.options.transport }
+    }
+
+    fn protocol_name(&self) -> &'static str {
+        if self.encoding == Encoding::Protobuf { "protobuf" } else { "json" }
+    }
+
+    /// This connection as plugins after connect see it.
+    fn plugin_connection(&self) -> plugin::Connection {
+        let conn = self.conn.as_ref();
+        plugin::Connection {
+            client: conn.map(|c| c.client.clone()).unwrap_or_default(),
+            user: conn.map(|c| c.user.clone()).unwrap_or_default(),
+            transport: self.transport_name().to_owned(),
+            protocol: self.protocol_name().to_owned(),
+            meta: conn.map(|c| c.meta.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The connection reached the expiry a connect plugin gave it.
+    async fn refresh_by_plugins(&mut self) -> Result<(), DisconnectCode> {
+        self.refresh_at = None;
+        let Some(plugins) = self.hub.plugins().filter(|p| p.has_refresh_pipeline()) else {
+            return Err(DisconnectCode::EXPIRED);
+        };
+        match plugins.on_refresh(&self.plugin_connection()).await {
+            RefreshOutcome::Extend { expires_at, info } => {
+                if let Some(info) = info {
+                    let info =
+                        Payload::from_json(&String::from_utf8_lossy(&info)).map_err(|_| DisconnectCode::INTERNAL)?;
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.info = Some(info);
+                    }
+                }
+                self.refresh_at = expires_at.map(instant_at);
+                Ok(())
+            }
+            RefreshOutcome::Expire => Err(DisconnectCode::EXPIRED),
+            RefreshOutcome::Disconnect(rejection) => Err(plugin_disconnect(&rejection)),
+        }
+    }
+
+    /// A subscription reached the expiry a subscribe plugin gave it.
+    async fn sub_refresh_by_plugins(&mut self, channel: &str) -> Result<(), DisconnectCode> {
+        if let Some(sub) = self.subs.get_mut(channel) {
+            sub.expires = None;
+        }
+        let outcome = match self.hub.plugins().filter(|p| p.has_sub_refresh_pipeline(channel)) {
+            Some(plugins) => plugins.on_sub_refresh(&self.plugin_connection(), channel).await,
+            None => RefreshOutcome::Expire,
+        };
+        match outcome {
+            RefreshOutcome::Extend { expires_at, info } => {
+                let info = info.map(|i| Payload::from_json(&String::from_utf8_lossy(&i))).transpose();
+                if let Some(sub) = self.subs.get_mut(channel) {
+                    sub.expires = expires_at.map(instant_at);
+                    if let Ok(Some(info)) = info {
+                        sub.chan_info = Some(info);
+                    }
+                }
+                Ok(())
+            }
+            RefreshOutcome::Expire => {
+                if self.unsubscribe(channel) {
+                    let push = UnsubscribePush {
+                        code: crate::protocol::codes::UNSUBSCRIBE_SUBSCRIPTION_EXPIRED,
+                        reason: "subscription expired".to_owned(),
+                    };
+                    let push = Push { channel: channel.to_owned(), unsubscribe: Some(push), ..Push::default() };
+                    self.reply(&Reply::push(push))?;
+                }
+                Ok(())
+            }
+            RefreshOutcome::Disconnect(rejection) => Err(plugin_disconnect(&rejection)),
+        }
     }
 
     fn client_info(&self, chan_info: Option<Payload>) -> ClientInfo {
@@ -378,8 +613,11 @@ impl Session {
 
     async fn connect(&mut self, id: u32, req: ConnectRequest) -> Result<Reply, Failure> {
         let config = self.hub.config().client.clone();
+        let connect_plugins = self.hub.plugins().filter(|p| p.has_connect_pipeline()).cloned();
         let claims = if req.token.is_empty() {
-            if !config.allow_anonymous {
+            // With connect plugins a backend may authenticate the client
+            // (e.g. from a forwarded cookie); checked after they ran.
+            if !config.allow_anonymous && connect_plugins.is_none() {
                 return Err(TOKEN_REQUIRED.into());
             }
             None
@@ -393,45 +631,80 @@ impl Session {
                 }
             }
         };
-        let (mut user, mut info, mut expires_at, mut channels) = match claims {
-            Some(c) => (c.user, c.info, c.expires_at, c.channels),
-            None => (String::new(), None, None, Vec::new()),
+        let (mut user, mut info, mut expires_at, mut channels, mut true_claims, other_claims) = match claims {
+            Some(c) => (c.user, c.info, c.expires_at, c.channels, c.true_claims, c.other),
+            None => (String::new(), None, None, Vec::new(), Vec::new(), serde_json::Map::new()),
         };
         let client = uuid::Uuid::new_v4().to_string();
-        if let Some(plugins) = self.hub.plugins().filter(|p| p.has_connect_pipeline()) {
-            let claims = serde_json::json!({
-                "sub": user,
-                "exp": expires_at,
-                "channels": channels,
-                "info": info.as_ref().and_then(|i| serde_json::from_slice::<serde_json::Value>(i.as_bytes()).ok()),
-            });
+        let mut reply_data = None;
+        let mut meta = Bytes::new();
+        let mut refresh_by_plugins = false;
+        // A verified token (even one without `sub`) or anonymous access is
+        // enough; otherwise a connect plugin must allow.
+        let mut authenticated = !req.token.is_empty() || config.allow_anonymous;
+        if let Some(plugins) = connect_plugins {
+            // Every claim of the token, with the ones the gateway read in
+            // their checked form.
+            let mut claims = other_claims;
+            claims.insert("sub".into(), user.clone().into());
+            claims.insert("exp".into(), expires_at.into());
+            claims.insert("channels".into(), channels.clone().into());
+            let info_json = info.as_ref().and_then(|i| serde_json::from_slice::<serde_json::Value>(i.as_bytes()).ok());
+            claims.insert("info".into(), info_json.into());
+            let claims = serde_json::Value::Object(claims);
             let request = plugin::ConnectInfo {
                 client: client.clone(),
-                transport: "websocket".into(),
+                transport: self.transport_name().to_owned(),
+                protocol: self.protocol_name().to_owned(),
+                channels: {
+                    let mut channels: Vec<String> = req.subs.keys().cloned().collect();
+                    channels.sort();
+                    channels
+                },
+                headers: self.options.forwarded.clone(),
                 user: user.clone(),
                 claims: claims.to_string(),
                 data: req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default(),
                 name: req.name.clone(),
                 version: req.version.clone(),
-                trace: plugin::TraceContext::default(),
+                trace: current_trace(),
             };
             match plugins.on_connect(request).await {
                 ConnectOutcome::Keep => {}
                 ConnectOutcome::Allow(principal) => {
+                    let not_json = |what: &str| ReplyError {
+                        code: ErrorCode::Internal.code(),
+                        message: format!("connect plugin returned {what} that is not json"),
+                        temporary: false,
+                    };
                     user = principal.user;
-                    info =
-                        principal.info.map(|i| Payload::from_json(&String::from_utf8_lossy(&i))).transpose().map_err(
-                            |_| ReplyError {
-                                code: ErrorCode::Internal.code(),
-                                message: "connect plugin returned info that is not json".into(),
-                                temporary: false,
-                            },
-                        )?;
+                    info = principal
+                        .info
+                        .map(|i| Payload::from_json(&String::from_utf8_lossy(&i)))
+                        .transpose()
+                        .map_err(|_| not_json("info"))?;
+                    reply_data = principal
+                        .data
+                        .map(|d| Payload::from_json(&String::from_utf8_lossy(&d)))
+                        .transpose()
+                        .map_err(|_| not_json("data"))?;
+                    meta = principal.meta.unwrap_or_default();
                     channels = principal.channels;
                     expires_at = principal.expires_at;
+                    // The plugin's principal carries no token claims.
+                    true_claims.clear();
+                    // The backend owns this expiry: the refresh pipeline
+                    // extends it server-side; the client has no token to
+                    // refresh with.
+                    refresh_by_plugins = expires_at.is_some() && plugins.has_refresh_pipeline();
+                    authenticated = true;
                 }
                 ConnectOutcome::Deny(rejection) => return Err(rejection_error(rejection).into()),
+                ConnectOutcome::Disconnect(rejection) => return Err(plugin_disconnect(&rejection).into()),
             }
+        }
+        if !authenticated {
+            return Err(TOKEN_REQUIRED.into());
         }
         let now = Instant::now();
         let mut result = ConnectResult {
@@ -454,7 +727,10 @@ impl Session {
             epoch: "\u{0}unknown".to_owned(),
             ..SubscribeRequest::default()
         });
-        if let Some(exp) = expires_at {
+        result.data = reply_data;
+        if let Some(exp) = expires_at.filter(|_| refresh_by_plugins) {
+            self.refresh_at = Some(instant_at(exp));
+        } else if let Some(exp) = expires_at {
             let ttl = exp.saturating_sub(unix_now());
             result.expires = true;
             result.ttl = u32::try_from(ttl).unwrap_or(u32::MAX);
@@ -462,7 +738,7 @@ impl Session {
         }
         self.hub.register_client(&client, &user, self.outbox.clone(), self.control_tx.clone());
         self.hub.emit(|| plugin::Event::new(EventKind::Connect, &client, &user, ""));
-        self.conn = Some(Connected { client, user, info });
+        self.conn = Some(Connected { client, user, info, true_claims, meta });
         self.next_ping = Some(now + Duration::from_secs(config.ping_interval_secs));
 
         // Server-side subscriptions from the token. Their publications may be
@@ -474,7 +750,8 @@ impl Session {
                 continue;
             };
             let recover = req.subs.get(&channel).or(unknown_position.as_ref());
-            let sub = match self.attach(&channel, options, recover, true, None, |_, _| None).await {
+            let sub = match self.attach(&channel, options, recover, true, SubscribeExtras::default(), |_, _| None).await
+            {
                 Ok(sub) => sub,
                 Err(e) => {
                     // Redis is unreachable: a reply would leave this
@@ -501,6 +778,19 @@ impl Session {
         if self.subs.len() >= self.hub.config().client.max_channels_per_connection {
             return Err(ErrorCode::LimitExceeded.into());
         }
+        let filter = match &req.tf {
+            Some(_) if !options.allow_tags_filter => return Err(ErrorCode::PermissionDenied.into()),
+            Some(tf) => Some(Arc::new(TagFilter::compile(tf).map_err(|e| ReplyError {
+                code: ErrorCode::BadRequest.code(),
+                message: format!("bad request: {e}"),
+                temporary: false,
+            })?)),
+            None => None,
+        };
+        // Like Centrifugo: an unknown or disallowed type is simply not
+        // negotiated (`delta` absent from the reply), and a tags filter rules
+        // delta out, since a filtered subscriber misses the bases.
+        let delta = req.delta == DELTA_FOSSIL && options.allow_delta_fossil && filter.is_none();
         let user = self.user().to_owned();
         let mut chan_info = None;
         if !req.token.is_empty() {
@@ -520,27 +810,57 @@ impl Session {
         } else if !options.allow_subscribe_for_client || (user.is_empty() && !options.allow_subscribe_for_anonymous) {
             return Err(ErrorCode::PermissionDenied.into());
         }
-        if let Some(plugins) = self.hub.plugins().filter(|p| p.has_subscribe_pipeline()) {
+        let mut options = options;
+        let mut reply_data = None;
+        let mut expires = None;
+        if let Some(plugins) = self.hub.plugins().filter(|p| p.has_subscribe_pipeline(&req.channel)) {
             let request = plugin::SubscribeInfo {
-                client: self.conn.as_ref().map(|c| c.client.clone()).unwrap_or_default(),
-                user: user.clone(),
+                connection: self.plugin_connection(),
                 channel: req.channel.clone(),
                 data: req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default(),
-                trace: plugin::TraceContext::default(),
+                trace: current_trace(),
             };
-            plugins.on_subscribe(request).await.map_err(rejection_error)?;
+            let grant = match plugins.on_subscribe(request).await {
+                SubscribeOutcome::Allow(grant) => grant,
+                SubscribeOutcome::Deny(rejection) => return Err(rejection_error(rejection).into()),
+                SubscribeOutcome::Disconnect(rejection) => return Err(plugin_disconnect(&rejection).into()),
+            };
             // The plugin ran without the session's state pinned: re-check
             // what it may have raced with (a server-side subscribe).
             if self.subs.contains_key(&req.channel) {
                 return Err(ErrorCode::AlreadySubscribed.into());
             }
+            let json = |bytes: Bytes, what: &str| {
+                Payload::from_json(&String::from_utf8_lossy(&bytes)).map_err(|_| ReplyError {
+                    code: ErrorCode::Internal.code(),
+                    message: format!("subscribe plugin returned {what} that is not json"),
+                    temporary: false,
+                })
+            };
+            if let Some(info) = grant.info {
+                chan_info = Some(json(info, "info")?);
+            }
+            reply_data = grant.data.map(|d| json(d, "data")).transpose()?;
+            expires = grant.expires_at.map(instant_at);
+            options.presence = grant.presence.unwrap_or(options.presence);
+            options.join_leave = grant.join_leave.unwrap_or(options.join_leave);
+            // Recovery needs history; without it the override cannot apply.
+            options.force_recovery =
+                grant.force_recovery.unwrap_or(options.force_recovery) && options.history_enabled();
         }
         let channel = req.channel.clone();
         let encoding = self.encoding;
-        self.attach(&channel, options, Some(&req), false, chan_info, |result, _| {
-            Some(encode(encoding, &Reply { id, subscribe: Some(result.clone()), ..Reply::default() }))
+        let extras = SubscribeExtras { chan_info, filter, delta };
+        self.attach(&channel, options, Some(&req), false, extras, |result, _| {
+            let mut result = result.clone();
+            result.data = reply_data;
+            Some(encode(encoding, &Reply { id, subscribe: Some(result), ..Reply::default() }))
         })
         .await?;
+        if let Some(sub) = self.subs.get_mut(&channel) {
+            sub.expires = expires;
+            self.timed_subs |= expires.is_some();
+        }
         Ok(Reply::default())
     }
 
@@ -549,6 +869,8 @@ impl Session {
     /// `announce` returns (the subscribe reply or push) so that it precedes
     /// every live publication; an announcement this connection's encoding
     /// cannot carry closes it. Then records presence and announces the join.
+    /// `extras` registers the tags filter and negotiated delta with the
+    /// subscriber (recovered publications then take the delta data form).
     /// Fails (error 100) only when the engine is unreachable; nothing was
     /// registered then.
     async fn attach(
@@ -557,9 +879,12 @@ impl Session {
         options: ChannelOptions,
         req: Option<&SubscribeRequest>,
         server_side: bool,
-        chan_info: Option<Payload>,
+        extras: SubscribeExtras,
         announce: impl FnOnce(&SubscribeResult, bool) -> Option<Result<Bytes, DisconnectCode>>,
     ) -> Result<SubscribeResult, ErrorCode> {
+        let SubscribeExtras { chan_info, filter, delta } = extras;
+        let client: Arc<str> = self.conn.as_ref().map_or("", |c| c.client.as_str()).into();
+        let delivery = SubscriberOptions { client, filter, delta };
         let history = StreamOptions::from_channel_options(&options);
         let asked_recoverable = req.is_some_and(|r| r.recoverable);
         let recoverable =
@@ -581,12 +906,21 @@ impl Session {
             }
             if let Some(since) = &recover_from {
                 result.was_recovering = true;
-                if recoverable && let Recovery::Recovered(publications) = view.recover(since, max_recover) {
+                if recoverable && let Recovery::Recovered(mut publications) = view.recover(since, max_recover) {
                     result.recovered = true;
+                    if delta {
+                        // The SDK decodes these through the delta path too.
+                        for p in &mut publications {
+                            if let Some(data) = encoding.delta_full_data(&p.data) {
+                                p.data = data;
+                            }
+                        }
+                    }
                     result.publications = publications;
                 }
             }
-            registry.add(channel, id, outbox.clone(), encoding);
+            result.delta = delta;
+            registry.add_with(channel, id, outbox.clone(), encoding, delivery);
             match announce(&result, server_side) {
                 // Overflow closes the outbox (3008); the run loop sees it.
                 Some(Ok(frame)) => {
@@ -598,8 +932,15 @@ impl Session {
             result
         });
         let result = result.await?;
+        if result.was_recovering {
+            self.hub.metrics().recovery(result.recovered);
+        }
+        self.hub.metrics().subscriptions_changed(1);
 
-        self.subs.insert(channel.to_owned(), Subscription { options: options.clone(), chan_info: chan_info.clone() });
+        self.subs.insert(
+            channel.to_owned(),
+            Subscription { options: options.clone(), chan_info: chan_info.clone(), expires: None },
+        );
         self.emit_membership(channel, EventKind::Subscribe, options.join_leave.then_some(EventKind::Join));
         if options.presence || options.join_leave {
             let info = self.client_info(chan_info);
@@ -616,6 +957,7 @@ impl Session {
     /// Leaves `channel`; a no-op when not subscribed.
     fn unsubscribe(&mut self, channel: &str) -> bool {
         let Some(sub) = self.subs.remove(channel) else { return false };
+        self.hub.metrics().subscriptions_changed(-1);
         self.hub.registry.remove(channel, self.id);
         if let Some(conn) = self.conn.as_ref().filter(|_| sub.options.presence) {
             self.hub.presence_remove(channel, &conn.client);
@@ -656,12 +998,28 @@ impl Session {
         }
         let data = data.ok_or(ErrorCode::BadRequest)?;
         let info = self.client_info(subscribed.and_then(|s| s.chan_info.clone()));
-        self.hub.publish(PublishRequest { channel, data, info: Some(info), ..PublishRequest::default() }).await?;
+        let client = self.conn.as_ref().map(|c| c.client.clone());
+        let connection = Some(Arc::new(self.plugin_connection()));
+        self.hub
+            .publish(PublishRequest {
+                channel,
+                data,
+                info: Some(info),
+                client,
+                connection,
+                ..PublishRequest::default()
+            })
+            .await?;
         Ok(Reply { id, publish: Some(Empty {}), ..Reply::default() })
     }
 
     /// Answers `rpc` through the rpc pipeline; 104 when none is configured.
     async fn rpc(&mut self, id: u32, req: RpcRequest) -> Result<Reply, Failure> {
+        let bytes = req.data.as_ref().map(|d| d.as_bytes().clone()).unwrap_or_default();
+        if let Some(call) = super::ChatCall::parse(&req.method, &bytes) {
+            let data = self.chat(call?).await?;
+            return Ok(Reply { id, rpc: Some(RpcResult { data: Some(data) }), ..Reply::default() });
+        }
         let Some(plugins) = self.hub.plugins().filter(|p| p.has_rpc_pipeline()) else {
             return Err(ErrorCode::MethodNotFound.into());
         };
@@ -760,7 +1118,7 @@ impl Session {
                 }
                 let Ok(options) = self.hub.channel_options(&channel) else { return Ok(()) };
                 let encoding = self.encoding;
-                self.attach(&channel, options, None, true, None, |result, _| {
+                self.attach(&channel, options, None, true, SubscribeExtras::default(), |result, _| {
                     let push = SubscribePush {
                         recoverable: result.recoverable,
                         epoch: result.epoch.clone(),

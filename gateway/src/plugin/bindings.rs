@@ -4,7 +4,9 @@
 //! the host while the guest blocks; every other import is a plain host call.
 
 wasmtime::component::bindgen!({
-    world: "plugin",
+    // `extended-plugin` is `plugin` plus the session-aware hooks; a component
+    // built against `plugin` alone links against it unchanged.
+    world: "extended-plugin",
     path: "../plugin-sdk/wit",
     imports: {
         "switchboard:plugin/http.fetch": async,
@@ -13,4 +15,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::switchboard::plugin::types;
-pub use exports::switchboard::plugin::{connect_hook, events_hook, lifecycle, publish_hook, rpc_hook, subscribe_hook};
+pub use exports::switchboard::plugin::{
+    connect_ext_hook, connect_hook, events_hook, lifecycle, publish_ext_hook, publish_hook, refresh_hook, rpc_hook,
+    sub_refresh_hook, subscribe_ext_hook, subscribe_hook,
+};

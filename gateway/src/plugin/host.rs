@@ -16,13 +16,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::switchboard::plugin::{clock, http, kv, log, metrics, random};
-
-/// Longest `http.fetch` whatever the guest asks for.
-const MAX_FETCH: Duration = Duration::from_secs(30);
-/// Largest `http.fetch` response body handed to a guest.
-const MAX_FETCH_BODY_BYTES: usize = 1 << 20;
-/// Most `kv` entries per plugin.
-const KV_MAX_ENTRIES: u64 = 100_000;
+use crate::config::PluginRuntimeConfig;
 
 /// Counters and histograms plugins record (and the host records about
 /// them). The observability work exports these; for now they are read in
@@ -81,16 +75,30 @@ pub struct PluginShared {
     pub metrics: Arc<MetricsRegistry>,
     allowed_hosts: Vec<String>,
     http: Client<HttpConnector, Full<Bytes>>,
+    /// `[plugin_runtime] fetch_max_timeout_ms`.
+    fetch_max_timeout: Duration,
+    /// `[plugin_runtime] fetch_max_body_bytes`.
+    fetch_max_body_bytes: usize,
+    /// `[plugin_runtime] random_max_bytes`.
+    random_max_bytes: u32,
 }
 
 impl PluginShared {
-    pub fn new(name: &str, allowed_hosts: &[String], metrics: Arc<MetricsRegistry>) -> Self {
+    pub fn new(
+        name: &str,
+        allowed_hosts: &[String],
+        metrics: Arc<MetricsRegistry>,
+        limits: &PluginRuntimeConfig,
+    ) -> Self {
         Self {
             name: name.to_owned(),
-            kv: moka::sync::Cache::builder().max_capacity(KV_MAX_ENTRIES).build(),
+            kv: moka::sync::Cache::builder().max_capacity(limits.kv_max_entries).build(),
             metrics,
             allowed_hosts: allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             http: Client::builder(TokioExecutor::new()).build_http(),
+            fetch_max_timeout: Duration::from_millis(limits.fetch_max_timeout_ms),
+            fetch_max_body_bytes: limits.fetch_max_body_bytes,
+            random_max_bytes: limits.random_max_bytes,
         }
     }
 
@@ -209,7 +217,19 @@ impl http::Host for HostState {
         // Waiting on the network is not charged to the guest's budget (the
         // epoch callback only counts ticks while wasm runs); the fetch has
         // its own timeout.
-        let result = fetch(&self.shared, req).await;
+        let span = crate::child_span!(
+            "http.fetch",
+            otel.name = %format_args!("{} {}", req.method, crate::telemetry::redact_token(&req.url)),
+            otel.kind = "client",
+            plugin.name = %self.shared.name,
+            http.request.method = %req.method,
+            url.full = %crate::telemetry::redact_token(&req.url),
+            http.response.status_code = tracing::field::Empty,
+        );
+        let result = tracing::Instrument::instrument(fetch(&self.shared, req), span.clone()).await;
+        if let Ok(response) = &result {
+            span.record("http.response.status_code", response.status);
+        }
         if let Err(reason) = &result {
             tracing::warn!(plugin = %self.shared.name, %reason, "plugin http.fetch refused or failed");
         }
@@ -228,11 +248,23 @@ async fn fetch(shared: &PluginShared, req: http::Request) -> Result<http::Respon
     for (name, value) in &req.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
+    // The host propagates the trace (this fetch span) unless the plugin
+    // chose its own parent.
+    if !req.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("traceparent")) {
+        let trace = crate::telemetry::current_headers();
+        if !trace.is_empty() {
+            builder = builder.header("traceparent", trace.traceparent);
+            if !trace.tracestate.is_empty() {
+                builder = builder.header("tracestate", trace.tracestate);
+            }
+        }
+    }
     let request = builder.body(Full::new(Bytes::from(req.body))).map_err(|e| format!("bad request: {e}"))?;
     let timeout = match req.timeout_ms {
-        0 => MAX_FETCH,
-        ms => Duration::from_millis(u64::from(ms)).min(MAX_FETCH),
+        0 => shared.fetch_max_timeout,
+        ms => Duration::from_millis(u64::from(ms)).min(shared.fetch_max_timeout),
     };
+    let max_body = shared.fetch_max_body_bytes;
     let exchange = async {
         let response = shared.http.request(request).await.map_err(|e| format!("request failed: {e}"))?;
         let status = response.status().as_u16();
@@ -241,10 +273,10 @@ async fn fetch(shared: &PluginShared, req: http::Request) -> Result<http::Respon
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
-        let body = Limited::new(response.into_body(), MAX_FETCH_BODY_BYTES)
+        let body = Limited::new(response.into_body(), max_body)
             .collect()
             .await
-            .map_err(|e| format!("response body: {e} (max {MAX_FETCH_BODY_BYTES} bytes)"))?
+            .map_err(|e| format!("response body: {e} (max {max_body} bytes)"))?
             .to_bytes();
         Ok(http::Response { status, headers, body: body.to_vec() })
     };
@@ -265,7 +297,7 @@ impl clock::Host for HostState {
 impl random::Host for HostState {
     fn fill(&mut self, len: u32) -> Vec<u8> {
         // Capped so a guest cannot make the host allocate without bound.
-        let mut bytes = vec![0; len.min(1 << 16) as usize];
+        let mut bytes = vec![0; len.min(self.shared.random_max_bytes) as usize];
         rand::rng().fill_bytes(&mut bytes);
         bytes
     }
@@ -283,7 +315,7 @@ mod tests {
 
     fn shared(hosts: &[&str]) -> PluginShared {
         let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
-        PluginShared::new("p", &hosts, Arc::default())
+        PluginShared::new("p", &hosts, Arc::default(), &PluginRuntimeConfig::default())
     }
 
     #[test]
@@ -311,6 +343,15 @@ mod tests {
         kv::Host::set(&mut a, "gone".into(), b"x".to_vec(), Some(0));
         assert_eq!(kv::Host::get(&mut a, "gone".into()), None, "ttl 0 expires at once");
         assert_eq!(kv::Host::incr(&mut a, "gone".into(), 1, None), 1, "an expired key counts as 0");
+    }
+
+    #[test]
+    fn random_fill_is_capped_by_random_max_bytes() {
+        let limits = PluginRuntimeConfig { random_max_bytes: 8, ..PluginRuntimeConfig::default() };
+        let shared = Arc::new(PluginShared::new("p", &[], Arc::default(), &limits));
+        let mut state = HostState::new(shared, 1 << 20);
+        assert_eq!(random::Host::fill(&mut state, 100).len(), 8);
+        assert_eq!(random::Host::fill(&mut state, 3).len(), 3);
     }
 
     #[test]

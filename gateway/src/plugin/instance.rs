@@ -8,15 +8,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings::{connect_hook, events_hook, lifecycle, publish_hook, rpc_hook, subscribe_hook, types};
+use super::bindings::{
+    connect_ext_hook, connect_hook, events_hook, lifecycle, publish_ext_hook, publish_hook, refresh_hook, rpc_hook,
+    sub_refresh_hook, subscribe_ext_hook, subscribe_hook, types,
+};
 use super::host::{HostState, PluginShared};
 use super::{Hook, PluginError};
 use crate::config::PluginConfig;
 
 /// The WIT package prefix of host interfaces in import names.
 const PACKAGE: &str = "switchboard:plugin/";
-/// Budget of one instance's `init`, far above any hook's.
-const INIT_BUDGET: Duration = Duration::from_secs(2);
 
 /// The host interface named by an import like `switchboard:plugin/kv@0.1.0`.
 pub fn host_interface(import: &str) -> Option<&str> {
@@ -59,17 +60,26 @@ pub struct Hooks {
     pub publish: Option<publish_hook::GuestIndices>,
     pub rpc: Option<rpc_hook::GuestIndices>,
     pub events: Option<events_hook::GuestIndices>,
+    pub connect_ext: Option<connect_ext_hook::GuestIndices>,
+    pub refresh: Option<refresh_hook::GuestIndices>,
+    pub subscribe_ext: Option<subscribe_ext_hook::GuestIndices>,
+    pub sub_refresh: Option<sub_refresh_hook::GuestIndices>,
+    pub publish_ext: Option<publish_ext_hook::GuestIndices>,
 }
 
 impl Hooks {
+    /// Whether the component can serve `hook`, through the plain or the
+    /// ext interface.
     pub fn exports(&self, hook: Hook) -> bool {
         match hook {
             Hook::Init => true,
-            Hook::Connect => self.connect.is_some(),
-            Hook::Subscribe => self.subscribe.is_some(),
-            Hook::Publish => self.publish.is_some(),
+            Hook::Connect => self.connect.is_some() || self.connect_ext.is_some(),
+            Hook::Subscribe => self.subscribe.is_some() || self.subscribe_ext.is_some(),
+            Hook::Publish => self.publish.is_some() || self.publish_ext.is_some(),
             Hook::Rpc => self.rpc.is_some(),
             Hook::Events => self.events.is_some(),
+            Hook::Refresh => self.refresh.is_some(),
+            Hook::SubRefresh => self.sub_refresh.is_some(),
         }
     }
 }
@@ -82,6 +92,11 @@ pub struct Warm {
     publish: Option<publish_hook::Guest>,
     rpc: Option<rpc_hook::Guest>,
     events: Option<events_hook::Guest>,
+    connect_ext: Option<connect_ext_hook::Guest>,
+    refresh: Option<refresh_hook::Guest>,
+    subscribe_ext: Option<subscribe_ext_hook::Guest>,
+    sub_refresh: Option<sub_refresh_hook::Guest>,
+    publish_ext: Option<publish_ext_hook::Guest>,
 }
 
 /// A hook invocation with its guest-side arguments.
@@ -91,16 +106,23 @@ pub enum Call {
     Publish(types::Message),
     Rpc(String, Vec<u8>),
     Events(Vec<types::Event>),
+    ConnectExt(types::ConnectAttempt),
+    Refresh(types::RefreshRequest),
+    SubscribeExt(types::SubscribeAttempt),
+    SubRefresh(types::SubRefreshRequest),
+    PublishExt(types::PublishAttempt),
 }
 
 impl Call {
     pub fn hook(&self) -> Hook {
         match self {
-            Self::Connect(_) => Hook::Connect,
-            Self::Subscribe(_) => Hook::Subscribe,
-            Self::Publish(_) => Hook::Publish,
+            Self::Connect(_) | Self::ConnectExt(_) => Hook::Connect,
+            Self::Subscribe(_) | Self::SubscribeExt(_) => Hook::Subscribe,
+            Self::Publish(_) | Self::PublishExt(_) => Hook::Publish,
             Self::Rpc(..) => Hook::Rpc,
             Self::Events(_) => Hook::Events,
+            Self::Refresh(_) => Hook::Refresh,
+            Self::SubRefresh(_) => Hook::SubRefresh,
         }
     }
 }
@@ -112,6 +134,10 @@ pub enum Returned {
     Publish(types::PublishResult),
     Rpc(Result<Vec<u8>, types::RpcError>),
     Events,
+    ConnectExt(types::ConnectDecision),
+    Refresh(types::RefreshDecision),
+    SubscribeExt(types::SubscribeDecision),
+    PublishExt(types::PublishDecision),
 }
 
 /// One compiled, linked and initialized version of a plugin.
@@ -123,6 +149,8 @@ pub struct Version {
     pre: InstancePre<HostState>,
     init_config: String,
     tick: Duration,
+    /// `[plugin_runtime] init_timeout_ms`: instantiation plus `init`.
+    init_budget: Duration,
     idle: parking_lot::Mutex<Vec<Warm>>,
     permits: Arc<Semaphore>,
 }
@@ -144,6 +172,7 @@ impl Version {
         shared: Arc<PluginShared>,
         sha256: String,
         tick: Duration,
+        init_budget: Duration,
     ) -> Result<Self, PluginError> {
         let name = config.name.as_str();
         let imports: Vec<String> =
@@ -181,6 +210,11 @@ impl Version {
             publish: publish_hook::GuestIndices::new(&pre).ok(),
             rpc: rpc_hook::GuestIndices::new(&pre).ok(),
             events: events_hook::GuestIndices::new(&pre).ok(),
+            connect_ext: connect_ext_hook::GuestIndices::new(&pre).ok(),
+            refresh: refresh_hook::GuestIndices::new(&pre).ok(),
+            subscribe_ext: subscribe_ext_hook::GuestIndices::new(&pre).ok(),
+            sub_refresh: sub_refresh_hook::GuestIndices::new(&pre).ok(),
+            publish_ext: publish_ext_hook::GuestIndices::new(&pre).ok(),
         };
         let init_config = serde_json::to_string(&config.config).map_err(|e| PluginError::Init {
             plugin: name.to_owned(),
@@ -194,6 +228,7 @@ impl Version {
             pre,
             init_config,
             tick,
+            init_budget,
             idle: parking_lot::Mutex::new(Vec::with_capacity(config.pool_size)),
             permits: Arc::new(Semaphore::new(config.pool_size)),
         };
@@ -221,7 +256,7 @@ impl Version {
             // the sessions sharing its worker thread.
             Ok(UpdateDeadline::Yield(1))
         });
-        store.data_mut().ticks_left = self.budget_ticks(INIT_BUDGET);
+        store.data_mut().ticks_left = self.budget_ticks(self.init_budget);
         store.set_epoch_deadline(1);
         let instance = self
             .pre
@@ -236,12 +271,33 @@ impl Version {
         let publish = self.hooks.publish.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
         let rpc = self.hooks.rpc.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
         let events = self.hooks.events.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let connect_ext =
+            self.hooks.connect_ext.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let refresh = self.hooks.refresh.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let subscribe_ext =
+            self.hooks.subscribe_ext.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let sub_refresh =
+            self.hooks.sub_refresh.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let publish_ext =
+            self.hooks.publish_ext.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
         match lifecycle.call_init(&mut store, &self.init_config).await {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => return Err(PluginError::Init { plugin: name.clone(), reason }),
             Err(e) => return Err(fail(e)),
         }
-        Ok(Warm { store, connect, subscribe, publish, rpc, events })
+        Ok(Warm {
+            store,
+            connect,
+            subscribe,
+            publish,
+            rpc,
+            events,
+            connect_ext,
+            refresh,
+            subscribe_ext,
+            sub_refresh,
+            publish_ext,
+        })
     }
 
     fn budget_ticks(&self, budget: Duration) -> u64 {
@@ -313,6 +369,26 @@ impl Version {
             },
             Call::Events(events) => match &warm.events {
                 Some(g) => g.call_on_events(&mut *store, &events).await.map(|()| Returned::Events),
+                None => return Err(not_exported()),
+            },
+            Call::ConnectExt(req) => match &warm.connect_ext {
+                Some(g) => g.call_on_connect_ext(&mut *store, &req).await.map(Returned::ConnectExt),
+                None => return Err(not_exported()),
+            },
+            Call::Refresh(req) => match &warm.refresh {
+                Some(g) => g.call_on_refresh(&mut *store, &req).await.map(Returned::Refresh),
+                None => return Err(not_exported()),
+            },
+            Call::SubscribeExt(req) => match &warm.subscribe_ext {
+                Some(g) => g.call_on_subscribe_ext(&mut *store, &req).await.map(Returned::SubscribeExt),
+                None => return Err(not_exported()),
+            },
+            Call::SubRefresh(req) => match &warm.sub_refresh {
+                Some(g) => g.call_on_sub_refresh(&mut *store, &req).await.map(Returned::Refresh),
+                None => return Err(not_exported()),
+            },
+            Call::PublishExt(req) => match &warm.publish_ext {
+                Some(g) => g.call_on_publish_ext(&mut *store, &req).await.map(Returned::PublishExt),
                 None => return Err(not_exported()),
             },
         };

@@ -20,6 +20,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use wasmtime::Engine;
 
 use crate::config::{Config, OnError, PluginConfig};
@@ -29,8 +31,6 @@ use instance::{Call, Returned, Version};
 pub use host::MetricsRegistry;
 pub use runtime::{WASMTIME_VERSION, cache_key as compile_cache_key};
 
-/// Longest quarantine between reload attempts of a tripped plugin.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Error code of a refusal caused by a failing plugin under `on_error = "deny"`.
 const PLUGIN_FAILED_CODE: u32 = 100;
 
@@ -43,6 +43,8 @@ pub enum Hook {
     Publish,
     Rpc,
     Events,
+    Refresh,
+    SubRefresh,
 }
 
 impl Hook {
@@ -55,20 +57,31 @@ impl Hook {
             Self::Publish => "publish-hook",
             Self::Rpc => "rpc-hook",
             Self::Events => "events-hook",
+            Self::Refresh => "refresh-hook",
+            Self::SubRefresh => "sub-refresh-hook",
         }
     }
 }
 
-impl std::fmt::Display for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Hook {
+    /// The hook as a static metric attribute (same text as `Display`).
+    pub fn metric_name(self) -> &'static str {
+        match self {
             Self::Init => "init",
             Self::Connect => "on-connect",
             Self::Subscribe => "on-subscribe",
             Self::Publish => "on-publish",
             Self::Rpc => "on-rpc",
             Self::Events => "on-events",
-        })
+            Self::Refresh => "on-refresh",
+            Self::SubRefresh => "on-sub-refresh",
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.metric_name())
     }
 }
 
@@ -102,6 +115,24 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// The failure kind, as metrics and spans name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "read",
+            Self::Integrity { .. } => "integrity",
+            Self::Compile { .. } => "compile",
+            Self::Ungranted { .. } => "ungranted",
+            Self::Link { .. } => "link",
+            Self::MissingExport { .. } => "missing_export",
+            Self::Init { .. } => "init",
+            Self::Trap { .. } => "trap",
+            Self::Timeout { .. } => "timeout",
+            Self::Busy { .. } => "busy",
+            Self::Quarantined { .. } => "quarantined",
+            Self::Runtime(_) => "runtime",
+        }
+    }
+
     /// Faults count towards the circuit breaker; back-pressure does not.
     fn is_fault(&self) -> bool {
         matches!(self, Self::Trap { .. } | Self::Timeout { .. } | Self::Init { .. })
@@ -145,6 +176,23 @@ pub struct Message {
     pub tags: Vec<(String, String)>,
     pub content_type: String,
     pub trace: TraceContext,
+    /// Keep this publication out of history (a plugin may set it).
+    pub skip_history: bool,
+    /// The publishing connection; None for server API publishes. Shared:
+    /// the message is cloned along the pipeline.
+    pub connection: Option<Arc<Connection>>,
+}
+
+/// A connection as hooks after connect see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    pub client: String,
+    pub user: String,
+    pub transport: String,
+    /// `json` or `protobuf`.
+    pub protocol: String,
+    /// What a connect plugin set as `meta` (JSON bytes), empty when none.
+    pub meta: Bytes,
 }
 
 /// The publish pipeline's decision.
@@ -163,6 +211,12 @@ pub enum PublishOutcome {
 pub struct ConnectInfo {
     pub client: String,
     pub transport: String,
+    /// `json` or `protobuf`.
+    pub protocol: String,
+    /// Channels the connect command asks for (`subs`).
+    pub channels: Vec<String>,
+    /// Allow-listed request headers (lowercase names), cookies filtered.
+    pub headers: Vec<(String, String)>,
     pub user: String,
     /// Token claims as JSON (`{}` when none).
     pub claims: String,
@@ -180,6 +234,10 @@ pub struct Principal {
     pub channels: Vec<String>,
     /// Unix seconds.
     pub expires_at: Option<u64>,
+    /// The connect reply's `data` (JSON bytes).
+    pub data: Option<Bytes>,
+    /// Server-side connection meta (JSON bytes), handed to later hooks.
+    pub meta: Option<Bytes>,
 }
 
 /// The connect pipeline's decision.
@@ -190,16 +248,52 @@ pub enum ConnectOutcome {
     /// Use this principal instead.
     Allow(Principal),
     Deny(Rejection),
+    /// Close the connection with this disconnect code.
+    Disconnect(Rejection),
 }
 
 /// A subscribe attempt.
 #[derive(Debug, Clone, Default)]
 pub struct SubscribeInfo {
-    pub client: String,
-    pub user: String,
+    pub connection: Connection,
     pub channel: String,
     pub data: Bytes,
     pub trace: TraceContext,
+}
+
+/// What the subscribe pipeline granted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscribeGrant {
+    /// Channel info (JSON bytes).
+    pub info: Option<Bytes>,
+    /// The subscribe reply's `data` (JSON bytes).
+    pub data: Option<Bytes>,
+    /// Unix seconds; the sub-refresh pipeline runs then.
+    pub expires_at: Option<u64>,
+    pub presence: Option<bool>,
+    pub join_leave: Option<bool>,
+    pub force_recovery: Option<bool>,
+}
+
+/// The subscribe pipeline's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeOutcome {
+    Allow(SubscribeGrant),
+    Deny(Rejection),
+    Disconnect(Rejection),
+}
+
+/// The refresh (or sub-refresh) pipeline's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// Extend until this Unix second (None: no expiry); new info when set.
+    Extend {
+        expires_at: Option<u64>,
+        info: Option<Bytes>,
+    },
+    /// The connection or subscription has expired.
+    Expire,
+    Disconnect(Rejection),
 }
 
 /// Lifecycle event kinds delivered to `events` plugins.
@@ -226,6 +320,8 @@ pub struct Event {
     pub channel: String,
     pub data: Bytes,
     pub code: u32,
+    /// Trace context of the operation that caused the event (a publish).
+    pub trace: TraceContext,
 }
 
 impl Event {
@@ -254,12 +350,13 @@ struct Breaker {
 
 impl Breaker {
     /// Records a fault; true when it trips the breaker (quarantine starts).
-    fn fault(&mut self, threshold: u32, base: Duration, now: Instant) -> bool {
+    /// The quarantine starts at `base` and doubles per trip up to `max`.
+    fn fault(&mut self, threshold: u32, base: Duration, max: Duration, now: Instant) -> bool {
         self.faults += 1;
         if self.faults < threshold || self.quarantined_until.is_some() {
             return false;
         }
-        self.backoff = if self.backoff.is_zero() { base } else { (self.backoff * 2).min(MAX_BACKOFF) };
+        self.backoff = if self.backoff.is_zero() { base } else { (self.backoff * 2).min(max) };
         self.quarantined_until = Some(now + self.backoff);
         true
     }
@@ -292,20 +389,50 @@ struct Plugin {
 struct Inner {
     engine: Engine,
     cache_dir: PathBuf,
-    _ticker: runtime::EpochTicker,
     plugins: HashMap<String, Arc<Plugin>>,
     connect: Vec<Arc<Plugin>>,
+    refresh: Vec<Arc<Plugin>>,
     subscribe: Vec<Arc<Plugin>>,
+    subscribe_by_namespace: HashMap<String, Vec<Arc<Plugin>>>,
+    sub_refresh: Vec<Arc<Plugin>>,
+    sub_refresh_by_namespace: HashMap<String, Vec<Arc<Plugin>>>,
     publish: Vec<Arc<Plugin>>,
     publish_by_namespace: HashMap<String, Vec<Arc<Plugin>>>,
     rpc: Vec<Arc<Plugin>>,
     events: Vec<Arc<Plugin>>,
     events_tx: Option<mpsc::Sender<Event>>,
     metrics: Arc<MetricsRegistry>,
+    /// The gateway's instruments, attached after construction by the
+    /// transport (it builds them per instance).
+    telemetry: std::sync::OnceLock<crate::telemetry::Metrics>,
     breaker_faults: u32,
     breaker_backoff: Duration,
+    breaker_backoff_max: Duration,
     tick: Duration,
+    init_budget: Duration,
     shutdown: CancellationToken,
+    /// The root tracker: every background task of the host runs on it, so
+    /// shutdown waits for them.
+    tracker: TaskTracker,
+    /// Stops the epoch ticker: on shutdown (a child of `shutdown`) or when
+    /// the host is dropped without one (benches, embedders).
+    ticker_stop: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.cancel();
+    }
+}
+
+/// Spawns `future` on `tracker` inside a span naming the task. The same
+/// shape as `transport::spawn_named`, kept here so the plugin module does
+/// not depend on transport.
+fn spawn_named<F>(tracker: &TaskTracker, name: &'static str, future: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tracker.spawn(future.instrument(tracing::debug_span!("task", name)));
 }
 
 /// The plugin runtime. Cheap to clone.
@@ -353,21 +480,35 @@ async fn read_and_compile(
 impl PluginHost {
     /// Compiles (or loads from cache), links and initializes every
     /// configured plugin, checks each pipeline's plugins export its hook,
-    /// and starts the epoch ticker, file watcher and event delivery. Tasks
-    /// stop when `shutdown` is cancelled.
-    pub async fn from_config(config: &Config, shutdown: CancellationToken) -> Result<Self, PluginError> {
+    /// and starts the epoch ticker, file watcher, event delivery and event
+    /// ticks on `tracker`. Tasks stop when `shutdown` is cancelled.
+    pub async fn from_config(
+        config: &Config,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Self, PluginError> {
         let engine = runtime::build_engine(&config.plugins)?;
         let runtime_config = &config.plugin_runtime;
         let tick = Duration::from_millis(runtime_config.epoch_tick_ms);
-        let ticker = runtime::EpochTicker::start(engine.clone(), tick)?;
+        let init_budget = Duration::from_millis(runtime_config.init_timeout_ms);
+        // The ticker runs before the first plugin loads: `init` has a budget too.
+        let ticker_stop = shutdown.child_token();
+        runtime::spawn_epoch_ticker(tracker, engine.clone(), tick, ticker_stop.clone());
+        // A failed start stops the ticker again.
+        let stop_on_error = ticker_stop.clone().drop_guard();
         let cache_dir = runtime::cache_dir(runtime_config);
         let metrics = Arc::new(MetricsRegistry::default());
         let mut plugins = HashMap::new();
         for plugin_config in &config.plugins {
-            let shared =
-                Arc::new(host::PluginShared::new(&plugin_config.name, &plugin_config.allowed_hosts, metrics.clone()));
+            let shared = Arc::new(host::PluginShared::new(
+                &plugin_config.name,
+                &plugin_config.allowed_hosts,
+                metrics.clone(),
+                runtime_config,
+            ));
             let (component, sha256, mtime, source) = read_and_compile(&engine, &cache_dir, plugin_config).await?;
-            let version = Version::load(&engine, &component, plugin_config, shared.clone(), sha256, tick).await?;
+            let version =
+                Version::load(&engine, &component, plugin_config, shared.clone(), sha256, tick, init_budget).await?;
             tracing::info!(plugin = %plugin_config.name, ?source, sha256 = %version.sha256, "plugin loaded");
             plugins.insert(
                 plugin_config.name.clone(),
@@ -401,9 +542,17 @@ impl PluginHost {
         };
         let pipelines = &config.pipelines;
         let mut publish_by_namespace = HashMap::new();
+        let mut subscribe_by_namespace = HashMap::new();
+        let mut sub_refresh_by_namespace = HashMap::new();
         for namespace in &config.channels.namespaces {
             if let Some(names) = &namespace.publish_pipeline {
                 publish_by_namespace.insert(namespace.name.clone(), resolve(names, Hook::Publish)?);
+            }
+            if let Some(names) = &namespace.subscribe_pipeline {
+                subscribe_by_namespace.insert(namespace.name.clone(), resolve(names, Hook::Subscribe)?);
+            }
+            if let Some(names) = &namespace.sub_refresh_pipeline {
+                sub_refresh_by_namespace.insert(namespace.name.clone(), resolve(names, Hook::SubRefresh)?);
             }
         }
         let events = resolve(&pipelines.events, Hook::Events)?;
@@ -416,7 +565,11 @@ impl PluginHost {
         let host = Self {
             inner: Arc::new(Inner {
                 connect: resolve(&pipelines.connect, Hook::Connect)?,
+                refresh: resolve(&pipelines.refresh, Hook::Refresh)?,
                 subscribe: resolve(&pipelines.subscribe, Hook::Subscribe)?,
+                subscribe_by_namespace,
+                sub_refresh: resolve(&pipelines.sub_refresh, Hook::SubRefresh)?,
+                sub_refresh_by_namespace,
                 publish: resolve(&pipelines.publish, Hook::Publish)?,
                 rpc: resolve(&pipelines.rpc, Hook::Rpc)?,
                 publish_by_namespace,
@@ -424,22 +577,36 @@ impl PluginHost {
                 events_tx,
                 engine,
                 cache_dir,
-                _ticker: ticker,
                 plugins,
                 metrics,
+                telemetry: std::sync::OnceLock::new(),
                 breaker_faults: runtime_config.breaker_faults,
                 breaker_backoff: Duration::from_millis(runtime_config.breaker_backoff_ms),
+                breaker_backoff_max: Duration::from_millis(runtime_config.breaker_backoff_max_ms),
                 tick,
+                init_budget,
                 shutdown,
+                tracker: tracker.clone(),
+                ticker_stop: stop_on_error.disarm(),
             }),
         };
         if let Some(rx) = events_rx {
-            tokio::spawn(host.clone().deliver_events(rx, runtime_config.events_batch_max));
+            let tick =
+                (runtime_config.events_tick_ms > 0).then(|| Duration::from_millis(runtime_config.events_tick_ms));
+            let deliver = host.clone().deliver_events(rx, runtime_config.events_batch_max, tick);
+            spawn_named(tracker, "plugin-events", deliver);
         }
         if runtime_config.watch_interval_ms > 0 {
-            tokio::spawn(host.clone().watch_files(Duration::from_millis(runtime_config.watch_interval_ms)));
+            let watch = host.clone().watch_files(Duration::from_millis(runtime_config.watch_interval_ms));
+            spawn_named(tracker, "plugin-watch-files", watch);
         }
         Ok(host)
+    }
+
+    /// Records plugin call latency and errors into the gateway's
+    /// instruments from now on (the first attachment wins).
+    pub fn attach_metrics(&self, metrics: crate::telemetry::Metrics) {
+        let _ = self.inner.telemetry.set(metrics);
     }
 
     /// Counters and histograms recorded by and about plugins.
@@ -467,8 +634,36 @@ impl PluginHost {
         !self.inner.connect.is_empty()
     }
 
-    pub fn has_subscribe_pipeline(&self) -> bool {
-        !self.inner.subscribe.is_empty()
+    fn by_namespace<'a>(
+        &'a self,
+        channel: &str,
+        by_namespace: &'a HashMap<String, Vec<Arc<Plugin>>>,
+        default: &'a [Arc<Plugin>],
+    ) -> &'a [Arc<Plugin>] {
+        crate::config::channel_namespace(channel).and_then(|ns| by_namespace.get(ns)).map_or(default, Vec::as_slice)
+    }
+
+    fn subscribe_pipeline(&self, channel: &str) -> &[Arc<Plugin>] {
+        self.by_namespace(channel, &self.inner.subscribe_by_namespace, &self.inner.subscribe)
+    }
+
+    fn sub_refresh_pipeline(&self, channel: &str) -> &[Arc<Plugin>] {
+        self.by_namespace(channel, &self.inner.sub_refresh_by_namespace, &self.inner.sub_refresh)
+    }
+
+    /// Whether subscribes to `channel` go through any plugin.
+    pub fn has_subscribe_pipeline(&self, channel: &str) -> bool {
+        !self.subscribe_pipeline(channel).is_empty()
+    }
+
+    /// Whether expiring connections are refreshed through plugins.
+    pub fn has_refresh_pipeline(&self) -> bool {
+        !self.inner.refresh.is_empty()
+    }
+
+    /// Whether expiring subscriptions to `channel` are refreshed through plugins.
+    pub fn has_sub_refresh_pipeline(&self, channel: &str) -> bool {
+        !self.sub_refresh_pipeline(channel).is_empty()
     }
 
     pub fn has_rpc_pipeline(&self) -> bool {
@@ -477,6 +672,34 @@ impl PluginHost {
 
     /// Calls one hook with breaker, pool and fault handling.
     async fn call(&self, plugin: &Arc<Plugin>, call: Call) -> Result<Returned, PluginError> {
+        let hook = call.hook();
+        let name = &plugin.config.name;
+        let span = crate::child_span!(
+            "plugin.call",
+            otel.name = %format_args!("plugin {name} {hook}"),
+            plugin.name = %name,
+            plugin.hook = %hook,
+            plugin.outcome = tracing::field::Empty,
+            plugin.duration_ms = tracing::field::Empty,
+            plugin.trap = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self.call_guarded(plugin, call).instrument(span.clone()).await;
+        let elapsed = started.elapsed();
+        let failure = result.as_ref().err().map(PluginError::kind);
+        span.record("plugin.outcome", failure.unwrap_or("ok"));
+        span.record("plugin.duration_ms", elapsed.as_secs_f64() * 1000.0);
+        if let Err(PluginError::Trap { trap, .. }) = &result {
+            span.record("plugin.trap", trap.as_str());
+        }
+        if let Some(metrics) = self.inner.telemetry.get() {
+            metrics.plugin_call(name, hook.metric_name(), elapsed, failure);
+        }
+        result
+    }
+
+    /// [`PluginHost::call`] without the span and metrics.
+    async fn call_guarded(&self, plugin: &Arc<Plugin>, call: Call) -> Result<Returned, PluginError> {
         let hook = call.hook();
         let name = &plugin.config.name;
         {
@@ -506,11 +729,12 @@ impl PluginHost {
                     let tripped = plugin.breaker.lock().fault(
                         self.inner.breaker_faults,
                         self.inner.breaker_backoff,
+                        self.inner.breaker_backoff_max,
                         Instant::now(),
                     );
                     if tripped {
                         tracing::error!(plugin = %name, faults = self.inner.breaker_faults, "plugin quarantined");
-                        tokio::spawn(self.clone().recover(plugin.clone()));
+                        spawn_named(&self.inner.tracker, "plugin-recover", self.clone().recover(plugin.clone()));
                     }
                 }
             }
@@ -537,7 +761,7 @@ impl PluginHost {
                 Err(e) => {
                     tracing::error!(plugin = %plugin.config.name, error = %e, "plugin reload failed; staying quarantined");
                     let mut breaker = plugin.breaker.lock();
-                    breaker.backoff = (breaker.backoff * 2).min(MAX_BACKOFF);
+                    breaker.backoff = (breaker.backoff * 2).min(self.inner.breaker_backoff_max);
                     breaker.quarantined_until = Some(Instant::now() + breaker.backoff);
                 }
             }
@@ -556,9 +780,12 @@ impl PluginHost {
             plugin.shared.clone(),
             sha256,
             self.inner.tick,
+            self.inner.init_budget,
         )
         .await?;
-        for hook in [Hook::Connect, Hook::Subscribe, Hook::Publish, Hook::Rpc, Hook::Events] {
+        for hook in
+            [Hook::Connect, Hook::Subscribe, Hook::Publish, Hook::Rpc, Hook::Events, Hook::Refresh, Hook::SubRefresh]
+        {
             if plugin.current.load().hooks.exports(hook) && !version.hooks.exports(hook) {
                 return Err(PluginError::MissingExport {
                     plugin: plugin.config.name.clone(),
@@ -610,65 +837,178 @@ impl PluginHost {
     }
 
     /// Runs the connect pipeline. A principal from one plugin is what the
-    /// next one sees as the user.
+    /// next one sees as the user. A component exporting `connect-ext-hook`
+    /// is called through it (and sees transport, headers, channels).
     pub async fn on_connect(&self, mut info: ConnectInfo) -> ConnectOutcome {
         let mut outcome = ConnectOutcome::Keep;
         for plugin in &self.inner.connect {
-            let req = types::ConnectRequest {
-                client: info.client.clone(),
-                transport: info.transport.clone(),
-                user: info.user.clone(),
-                claims: info.claims.clone(),
-                data: info.data.to_vec(),
-                name: info.name.clone(),
-                version: info.version.clone(),
-                trace: to_trace(&info.trace),
+            let call = if plugin.current.load().hooks.connect_ext.is_some() {
+                Call::ConnectExt(types::ConnectAttempt {
+                    client: info.client.clone(),
+                    transport: info.transport.clone(),
+                    protocol: info.protocol.clone(),
+                    user: info.user.clone(),
+                    claims: info.claims.clone(),
+                    data: info.data.to_vec(),
+                    name: info.name.clone(),
+                    version: info.version.clone(),
+                    channels: info.channels.clone(),
+                    headers: info.headers.clone(),
+                    trace: to_trace(&info.trace),
+                })
+            } else {
+                Call::Connect(types::ConnectRequest {
+                    client: info.client.clone(),
+                    transport: info.transport.clone(),
+                    user: info.user.clone(),
+                    claims: info.claims.clone(),
+                    data: info.data.to_vec(),
+                    name: info.name.clone(),
+                    version: info.version.clone(),
+                    trace: to_trace(&info.trace),
+                })
             };
-            match self.call(plugin, Call::Connect(req)).await {
-                Ok(Returned::Connect(types::ConnectResult::Pass)) => {}
-                Ok(Returned::Connect(types::ConnectResult::Allow(p))) => {
-                    info.user = p.user.clone();
-                    outcome = ConnectOutcome::Allow(Principal {
-                        user: p.user,
-                        info: p.info.map(Bytes::from),
-                        channels: p.channels,
-                        expires_at: p.expires_at,
-                    });
+            let principal = match self.call(plugin, call).await {
+                Ok(Returned::Connect(types::ConnectResult::Pass))
+                | Ok(Returned::ConnectExt(types::ConnectDecision::Pass)) => continue,
+                Ok(Returned::Connect(types::ConnectResult::Allow(p))) => Principal {
+                    user: p.user,
+                    info: p.info.map(Bytes::from),
+                    channels: p.channels,
+                    expires_at: p.expires_at,
+                    data: None,
+                    meta: None,
+                },
+                Ok(Returned::ConnectExt(types::ConnectDecision::Allow(s))) => Principal {
+                    user: s.user,
+                    info: s.info.map(Bytes::from),
+                    channels: s.channels,
+                    expires_at: s.expires_at,
+                    data: s.data.map(Bytes::from),
+                    meta: s.meta.map(Bytes::from),
+                },
+                Ok(Returned::Connect(types::ConnectResult::Deny(r)))
+                | Ok(Returned::ConnectExt(types::ConnectDecision::Deny(r))) => {
+                    return ConnectOutcome::Deny(from_reject(r));
                 }
-                Ok(Returned::Connect(types::ConnectResult::Deny(r))) => return ConnectOutcome::Deny(from_reject(r)),
+                Ok(Returned::ConnectExt(types::ConnectDecision::Disconnect(r))) => {
+                    return ConnectOutcome::Disconnect(from_reject(r));
+                }
                 Ok(_) => unreachable!("connect returns a connect result"),
                 Err(_) => match plugin.config.on_error {
                     OnError::Deny => return ConnectOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
                     OnError::Pass => return outcome,
-                    OnError::Skip => {}
+                    OnError::Skip => continue,
                 },
+            };
+            info.user = principal.user.clone();
+            outcome = ConnectOutcome::Allow(principal);
+        }
+        outcome
+    }
+
+    /// Runs the refresh pipeline for a connection at its expiry: the first
+    /// plugin that expires or disconnects decides; otherwise the last
+    /// extension stands. A failing plugin closes the connection with 3004
+    /// (the client reconnects and connects afresh) whatever `on_error`
+    /// says: there is no earlier decision to fall back on.
+    pub async fn on_refresh(&self, connection: &Connection) -> RefreshOutcome {
+        let mut outcome = RefreshOutcome::Expire;
+        for plugin in &self.inner.refresh {
+            let req =
+                types::RefreshRequest { conn: to_connection(connection), trace: to_trace(&TraceContext::default()) };
+            match self.call(plugin, Call::Refresh(req)).await {
+                Ok(Returned::Refresh(decision)) => match from_refresh(decision) {
+                    extend @ RefreshOutcome::Extend { .. } => outcome = extend,
+                    stop => return stop,
+                },
+                Ok(_) => unreachable!("refresh returns a refresh decision"),
+                Err(_) => return RefreshOutcome::Disconnect(Rejection { code: 3004, reason: "refresh failed".into() }),
             }
         }
         outcome
     }
 
-    /// Runs the subscribe pipeline: every plugin must allow.
-    pub async fn on_subscribe(&self, info: SubscribeInfo) -> Result<(), Rejection> {
-        for plugin in &self.inner.subscribe {
-            let req = types::SubscribeRequest {
-                client: info.client.clone(),
-                user: info.user.clone(),
-                channel: info.channel.clone(),
-                data: info.data.to_vec(),
-                trace: to_trace(&info.trace),
+    /// Runs the sub-refresh pipeline of `channel` at a subscription's
+    /// expiry; decided like [`PluginHost::on_refresh`], a failing plugin
+    /// expires the subscription (the client resubscribes).
+    pub async fn on_sub_refresh(&self, connection: &Connection, channel: &str) -> RefreshOutcome {
+        let mut outcome = RefreshOutcome::Expire;
+        for plugin in self.sub_refresh_pipeline(channel) {
+            let req = types::SubRefreshRequest {
+                conn: to_connection(connection),
+                channel: channel.to_owned(),
+                trace: to_trace(&TraceContext::default()),
             };
-            match self.call(plugin, Call::Subscribe(req)).await {
+            match self.call(plugin, Call::SubRefresh(req)).await {
+                Ok(Returned::Refresh(decision)) => match from_refresh(decision) {
+                    extend @ RefreshOutcome::Extend { .. } => outcome = extend,
+                    stop => return stop,
+                },
+                Ok(_) => unreachable!("sub-refresh returns a refresh decision"),
+                Err(_) => return RefreshOutcome::Expire,
+            }
+        }
+        outcome
+    }
+
+    /// Runs the subscribe pipeline of `info.channel`: every plugin must
+    /// allow; grants merge, a later plugin's set fields winning.
+    pub async fn on_subscribe(&self, info: SubscribeInfo) -> SubscribeOutcome {
+        let mut grant = SubscribeGrant::default();
+        for plugin in self.subscribe_pipeline(&info.channel) {
+            let call = if plugin.current.load().hooks.subscribe_ext.is_some() {
+                Call::SubscribeExt(types::SubscribeAttempt {
+                    conn: to_connection(&info.connection),
+                    channel: info.channel.clone(),
+                    data: info.data.to_vec(),
+                    trace: to_trace(&info.trace),
+                })
+            } else {
+                Call::Subscribe(types::SubscribeRequest {
+                    client: info.connection.client.clone(),
+                    user: info.connection.user.clone(),
+                    channel: info.channel.clone(),
+                    data: info.data.to_vec(),
+                    trace: to_trace(&info.trace),
+                })
+            };
+            match self.call(plugin, call).await {
                 Ok(Returned::Subscribe(types::Verdict::Allow)) => {}
-                Ok(Returned::Subscribe(types::Verdict::Deny(r))) => return Err(from_reject(r)),
+                Ok(Returned::SubscribeExt(types::SubscribeDecision::Allow(s))) => {
+                    let s = SubscribeGrant {
+                        info: s.info.map(Bytes::from),
+                        data: s.data.map(Bytes::from),
+                        expires_at: s.expires_at,
+                        presence: s.presence,
+                        join_leave: s.join_leave,
+                        force_recovery: s.force_recovery,
+                    };
+                    grant = SubscribeGrant {
+                        info: s.info.or(grant.info),
+                        data: s.data.or(grant.data),
+                        expires_at: s.expires_at.or(grant.expires_at),
+                        presence: s.presence.or(grant.presence),
+                        join_leave: s.join_leave.or(grant.join_leave),
+                        force_recovery: s.force_recovery.or(grant.force_recovery),
+                    };
+                }
+                Ok(Returned::Subscribe(types::Verdict::Deny(r)))
+                | Ok(Returned::SubscribeExt(types::SubscribeDecision::Deny(r))) => {
+                    return SubscribeOutcome::Deny(from_reject(r));
+                }
+                Ok(Returned::SubscribeExt(types::SubscribeDecision::Disconnect(r))) => {
+                    return SubscribeOutcome::Disconnect(from_reject(r));
+                }
                 Ok(_) => unreachable!("subscribe returns a verdict"),
                 Err(_) => match plugin.config.on_error {
-                    OnError::Deny => return Err(Rejection::plugin_failed(&plugin.config.name)),
-                    OnError::Pass => return Ok(()),
+                    OnError::Deny => return SubscribeOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
+                    OnError::Pass => return SubscribeOutcome::Allow(grant),
                     OnError::Skip => {}
                 },
             }
         }
-        Ok(())
+        SubscribeOutcome::Allow(grant)
     }
 
     /// Runs the publish pipeline of `message.channel` in order: a
@@ -687,24 +1027,36 @@ impl PluginHost {
                 content_type: message.content_type.clone(),
                 trace: to_trace(&message.trace),
             };
-            match self.call(plugin, Call::Publish(msg)).await {
-                Ok(Returned::Publish(types::PublishResult::Pass)) => {}
-                Ok(Returned::Publish(types::PublishResult::Replace(m))) => {
-                    // The channel is fixed by the caller's permission check:
-                    // a plugin may rewrite content, not redirect it.
-                    message.data = Bytes::from(m.data);
-                    message.tags = m.tags;
-                    message.content_type = m.content_type;
+            let call = if plugin.current.load().hooks.publish_ext.is_some() {
+                Call::PublishExt(types::PublishAttempt { msg, conn: message.connection.as_deref().map(to_connection) })
+            } else {
+                Call::Publish(msg)
+            };
+            let replacement = match self.call(plugin, call).await {
+                Ok(Returned::Publish(types::PublishResult::Pass))
+                | Ok(Returned::PublishExt(types::PublishDecision::Pass)) => continue,
+                Ok(Returned::Publish(types::PublishResult::Replace(m))) => (m, false),
+                Ok(Returned::PublishExt(types::PublishDecision::Replace(r))) => (r.msg, r.skip_history),
+                Ok(Returned::Publish(types::PublishResult::Drop))
+                | Ok(Returned::PublishExt(types::PublishDecision::Drop)) => return PublishOutcome::Drop,
+                Ok(Returned::Publish(types::PublishResult::Deny(r)))
+                | Ok(Returned::PublishExt(types::PublishDecision::Deny(r))) => {
+                    return PublishOutcome::Deny(from_reject(r));
                 }
-                Ok(Returned::Publish(types::PublishResult::Drop)) => return PublishOutcome::Drop,
-                Ok(Returned::Publish(types::PublishResult::Deny(r))) => return PublishOutcome::Deny(from_reject(r)),
                 Ok(_) => unreachable!("publish returns a publish result"),
                 Err(_) => match plugin.config.on_error {
                     OnError::Deny => return PublishOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
                     OnError::Pass => return PublishOutcome::Pass(message),
-                    OnError::Skip => {}
+                    OnError::Skip => continue,
                 },
-            }
+            };
+            // The channel is fixed by the caller's permission check: a
+            // plugin may rewrite content, not redirect it.
+            let (m, skip_history) = replacement;
+            message.data = Bytes::from(m.data);
+            message.tags = m.tags;
+            message.content_type = m.content_type;
+            message.skip_history |= skip_history;
         }
         PublishOutcome::Pass(message)
     }
@@ -738,6 +1090,9 @@ impl PluginHost {
         let Some(tx) = &self.inner.events_tx else { return };
         if tx.try_send(event).is_err() {
             self.inner.metrics.counter_add("host", "events_dropped", &[], 1);
+            if let Some(metrics) = self.inner.telemetry.get() {
+                metrics.queue_drop("events", 1);
+            }
         }
     }
 
@@ -746,19 +1101,44 @@ impl PluginHost {
         self.inner.events_tx.is_some()
     }
 
-    async fn deliver_events(self, mut rx: mpsc::Receiver<Event>, batch_max: usize) {
+    /// Hands queued events to the `events` plugins in batches, one call at a
+    /// time. With `tick`, a plugin that got nothing for that long gets an
+    /// empty batch, so deferred work (retries) runs without new traffic.
+    async fn deliver_events(self, mut rx: mpsc::Receiver<Event>, batch_max: usize, tick: Option<Duration>) {
         let mut batch = Vec::with_capacity(batch_max);
+        // Without ticks, a timer that never fires.
+        let period = tick.unwrap_or(Duration::from_secs(86_400 * 365));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let received = tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
                 n = rx.recv_many(&mut batch, batch_max) => n,
+                _ = ticker.tick(), if tick.is_some() => {
+                    for plugin in &self.inner.events {
+                        if let Err(e) = self.call(plugin, Call::Events(Vec::new())).await {
+                            tracing::warn!(plugin = %plugin.config.name, error = %e, "event tick failed");
+                        }
+                    }
+                    continue;
+                }
             };
             if received == 0 {
                 return;
             }
+            // A delivery is as good as a tick: the next tick comes a full
+            // period after it.
+            ticker.reset();
             let events: Vec<types::Event> = batch.drain(..).map(to_event).collect();
+            // The batch continues the trace of its first traced event (the
+            // others are named by their own traceparent in the events).
+            let parent = events.iter().map(|e| &e.trace).find(|t| !t.traceparent.is_empty());
+            let (traceparent, tracestate) =
+                parent.map_or(("", ""), |t| (t.traceparent.as_str(), t.tracestate.as_str()));
+            let span = crate::follow_span!(traceparent, tracestate, "events.batch", events = events.len());
             for plugin in &self.inner.events {
-                if let Err(e) = self.call(plugin, Call::Events(events.clone())).await {
+                let delivered = self.call(plugin, Call::Events(events.clone())).instrument(span.clone()).await;
+                if let Err(e) = delivered {
                     tracing::warn!(plugin = %plugin.config.name, error = %e, lost = events.len(), "event batch not delivered");
                 }
             }
@@ -768,6 +1148,26 @@ impl PluginHost {
 
 fn to_trace(trace: &TraceContext) -> types::TraceContext {
     types::TraceContext { traceparent: trace.traceparent.clone(), tracestate: trace.tracestate.clone() }
+}
+
+fn to_connection(c: &Connection) -> types::Connection {
+    types::Connection {
+        client: c.client.clone(),
+        user: c.user.clone(),
+        transport: c.transport.clone(),
+        protocol: c.protocol.clone(),
+        meta: c.meta.to_vec(),
+    }
+}
+
+fn from_refresh(decision: types::RefreshDecision) -> RefreshOutcome {
+    match decision {
+        types::RefreshDecision::Extend(g) => {
+            RefreshOutcome::Extend { expires_at: g.expires_at, info: g.info.map(Bytes::from) }
+        }
+        types::RefreshDecision::Expire => RefreshOutcome::Expire,
+        types::RefreshDecision::Disconnect(r) => RefreshOutcome::Disconnect(from_reject(r)),
+    }
 }
 
 fn from_reject(r: types::Reject) -> Rejection {
@@ -795,7 +1195,7 @@ fn to_event(event: Event) -> types::Event {
         channel: event.channel,
         data: event.data.to_vec(),
         code: event.code,
-        trace: types::TraceContext { traceparent: String::new(), tracestate: String::new() },
+        trace: to_trace(&event.trace),
     }
 }
 
@@ -808,22 +1208,28 @@ mod tests {
         let mut b = Breaker::default();
         let now = Instant::now();
         let base = Duration::from_millis(100);
-        assert!(!b.fault(3, base, now));
+        let max = base * 3;
+        assert!(!b.fault(3, base, max, now));
         b.success();
-        assert!(!b.fault(3, base, now));
-        assert!(!b.fault(3, base, now));
+        assert!(!b.fault(3, base, max, now));
+        assert!(!b.fault(3, base, max, now));
         assert!(!b.quarantined(now), "2 consecutive faults after a success do not trip at 3");
-        assert!(b.fault(3, base, now));
+        assert!(b.fault(3, base, max, now));
         assert!(b.quarantined(now));
         assert!(!b.quarantined(now + base), "quarantine lasts the backoff");
-        assert!(!b.fault(3, base, now), "no second trip while quarantined");
+        assert!(!b.fault(3, base, max, now), "no second trip while quarantined");
         b.reset();
         assert!(!b.quarantined(now));
         for _ in 0..2 {
-            b.fault(3, base, now);
+            b.fault(3, base, max, now);
         }
-        assert!(b.fault(3, base, now));
+        assert!(b.fault(3, base, max, now));
         assert_eq!(b.backoff, base * 2, "the backoff doubles per trip");
+        b.reset();
+        for _ in 0..3 {
+            b.fault(3, base, max, now);
+        }
+        assert_eq!(b.backoff, max, "and stops at breaker_backoff_max_ms");
     }
 
     #[test]

@@ -2,11 +2,11 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use wasmtime::component::Component;
 use wasmtime::{Config as WasmConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -58,37 +58,19 @@ pub fn build_engine(plugins: &[PluginConfig]) -> Result<Engine, PluginError> {
     Engine::new(&config).map_err(|e| PluginError::Runtime(format!("engine: {e:#}")))
 }
 
-/// Drives epoch deadlines: one named thread bumping the engine's epoch every
-/// tick until dropped.
-pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    pub fn start(engine: Engine, tick: Duration) -> Result<Self, PluginError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("plugin-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(|e| PluginError::Runtime(format!("epoch ticker: {e}")))?;
-        Ok(Self { stop, thread: Some(thread) })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+/// Drives epoch deadlines: bumps the engine's epoch every `tick` on a
+/// blocking thread of `tracker` until `stop` is cancelled. A thread, not a
+/// timer task: a guest spinning on a runtime worker (a current-thread
+/// runtime has only one) must not be able to hold its own deadline back.
+pub fn spawn_epoch_ticker(tracker: &TaskTracker, engine: Engine, tick: Duration, stop: CancellationToken) {
+    let span = tracing::debug_span!("task", name = "plugin-epoch-ticker");
+    tracker.spawn_blocking(move || {
+        let _entered = span.enter();
+        while !stop.is_cancelled() {
+            std::thread::sleep(tick);
+            engine.increment_epoch();
         }
-    }
+    });
 }
 
 /// Feeds `Hash` impls into SHA-256 so the engine's compatibility hash
@@ -216,10 +198,14 @@ mod tests {
         assert_ne!(a, cache_key(&other, &sha256_hex(b"a")), "engine settings are part of the key");
     }
 
-    #[test]
-    fn ticker_advances_the_epoch_and_stops_on_drop() {
+    #[tokio::test]
+    async fn ticker_runs_on_the_tracker_until_stopped() {
         let engine = build_engine(&[]).unwrap();
-        let ticker = EpochTicker::start(engine.clone(), Duration::from_millis(1)).unwrap();
-        drop(ticker);
+        let (tracker, stop) = (TaskTracker::new(), CancellationToken::new());
+        spawn_epoch_ticker(&tracker, engine, Duration::from_millis(1), stop.clone());
+        tracker.close();
+        assert_eq!(tracker.len(), 1, "the ticker is a tracked task");
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.expect("the ticker stops when cancelled");
     }
 }

@@ -54,6 +54,8 @@ impl ErrorCode {
 pub const UNSUBSCRIBE_SERVER: u32 = 2000;
 /// Unsubscribe push code: resubscribe (>= 2500 means "resubscribe").
 pub const UNSUBSCRIBE_INSUFFICIENT_STATE: u32 = 2500;
+/// Unsubscribe push code: the subscription expired (resubscribe).
+pub const UNSUBSCRIBE_SUBSCRIPTION_EXPIRED: u32 = 2501;
 
 /// Disconnect codes, sent in the WebSocket close frame (or a `disconnect`
 /// push on one-way transports). 3000–3499 ask the SDK to reconnect; 3500+

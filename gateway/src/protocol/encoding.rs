@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::Payload;
 use super::json::{self, DecodeError};
 use super::protobuf;
 use super::types::{Command, Publication, Reply};
@@ -65,6 +66,44 @@ impl Encoding {
         match self {
             Self::Json => json::encode_publication_push(channel, publication),
             Self::Protobuf => Ok(protobuf::encode_publication_push(channel, publication)),
+        }
+    }
+
+    /// The `pub` push for a subscription that negotiated delta compression:
+    /// the full data when `delta` is `None`, else the fossil delta with
+    /// `delta: true`. Encoded once per publication and form.
+    pub fn encode_delta_publication_push(
+        self,
+        channel: &str,
+        publication: &Publication,
+        delta: Option<&[u8]>,
+    ) -> Result<Bytes, EncodeError> {
+        match self {
+            Self::Json => json::encode_delta_publication_push(channel, publication, delta),
+            Self::Protobuf => Ok(protobuf::encode_delta_publication_push(channel, publication, delta)),
+        }
+    }
+
+    /// Whether a full publication for a delta subscription differs from the
+    /// plain `pub` push. JSON wraps the data in a string then; Protobuf
+    /// carries bytes either way, so one encoding serves both.
+    pub fn delta_changes_full_form(self) -> bool {
+        self == Self::Json
+    }
+
+    /// A publication's data as a delta subscription of this encoding sees it
+    /// (recovered publications in a subscribe reply): a JSON string holding
+    /// the data's text in JSON, untouched in Protobuf. `None` when the JSON
+    /// protocol cannot carry it (binary data).
+    pub fn delta_full_data(self, data: &Payload) -> Option<Payload> {
+        match self {
+            Self::Protobuf => Some(data.clone()),
+            Self::Json if data.is_json() => {
+                let text = std::str::from_utf8(data.as_bytes()).ok()?;
+                let quoted = serde_json::to_vec(text).ok()?;
+                Some(Payload::from_json_unchecked(Bytes::from(quoted)))
+            }
+            Self::Json => None,
         }
     }
 

@@ -186,6 +186,66 @@ pub fn encode_publication_push(channel: &str, publication: &Publication) -> Resu
     Ok(buf.freeze())
 }
 
+/// The `pub` push for a subscription that negotiated delta compression. As
+/// the SDKs expect, `data` is a JSON *string*: the text of the full data, or
+/// of the fossil `delta` against the previous publication (then with
+/// `delta: true`). Fails when that text is not UTF-8 or the full data is not
+/// JSON; the caller then falls back to the full form or closes with 3506.
+pub fn encode_delta_publication_push(
+    channel: &str,
+    publication: &Publication,
+    delta: Option<&[u8]>,
+) -> Result<Bytes, EncodeError> {
+    fn is_false(v: &bool) -> bool {
+        !*v
+    }
+    fn is_zero(v: &u64) -> bool {
+        *v == 0
+    }
+    fn no_tags(t: &&std::collections::HashMap<String, String>) -> bool {
+        t.is_empty()
+    }
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        push: PushRef<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct PushRef<'a> {
+        channel: &'a str,
+        #[serde(rename = "pub")]
+        publication: PubRef<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct PubRef<'a> {
+        data: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        info: Option<&'a super::ClientInfo>,
+        #[serde(skip_serializing_if = "is_zero")]
+        offset: u64,
+        #[serde(skip_serializing_if = "no_tags")]
+        tags: &'a std::collections::HashMap<String, String>,
+        #[serde(skip_serializing_if = "is_false")]
+        delta: bool,
+    }
+    let bytes = match delta {
+        Some(delta) => delta,
+        None if publication.data.is_json() => publication.data.as_bytes(),
+        None => return Err(EncodeError::BinaryPayload),
+    };
+    let data = std::str::from_utf8(bytes).map_err(|_| EncodeError::BinaryPayload)?;
+    let publication = PubRef {
+        data,
+        info: publication.info.as_ref(),
+        offset: publication.offset,
+        tags: &publication.tags,
+        delta: delta.is_some(),
+    };
+    let mut buf = BytesMut::with_capacity(80 + channel.len() + data.len() + data.len() / 8);
+    let envelope = Envelope { push: PushRef { channel, publication } };
+    serde_json::to_writer((&mut buf).writer(), &envelope).map_err(|_| EncodeError::BinaryPayload)?;
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -276,6 +336,38 @@ pub(crate) mod tests {
         assert_eq!(encode_publication_push("c", &publication).unwrap(), owned);
         let binary = Publication { data: Payload::from_binary(bytes::Bytes::from_static(&[0xff])), ..publication };
         assert_eq!(encode_publication_push("c", &binary), Err(EncodeError::BinaryPayload));
+    }
+
+    #[test]
+    fn delta_publication_push_carries_data_as_a_json_string() {
+        let publication = Publication {
+            data: Payload::from_binary(bytes::Bytes::from_static(b"{\"s\":\"caf\xc3\xa9\"}")),
+            offset: 3,
+            ..Default::default()
+        };
+        let full = encode_delta_publication_push("c", &publication, None).unwrap();
+        let expected = r#"{"push":{"channel":"c","pub":{"data":"{\"s\":\"café\"}","offset":3}}}"#;
+        assert_eq!(std::str::from_utf8(&full).unwrap(), expected);
+        let delta = encode_delta_publication_push("c", &publication, Some(b"9\n3:abc")).unwrap();
+        assert_eq!(delta.as_ref(), br#"{"push":{"channel":"c","pub":{"data":"9\n3:abc","offset":3,"delta":true}}}"#);
+        // Bytes that are not UTF-8 cannot be a JSON string; binary data is not JSON.
+        assert_eq!(encode_delta_publication_push("c", &publication, Some(&[0xc3])), Err(EncodeError::BinaryPayload));
+        let binary = Publication { data: Payload::from_binary(bytes::Bytes::from_static(&[0xff])), ..publication };
+        assert_eq!(encode_delta_publication_push("c", &binary, None), Err(EncodeError::BinaryPayload));
+    }
+
+    #[test]
+    fn subscribe_decodes_delta_and_the_tags_filter() {
+        let frame = br#"{"id":2,"subscribe":{"channel":"a","delta":"fossil","tf":{"op":"and","nodes":[{"key":"t","cmp":"in","vals":["x","y"]}]}}}"#;
+        let cmds = decode_commands(frame).unwrap();
+        let Request::Subscribe(s) = &cmds[0].request else { panic!("not a subscribe") };
+        assert_eq!(s.delta, "fossil");
+        let tf = s.tf.as_ref().unwrap();
+        assert_eq!((tf.op.as_str(), tf.nodes.len()), ("and", 1));
+        assert_eq!(
+            (tf.nodes[0].key.as_str(), tf.nodes[0].cmp.as_str(), &tf.nodes[0].vals[..]),
+            ("t", "in", &["x".to_owned(), "y".to_owned()][..])
+        );
     }
 
     pub(crate) fn json_value() -> impl Strategy<Value = serde_json::Value> {

@@ -138,6 +138,18 @@ pub struct ClientInfo {
     pub chan_info: Bytes,
 }
 
+/// W3C trace context riding along a publication between nodes (Redis). Its
+/// tags are far above `Publication`'s, so it is appended to an encoded
+/// `Publication` as is: decoders of either message skip the other's fields,
+/// which keeps old and new nodes compatible both ways. Never sent to clients.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TraceContext {
+    #[prost(string, tag = "1000")]
+    pub traceparent: String,
+    #[prost(string, tag = "1001")]
+    pub tracestate: String,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Publication {
     #[prost(bytes = "bytes", tag = "4")]

@@ -12,7 +12,7 @@ use super::Payload;
 use super::json::{DecodeError, MAX_COMMANDS_PER_FRAME, single_request};
 use super::proto;
 use super::types::{
-    ChannelRequest, ClientInfo, Command, ConnectRequest, HistoryRequest, Publication, PublishRequest, Push,
+    ChannelRequest, ClientInfo, Command, ConnectRequest, FilterNode, HistoryRequest, Publication, PublishRequest, Push,
     RefreshRequest, Reply, Request, RpcRequest, SendRequest, StreamPosition, SubRefreshRequest, SubscribeRequest,
     SubscribeResult, UnsubscribeRequest,
 };
@@ -62,6 +62,19 @@ pub fn encode_publication_push(channel: &str, publication: &Publication) -> Byte
     encode_delimited(&proto::Reply { push: Some(push), ..proto::Reply::default() })
 }
 
+/// The `pub` push for a subscription that negotiated delta compression:
+/// `data` is `delta` (a fossil delta against the previous publication, with
+/// `delta: true`) or, when `None`, the full data. Once per publication.
+pub fn encode_delta_publication_push(channel: &str, publication: &Publication, delta: Option<&[u8]>) -> Bytes {
+    let mut p = publication_to_proto(publication);
+    if let Some(delta) = delta {
+        p.data = Bytes::copy_from_slice(delta);
+        p.delta = true;
+    }
+    let push = proto::Push { channel: channel.to_owned(), publication: Some(p), ..proto::Push::default() };
+    encode_delimited(&proto::Reply { push: Some(push), ..proto::Reply::default() })
+}
+
 /// Appends `message` with its varint length prefix. Used by clients (tests)
 /// to build command frames as well.
 pub fn encode_delimited(message: &impl prost::Message) -> Bytes {
@@ -106,6 +119,30 @@ fn subscribe_request(r: proto::SubscribeRequest) -> SubscribeRequest {
         positioned: r.positioned,
         recoverable: r.recoverable,
         join_leave: r.join_leave,
+        delta: r.delta,
+        tf: r.tf.map(filter_node),
+    }
+}
+
+fn filter_node(n: proto::FilterNode) -> FilterNode {
+    FilterNode {
+        op: n.op,
+        key: n.key,
+        cmp: n.cmp,
+        val: n.val,
+        vals: n.vals,
+        nodes: n.nodes.into_iter().map(filter_node).collect(),
+    }
+}
+
+fn filter_node_to_proto(n: &FilterNode) -> proto::FilterNode {
+    proto::FilterNode {
+        op: n.op.clone(),
+        key: n.key.clone(),
+        cmp: n.cmp.clone(),
+        val: n.val.clone(),
+        vals: n.vals.clone(),
+        nodes: n.nodes.iter().map(filter_node_to_proto).collect(),
     }
 }
 
@@ -133,6 +170,7 @@ fn into_command(raw: proto::Command) -> Result<Command, DecodeError> {
                 subs: r.subs.into_iter().map(|(k, v)| (k, subscribe_request(v))).collect(),
                 name: r.name,
                 version: r.version,
+                headers: r.headers,
             })
         }),
         subscribe.map(|r| Request::Subscribe(subscribe_request(r))),
@@ -174,6 +212,8 @@ fn subscribe_request_to_proto(r: &SubscribeRequest) -> proto::SubscribeRequest {
         positioned: r.positioned,
         recoverable: r.recoverable,
         join_leave: r.join_leave,
+        delta: r.delta.clone(),
+        tf: r.tf.as_ref().map(filter_node_to_proto),
         ..proto::SubscribeRequest::default()
     }
 }
@@ -191,6 +231,7 @@ impl From<&Command> for proto::Command {
                     subs: r.subs.iter().map(|(k, v)| (k.clone(), subscribe_request_to_proto(v))).collect(),
                     name: r.name.clone(),
                     version: r.version.clone(),
+                    headers: r.headers.clone(),
                     ..proto::ConnectRequest::default()
                 });
             }
@@ -262,6 +303,7 @@ fn subscribe_result_to_proto(r: &SubscribeResult) -> proto::SubscribeResult {
         positioned: r.positioned,
         data: bytes_of(&r.data),
         was_recovering: r.was_recovering,
+        delta: r.delta,
         ..proto::SubscribeResult::default()
     }
 }
@@ -435,6 +477,43 @@ mod tests {
         let err = Reply::error(4, crate::protocol::ErrorCode::PermissionDenied.into());
         let decoded = proto::Reply::decode_length_delimited(encode_reply(&err)).unwrap();
         assert_eq!((decoded.id, decoded.error.unwrap().code), (4, 103));
+    }
+
+    #[test]
+    fn delta_and_tags_filter_travel_both_ways_and_delta_pushes_carry_the_flag() {
+        let tf = proto::FilterNode {
+            op: "not".into(),
+            nodes: vec![proto::FilterNode { key: "k".into(), cmp: "eq".into(), val: "v".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let sub = proto::SubscribeRequest {
+            channel: "a".into(),
+            delta: "fossil".into(),
+            tf: Some(tf.clone()),
+            ..Default::default()
+        };
+        let wire = encode_delimited(&proto::Command { id: 1, subscribe: Some(sub), ..Default::default() });
+        let cmds = decode_commands(&wire).unwrap();
+        let Request::Subscribe(s) = &cmds[0].request else { panic!("not a subscribe") };
+        assert_eq!(s.delta, "fossil");
+        assert_eq!(s.tf.as_ref().unwrap().nodes[0].val, "v");
+        let back = proto::Command::from(&cmds[0]).subscribe.unwrap();
+        assert_eq!((back.delta.as_str(), back.tf), ("fossil", Some(tf)));
+
+        let publication =
+            Publication { data: Payload::from_binary(Bytes::from_static(b"full")), offset: 4, ..Default::default() };
+        let push = |delta: Option<&[u8]>| {
+            let reply =
+                proto::Reply::decode_length_delimited(encode_delta_publication_push("c", &publication, delta)).unwrap();
+            reply.push.unwrap().publication.unwrap()
+        };
+        let full = push(None);
+        assert_eq!((full.data.as_ref(), full.delta, full.offset), (&b"full"[..], false, 4));
+        let delta = push(Some(b"\xff\x00"));
+        assert_eq!((delta.data.as_ref(), delta.delta, delta.offset), (&b"\xff\x00"[..], true, 4));
+        let result = SubscribeResult { delta: true, ..Default::default() };
+        let reply = encode_reply(&Reply { id: 2, subscribe: Some(result), ..Default::default() });
+        assert!(proto::Reply::decode_length_delimited(reply).unwrap().subscribe.unwrap().delta);
     }
 
     fn channel() -> impl Strategy<Value = String> {

@@ -100,6 +100,9 @@ pub struct ConnectRequest {
     pub subs: HashMap<String, SubscribeRequest>,
     pub name: String,
     pub version: String,
+    /// Emulated HTTP headers (lowercase names by convention); a W3C
+    /// `traceparent` here parents the connection's spans.
+    pub headers: HashMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -114,6 +117,24 @@ pub struct SubscribeRequest {
     pub positioned: bool,
     pub recoverable: bool,
     pub join_leave: bool,
+    /// The delta compression the client asks for (`"fossil"`), or empty.
+    pub delta: String,
+    /// A server-side filter on publication tags (`tf`).
+    pub tf: Option<FilterNode>,
+}
+
+/// A tags filter as the client sends it: a comparison leaf (`op` empty:
+/// `key`, `cmp` and `val` or `vals`) or `and`/`or`/`not` over `nodes`.
+/// Unvalidated; the channel layer compiles and bounds it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct FilterNode {
+    pub op: String,
+    pub key: String,
+    pub cmp: String,
+    pub val: String,
+    pub vals: Vec<String>,
+    pub nodes: Vec<FilterNode>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +315,10 @@ pub struct SubscribeResult {
     pub data: Option<Payload>,
     #[serde(skip_serializing_if = "is_false")]
     pub was_recovering: bool,
+    /// Delta compression was negotiated: publications carry their data as a
+    /// JSON string (JSON protocol) and may be fossil deltas (`delta: true`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub delta: bool,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -1,18 +1,175 @@
-//! Telemetry: process-wide logging setup. A leaf: imports no other module.
-//! (OTLP traces and metrics arrive with the observability work.)
+//! Telemetry: traces, metrics and logs. A leaf: imports no other gateway
+//! module; callers hand it [`Settings`] built from `[telemetry]`.
+//!
+//! - [`init`] installs the process-wide `tracing` subscriber once: log lines
+//!   (pretty or JSON, with trace and span ids) and, when an OTLP endpoint is
+//!   set, the OpenTelemetry layer exporting spans of target
+//!   [`trace::SPAN_TARGET`] in batches.
+//! - [`trace`] decides sampling before a span exists (see its docs) and
+//!   moves W3C trace context in and out.
+//! - [`Metrics`] holds every instrument of one gateway instance, exported
+//!   over OTLP and as Prometheus text; [`metrics::names`] is the one place
+//!   metric names are written.
+//!
+//! It never records tokens or payloads: spans and metrics carry channel,
+//! user, method and codes only.
+
+mod logs;
+pub mod metrics;
+mod settings;
+pub mod trace;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// Installs the global `tracing` subscriber: human-readable lines on stderr,
-/// filtered by `RUST_LOG` (default `info`; an unparsable value is reported
-/// and ignored). Safe to call more than once: later calls do nothing.
-pub fn init_logging() {
-    let (filter, rejected) = match EnvFilter::try_from_default_env() {
+pub use logs::redact_token;
+pub use metrics::{Metrics, PROMETHEUS_CONTENT_TYPE};
+pub use settings::{LogFormat, Protocol, Settings};
+pub use trace::{SPAN_TARGET, TraceHeaders, current_headers};
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("telemetry exporter: {0}")]
+    Exporter(String),
+    #[error("telemetry header {0:?} is not a valid gRPC metadata entry")]
+    Header(String),
+    #[error("a tracing subscriber is already installed in this process")]
+    AlreadyInstalled,
+}
+
+pub(crate) fn grpc_metadata(
+    headers: &BTreeMap<String, String>,
+) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, TelemetryError> {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| TelemetryError::Header(name.clone()))?;
+        let value = http::HeaderValue::from_str(value).map_err(|_| TelemetryError::Header(name.to_string()))?;
+        map.insert(name, value);
+    }
+    Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map))
+}
+
+fn span_exporter(settings: &Settings) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let exporter = match settings.protocol {
+        Protocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(settings.signal_url("traces"))
+            .with_timeout(settings.export_timeout)
+            .with_metadata(grpc_metadata(&settings.headers)?)
+            .build(),
+        Protocol::HttpProtobuf => builder
+            .with_http()
+            .with_endpoint(settings.signal_url("traces"))
+            .with_timeout(settings.export_timeout)
+            .with_headers(settings.headers.clone().into_iter().collect())
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .build(),
+    };
+    exporter.map_err(|e| TelemetryError::Exporter(e.to_string()))
+}
+
+/// Handle of the installed tracer; [`Telemetry::shutdown`] flushes the
+/// spans still queued.
+pub struct Telemetry {
+    tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is queued and stops the exporter. Blocks: call it from
+    /// a blocking context (it waits on the Tokio export task).
+    pub fn shutdown(self) {
+        if let Some(tracer) = self.tracer {
+            let _ = tracer.shutdown();
+        }
+    }
+}
+
+static INSTALLED: OnceLock<()> = OnceLock::new();
+
+/// Installs the process-wide subscriber: logs per `settings.log_format`
+/// filtered by `RUST_LOG` (default `info`), plus span export when an
+/// endpoint is set. Once per process; needs a Tokio runtime when exporting
+/// (the batch exporter is a Tokio task).
+pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
+    if INSTALLED.set(()).is_err() {
+        return Err(TelemetryError::AlreadyInstalled);
+    }
+    let from_env = match &settings.log_filter {
+        Some(directives) => EnvFilter::try_new(directives).map_err(|e| e.to_string()),
+        None => EnvFilter::try_from_default_env().map_err(|e| e.to_string()),
+    };
+    let (filter, rejected) = match from_env {
         Ok(filter) => (filter, None),
         Err(error) => (EnvFilter::new("info"), std::env::var_os("RUST_LOG").map(|_| error)),
     };
-    let installed = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    if let (Ok(()), Some(error)) = (installed, rejected) {
+    // Spans of ours are for export; they do not make log lines by themselves.
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match settings.log_format {
+        LogFormat::Json => logs.event_format(logs::JsonLines).boxed(),
+        LogFormat::Pretty => logs.event_format(logs::PrettyWithIds(tracing_subscriber::fmt::format())).boxed(),
+    };
+    // Span events (connection lifetime) go to the trace, not the log.
+    let no_span_events =
+        tracing_subscriber::filter::filter_fn(|meta| !(meta.is_event() && meta.target() == SPAN_TARGET));
+    let logs = logs.with_filter(tracing_subscriber::filter::FilterExt::and(filter, no_span_events)).boxed();
+    // Boxed layers in a Vec: the nested generic stack is too deep for rustc.
+    let mut layers: Vec<Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>> = vec![logs];
+
+    let provider = if settings.traces_enabled() {
+        use opentelemetry::trace::TracerProvider as _;
+        let exporter = span_exporter(settings)?;
+        let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_max_queue_size(settings.max_queued_spans)
+            .with_scheduled_delay(settings.trace_export_interval)
+            .with_max_export_timeout(settings.export_timeout)
+            .build();
+        let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .with_batch_config(batch)
+        .build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(metrics::resource_of(settings))
+            // Sampling is decided before spans exist (trace::sample_root);
+            // whatever reaches the SDK is recorded.
+            .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+                opentelemetry_sdk::trace::Sampler::AlwaysOn,
+            )))
+            .build();
+        let tracer = provider.tracer("switchboard");
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_threads(false)
+            .with_location(false)
+            .with_target(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.target() == SPAN_TARGET));
+        layers.push(layer.boxed());
+        Some(provider)
+    } else {
+        None
+    };
+    tracing_subscriber::registry().with(layers).try_init().map_err(|_| TelemetryError::AlreadyInstalled)?;
+    if provider.is_some() {
+        trace::activate(settings.sampling_ratio);
+    }
+    if let Some(error) = rejected {
         tracing::warn!(%error, "ignoring RUST_LOG, logging at info");
     }
+    Ok(Telemetry { tracer: provider })
+}
+
+/// Installs plain logging only (pretty, `RUST_LOG`); for tools and tests.
+/// Safe to call more than once.
+pub fn init_logging() {
+    let _ = init(&Settings { endpoint: String::new(), ..Settings::default() });
 }

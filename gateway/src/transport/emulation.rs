@@ -314,6 +314,7 @@ pub(super) async fn handle_stream(
     sse: bool,
 ) -> Response<Body> {
     let encoding = if !sse && is_protobuf(&req) { Encoding::Protobuf } else { Encoding::Json };
+    let forwarded = super::origin::forwarded_headers(req.headers(), hub.config());
     let max = hub.config().client.max_frame_bytes;
     let first = if req.method() == Method::GET {
         match query_param(req.uri().query(), "cf_connect") {
@@ -332,6 +333,8 @@ pub(super) async fn handle_stream(
         kind: TransportKind::Emulation,
         session_id: session_id.clone(),
         encoding,
+        transport: if sse { "sse" } else { "http_stream" },
+        forwarded,
         ..SessionOptions::default()
     };
     let stream = match Stream::open(hub, options, first) {

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::emulation::{self, Emulation};
+use super::pass_through::{AnyBody, PassThrough};
 use super::stream::{Body, check_origin, json_response, preflight, with_cors};
 use super::{long_poll, uni, uni_websocket, websocket};
 use crate::api;
@@ -30,6 +31,7 @@ pub(super) struct Connection {
     pub tracker: TaskTracker,
     pub tls: Option<TlsAcceptor>,
     pub emulation: Arc<Emulation>,
+    pub pass_through: Arc<PassThrough>,
 }
 
 impl Connection {
@@ -51,9 +53,21 @@ impl Connection {
         let cfg = &self.hub.config().server;
         let shutdown = self.hub.shutdown_token().clone();
         let (hub, tracker, emulation) = (self.hub.clone(), self.tracker.clone(), self.emulation.clone());
-        let service = service_fn(move |req| {
+        let (pass_through, tls) = (self.pass_through.clone(), self.tls.is_some());
+        let service = service_fn(move |req: Request<Incoming>| {
             let (hub, tracker, emulation) = (hub.clone(), tracker.clone(), emulation.clone());
-            async move { Ok::<_, std::convert::Infallible>(route(req, hub, tracker, emulation).await) }
+            let pass_through = pass_through.clone();
+            async move {
+                let req = if pass_through.is_empty() || is_switchboard_endpoint(req.uri().path(), &hub) {
+                    req
+                } else {
+                    match pass_through.handle(req, peer, tls).await {
+                        Ok(resp) => return Ok(resp),
+                        Err(req) => req,
+                    }
+                };
+                Ok::<_, std::convert::Infallible>(widen(route(req, hub, tracker, emulation).await))
+            }
         });
         // The header timeout and buffer cap make slowloris peers cheap; plain
         // `serve` defaults set neither.
@@ -115,6 +129,7 @@ async fn route(
         (&Method::GET, "/connection/uni_websocket") => boxed(uni_websocket::upgrade(req, hub, &tracker)),
         (&Method::POST, p) if p == "/api" || p.starts_with("/api/") => boxed(api::handle(req, &hub).await),
         (&Method::GET, "/health") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
+        (&Method::GET, "/metrics") => boxed(api::metrics(&hub)),
         (&Method::GET, "/ready") => {
             if hub.shutdown_token().is_cancelled() {
                 json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting down"}"#)
@@ -124,11 +139,28 @@ async fn route(
                 json_response(StatusCode::OK, r#"{"status":"ready"}"#)
             }
         }
-        (_, "/connection/websocket" | "/connection/uni_websocket" | "/health" | "/ready") => {
+        (_, "/connection/websocket" | "/connection/uni_websocket" | "/health" | "/ready" | "/metrics") => {
             json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#)
         }
         _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
     }
+}
+
+/// Whether `path` is answered by Switchboard itself (never passed through).
+fn is_switchboard_endpoint(path: &str, hub: &Hub) -> bool {
+    let echo = &hub.config().server.debug_echo_path;
+    BROWSER_HTTP_PATHS.contains(&path)
+        || matches!(path, "/connection/websocket" | "/connection/uni_websocket" | "/health" | "/ready" | "/api")
+        || path.starts_with("/api/")
+        || (!echo.is_empty() && path == echo.as_str())
+}
+
+/// A Switchboard response as the listener's body type (which also carries
+/// pass-through bodies, whose upstream may fail mid-stream).
+fn widen(resp: Response<Body>) -> Response<AnyBody> {
+    resp.map(|body| {
+        http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(body, |never| match never {}))
+    })
 }
 
 /// The HTTP-streaming, SSE, one-way HTTP and long-polling endpoints.

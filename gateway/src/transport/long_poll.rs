@@ -107,8 +107,12 @@ async fn open(first: Bytes, hub: &Arc<Hub>, tracker: &TaskTracker, emulation: &A
         return json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"connection limit"}"#);
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let options =
-        SessionOptions { kind: TransportKind::Emulation, session_id: id.clone(), ..SessionOptions::default() };
+    let options = SessionOptions {
+        kind: TransportKind::Emulation,
+        session_id: id.clone(),
+        transport: "long_poll",
+        ..SessionOptions::default()
+    };
     let session = Session::with_options(hub.clone(), slot, options);
     let (inbound, mut inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     inbound.try_send(Inbound::Text(first)).expect("a new queue has room");

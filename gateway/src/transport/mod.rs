@@ -12,6 +12,7 @@ mod http;
 mod join;
 mod long_poll;
 mod origin;
+mod pass_through;
 mod stream;
 mod tls;
 mod uni;
@@ -27,12 +28,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LogFormat, OtlpProtocol, TelemetryConfig};
 use crate::hub::{Hub, HubError};
 use crate::plugin::{PluginError, PluginHost};
 
 pub use emulation::{DeliverError, DeliverFuture, EmulationRouter, LocalRouter};
-pub use origin::origin_allowed;
+pub use origin::{forwarded_headers, origin_allowed};
 
 /// The pure request parsers of the HTTP transports. Public only so the fuzz
 /// targets in `fuzz/` can reach them: not an API to build on.
@@ -69,6 +70,44 @@ pub enum Error {
     Tls(String),
     #[error("listener: {0}")]
     Listener(#[from] std::io::Error),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+}
+
+/// The telemetry settings of `[telemetry]`, before `OTEL_*` overrides.
+pub fn telemetry_settings(config: &TelemetryConfig) -> crate::telemetry::Settings {
+    use crate::telemetry::{LogFormat as Format, Protocol, Settings};
+    Settings {
+        endpoint: config.endpoint.trim_end_matches('/').to_owned(),
+        protocol: match config.protocol {
+            OtlpProtocol::Grpc => Protocol::Grpc,
+            OtlpProtocol::HttpProtobuf => Protocol::HttpProtobuf,
+        },
+        headers: config.headers.clone(),
+        sampling_ratio: config.sampling_ratio,
+        service_name: config.service_name.clone(),
+        resource_attributes: config.resource_attributes.clone(),
+        trace_export_interval: Duration::from_millis(config.trace_export_interval_ms),
+        max_queued_spans: config.max_queued_spans,
+        metrics_export_interval: Duration::from_millis(config.metrics_export_interval_ms),
+        export_timeout: Duration::from_millis(config.export_timeout_ms),
+        prometheus_enabled: config.prometheus_enabled,
+        log_format: match config.log_format {
+            LogFormat::Pretty => Format::Pretty,
+            LogFormat::Json => Format::Json,
+        },
+        log_filter: None,
+    }
+}
+
+/// [`telemetry_settings`] with the process's `OTEL_*` variables applied;
+/// each variable it could not use is logged.
+pub fn telemetry_settings_from_env(config: &TelemetryConfig) -> crate::telemetry::Settings {
+    let mut settings = telemetry_settings(config);
+    for ignored in settings.apply_env(|name| std::env::var(name).ok()) {
+        warn!(variable = %ignored, "ignoring an OTEL_* variable");
+    }
+    settings
 }
 
 /// Spawns `future` on `tracker` inside a span naming the task, so every
@@ -120,14 +159,21 @@ pub async fn run(
     let plugins = if config.plugins.is_empty() {
         None
     } else {
-        Some(PluginHost::from_config(&config, root.child_token()).await?)
+        Some(PluginHost::from_config(&config, root.child_token(), &tracker).await?)
     };
-    let hub = Hub::with_plugins(config.clone(), root.child_token(), plugins.clone())?;
+    // Metrics belong to this gateway instance (several run in one test
+    // process); spans go through the process-wide subscriber (main.rs).
+    let metrics = crate::telemetry::Metrics::new(&telemetry_settings_from_env(&config.telemetry))?;
+    if let Some(plugins) = &plugins {
+        plugins.attach_metrics(metrics.clone());
+    }
+    let hub = Hub::with_telemetry(config.clone(), root.child_token(), plugins.clone(), metrics)?;
     if let Some(plugins) = plugins {
         spawn_named(&tracker, "plugin-reload-on-sighup", reload_on_sighup(plugins, root.child_token()));
     }
     let tls = tls::acceptor(&config.server.tls)?;
     let emulation = emulation::Emulation::for_hub(&hub);
+    let pass_through = Arc::new(pass_through::PassThrough::from_config(&config));
     spawn_named(&tracker, "hub-maintenance", hub.clone().run_maintenance(Duration::from_secs(30)));
     spawn_named(&tracker, "hub-engine", hub.clone().run_engine());
     info!(addr = %listener.local_addr()?, tls = tls.is_some(), "switchboard listening");
@@ -144,6 +190,7 @@ pub async fn run(
                         tracker: tracker.clone(),
                         tls: tls.clone(),
                         emulation: emulation.clone(),
+                        pass_through: pass_through.clone(),
                     };
                     spawn_named(&tracker, "http-connection", conn.serve(stream, peer));
                 }

@@ -243,6 +243,7 @@ impl Framer for UniSseFramer {
 pub(super) async fn handle(req: Request<Incoming>, hub: &Arc<Hub>, tracker: &TaskTracker, sse: bool) -> Response<Body> {
     let client = &hub.config().client;
     let max = client.max_frame_bytes;
+    let forwarded = super::origin::forwarded_headers(req.headers(), hub.config());
     let resume_id = sse
         .then(|| {
             let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -274,6 +275,8 @@ pub(super) async fn handle(req: Request<Incoming>, hub: &Arc<Hub>, tracker: &Tas
         kind: TransportKind::Unidirectional,
         session_id: uuid::Uuid::new_v4().to_string(),
         recover_unlisted,
+        transport: if sse { "uni_sse" } else { "uni_http_stream" },
+        forwarded,
         ..SessionOptions::default()
     };
     let stream = match Stream::open(hub, options, first) {

@@ -39,14 +39,16 @@ pub(super) fn upgrade(req: Request<Incoming>, hub: Arc<Hub>, tracker: &TaskTrack
         return json(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"cf_connect too large"}"#);
     }
     let hub_for_task = hub.clone();
-    handshake.accept(req, &hub, tracker, "uni-ws-session", None, move |ws| serve(ws, hub_for_task, cf_connect))
+    let forwarded = super::origin::forwarded_headers(req.headers(), hub.config());
+    handshake
+        .accept(req, &hub, tracker, "uni-ws-session", None, move |ws| serve(ws, hub_for_task, cf_connect, forwarded))
 }
 
 fn close(code: DisconnectCode) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(code.code), reason: Utf8Bytes::from_static(code.reason) }))
 }
 
-async fn serve(ws: Ws, hub: Arc<Hub>, cf_connect: Option<String>) {
+async fn serve(ws: Ws, hub: Arc<Hub>, cf_connect: Option<String>, forwarded: Vec<(String, String)>) {
     let (mut sink, mut stream) = ws.split();
     let request = match cf_connect {
         Some(text) => Some(Bytes::from(text)),
@@ -73,6 +75,8 @@ async fn serve(ws: Ws, hub: Arc<Hub>, cf_connect: Option<String>) {
     let options = SessionOptions {
         kind: TransportKind::Unidirectional,
         session_id: uuid::Uuid::new_v4().to_string(),
+        transport: "uni_websocket",
+        forwarded,
         ..SessionOptions::default()
     };
     let session = Session::with_options(hub.clone(), slot, options);

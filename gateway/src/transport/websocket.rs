@@ -37,7 +37,7 @@ use super::join::join_woken;
 use super::stream::Refused;
 use super::{origin_allowed, spawn_named};
 use crate::channel::Outbox;
-use crate::hub::{Hub, Inbound, Session};
+use crate::hub::{Hub, Inbound, Session, SessionOptions};
 use crate::protocol::{DisconnectCode, Encoding};
 
 pub(super) type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -179,22 +179,24 @@ pub(super) fn upgrade(
         (Encoding::Json, None)
     };
     let hub_for_task = hub.clone();
+    let forwarded = super::origin::forwarded_headers(req.headers(), hub.config());
     handshake.accept(req, &hub, tracker, "ws-session", subprotocol, move |ws| async move {
         match mode {
-            Mode::Session => serve(ws, hub_for_task, encoding).await,
+            Mode::Session => serve(ws, hub_for_task, encoding, forwarded).await,
             Mode::Echo => echo(ws).await,
         }
     })
 }
 
-async fn serve(ws: Ws, hub: Arc<Hub>, encoding: Encoding) {
+async fn serve(ws: Ws, hub: Arc<Hub>, encoding: Encoding, forwarded: Vec<(String, String)>) {
     let (mut sink, mut stream) = ws.split();
     let Some(slot) = hub.try_acquire_connection() else {
         let _ = sink.send(close_message(DisconnectCode::CONNECTION_LIMIT)).await;
         linger(sink.reunite(stream).ok()).await;
         return;
     };
-    let session = Session::new(hub.clone(), slot, encoding);
+    let options = SessionOptions { encoding, transport: "websocket", forwarded, ..SessionOptions::default() };
+    let session = Session::with_options(hub.clone(), slot, options);
     let outbox = session.outbox();
     let max_batch = hub.config().client.write_batch_max_bytes;
     let inbound = stream.by_ref().filter_map(|msg| {

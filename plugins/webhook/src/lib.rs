@@ -9,6 +9,11 @@
 //! - `X-Switchboard-Signature`: lowercase hex HMAC-SHA256 with `secret` over
 //!   `"{timestamp}.{body}"`.
 //!
+//! - `traceparent` (and `tracestate`): the W3C trace context of the first
+//!   event in the batch that has one (a publish carries the publication's),
+//!   so the request joins that trace; every event also names its own
+//!   `traceparent` in the body.
+//!
 //! The body (and its `id`) is the same on every attempt, so the backend can
 //! drop duplicates after a timeout it did answer.
 //!
@@ -118,6 +123,11 @@ struct Pending {
     body: String,
     attempts: u32,
     next_at_ms: u64,
+    /// Defaulted: batches queued by an older version have none.
+    #[serde(default)]
+    traceparent: String,
+    #[serde(default)]
+    tracestate: String,
 }
 
 const HEAD: &str = "q:head";
@@ -217,12 +227,22 @@ impl Webhook {
 
     /// Queues the events as batches.
     fn enqueue(&self, events: &[Event], now_ms: u64) {
-        let wanted: Vec<Value> = events.iter().filter(|e| self.kinds.contains(&e.kind)).map(event_json).collect();
+        let wanted: Vec<&Event> = events.iter().filter(|e| self.kinds.contains(&e.kind)).collect();
         for chunk in wanted.chunks(self.config.max_batch_events) {
             let seq = kv::incr(TAIL, 1, None);
             let id = format!("{:016x}{:08x}", random::next_u64(), seq);
-            let body = json!({ "id": id, "events": chunk }).to_string();
-            self.store(seq, &Pending { id, body, attempts: 0, next_at_ms: now_ms });
+            let json: Vec<Value> = chunk.iter().map(|e| event_json(e)).collect();
+            let body = json!({ "id": id, "events": json }).to_string();
+            let trace = chunk.iter().map(|e| &e.trace).find(|t| !t.traceparent.is_empty());
+            let pending = Pending {
+                id,
+                body,
+                attempts: 0,
+                next_at_ms: now_ms,
+                traceparent: trace.map(|t| t.traceparent.clone()).unwrap_or_default(),
+                tracestate: trace.map(|t| t.tracestate.clone()).unwrap_or_default(),
+            };
+            self.store(seq, &pending);
         }
         let mut head = kv::incr(HEAD, 0, None);
         while kv::incr(TAIL, 0, None) - head > self.config.max_pending_batches as i64 {
@@ -261,15 +281,21 @@ impl Webhook {
         kv::set(&format!("dead:{seq}"), pending.body.as_bytes(), Some(ttl_ms));
     }
 
-    fn send(&self, body: &str, now_ms: u64) -> Sent {
+    fn send(&self, pending: &Pending, now_ms: u64) -> Sent {
+        let body = &pending.body;
         let timestamp = now_ms / 1000;
         let signature = sign(self.config.secret.as_bytes(), timestamp, body.as_bytes());
-        let req = http::Request::new("POST", &self.config.url)
+        let mut req = http::Request::new("POST", &self.config.url)
             .header("content-type", "application/json")
             .header("x-switchboard-timestamp", &timestamp.to_string())
-            .header("x-switchboard-signature", &signature)
-            .body(body.as_bytes().to_vec())
-            .timeout_ms(self.config.timeout_ms);
+            .header("x-switchboard-signature", &signature);
+        if !pending.traceparent.is_empty() {
+            req = req.header("traceparent", &pending.traceparent);
+            if !pending.tracestate.is_empty() {
+                req = req.header("tracestate", &pending.tracestate);
+            }
+        }
+        let req = req.body(body.as_bytes().to_vec()).timeout_ms(self.config.timeout_ms);
         match http::fetch(&req) {
             Ok(resp) if resp.is_success() => Sent::Delivered,
             Ok(resp) if resp.status == 408 || resp.status == 429 || resp.status >= 500 => {
@@ -301,7 +327,7 @@ impl Webhook {
             }
             sends += 1;
             pending.attempts += 1;
-            match self.send(&pending.body, now) {
+            match self.send(&pending, now) {
                 Sent::Delivered => {
                     self.advance();
                 }
@@ -544,6 +570,26 @@ mod tests {
                 { "kind": "channel-occupied", "at_ms": 6, "client": "", "user": "", "channel": "" }
             ])
         );
+    }
+
+    #[test]
+    fn batches_carry_the_first_traced_events_traceparent() {
+        testing::reset();
+        let mut hook = webhook("");
+        let _accepted = backend(vec![]);
+        let mut traced = publish(2);
+        traced.trace.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into();
+        traced.trace.tracestate = "k=v".into();
+        hook.on_events(vec![publish(1), traced]);
+        hook.on_events(vec![publish(3)]);
+        let requests = testing::requests();
+        let header = |i: usize, name: &str| requests[i].headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(
+            header(0, "traceparent").as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        assert_eq!(header(0, "tracestate").as_deref(), Some("k=v"));
+        assert_eq!(header(1, "traceparent"), None, "an untraced batch sends no traceparent");
     }
 
     #[test]

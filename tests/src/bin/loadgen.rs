@@ -110,9 +110,10 @@ struct Args {
     #[arg(long, value_enum, default_value = "switchboard")]
     protocol: Protocol,
     /// WebSocket URL; `{ch}` is replaced by the channel name and `{i}` by
-    /// the connection index.
+    /// the connection index. Repeat it to spread the subscribers over
+    /// several nodes: subscriber i uses URL i % count.
     #[arg(long, default_value = "ws://127.0.0.1:8000/connection/websocket")]
-    ws_url: String,
+    ws_url: Vec<String>,
     /// Subscribers to open [preset; else 1000].
     #[arg(long)]
     connections: Option<usize>,
@@ -196,7 +197,7 @@ struct Plan {
     preset: Option<Preset>,
     target: String,
     protocol: Protocol,
-    ws_url: String,
+    ws_urls: Vec<String>,
     connections: usize,
     channels: usize,
     channel_prefix: String,
@@ -240,7 +241,7 @@ impl Plan {
             preset: a.preset,
             target: a.target,
             protocol: a.protocol,
-            ws_url: a.ws_url,
+            ws_urls: a.ws_url,
             connections,
             channels: a.channels.unwrap_or(if own_channel { connections } else { k.min(connections) }),
             channel_prefix: a.channel_prefix,
@@ -282,7 +283,9 @@ impl Plan {
             "payload must be 32..={MAX_PAYLOAD_BYTES} bytes"
         );
         ensure!(plan.protocol == Protocol::Raw || plan.first_frame.is_none(), "--first-frame needs --protocol raw");
-        ensure_loopback(&plan.ws_url)?;
+        for url in &plan.ws_urls {
+            ensure_loopback(url)?;
+        }
         if plan.publisher != Publisher::None && plan.rate > 0 {
             ensure_loopback(&plan.pub_url)?;
         }
@@ -491,7 +494,7 @@ struct Conn {
 }
 
 async fn open(plan: &Plan, i: usize, first_frame: Option<String>) -> Result<Ws> {
-    let url = plan.fill(&plan.ws_url, i);
+    let url = plan.fill(&plan.ws_urls[i % plan.ws_urls.len()], i);
     // A small read buffer: the default 128 KiB per connection would make the
     // tool itself the memory hog at 10k connections.
     let config = WebSocketConfig::default().read_buffer_size(16 * 1024).write_buffer_size(0);

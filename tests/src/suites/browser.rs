@@ -24,13 +24,13 @@ use crate::*;
 
 const UNI_CHANNEL: &str = "chat:browser-uni";
 
-fn browser_dir() -> PathBuf {
+pub(super) fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
 
 /// Serves `/` (the page) and `/centrifuge.js` (the SDK bundle) until the
 /// task is dropped. One request per connection.
-async fn serve_static(listener: TcpListener, page: Vec<u8>, bundle: Vec<u8>) {
+pub(super) async fn serve_static(listener: TcpListener, page: Vec<u8>, bundle: Vec<u8>) {
     loop {
         let Ok((mut socket, _)) = listener.accept().await else { return };
         let (page, bundle) = (page.clone(), bundle.clone());

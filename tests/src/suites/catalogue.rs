@@ -501,3 +501,107 @@ async fn echo_endpoint_echoes_text_and_binary_through_the_same_limits() -> Resul
     assert_eq!(ws.read_frame().await?, (TEXT, br#"{"id":1,"connect":{}}"#.to_vec()));
     Ok(())
 }
+
+/// A small tmpfs mounted for one test (root only), unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (and a loud "skipped") when this process may not mount; under
+    /// `CI=true` that is a failure, never a pass.
+    fn mount(size: &str) -> Result<Option<Self>> {
+        let dir = tempfile::tempdir()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but mounting a tmpfs failed (needs root)");
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return Ok(None);
+        }
+        Ok(Some(Self { dir }))
+    }
+
+    fn resize(&self, size: &str) -> Result<()> {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()?;
+        anyhow::ensure!(status.success(), "remount failed");
+        Ok(())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// 15. The disk under the history store fills up: the publish that does not
+/// fit fails with error 100 naming the cause, `/ready` goes red, and nothing
+/// acknowledged is lost — neither while the disk is full nor after a restart.
+/// When space returns, publishes succeed and `/ready` is green again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c15_full_history_disk_fails_publish_clearly_and_loses_nothing_acked() -> Result<()> {
+    let Some(disk) = Tmpfs::mount("3m")? else { return Ok(()) };
+    let config = super::durable::disk_config(disk.dir.path(), switchboard::config::FsyncPolicy::Always);
+    let mut gw = GatewayProcess::start(config).await?;
+    let channel = "chat:full";
+    let pad = "x".repeat(60_000);
+    let mut acked = Vec::new();
+    let mut failure = None;
+    for i in 0..200 {
+        let body = gw.api().call("publish", json!({ "channel": channel, "data": { "i": i, "pad": pad } })).await?;
+        match body.get("result") {
+            Some(r) => acked.push((r["offset"].as_u64().context("offset")?, i)),
+            None => {
+                failure = Some((i, body));
+                break;
+            }
+        }
+    }
+    let (failed_i, body) = failure.context("3 MB of tmpfs never filled up")?;
+    assert!(acked.len() >= 5, "the store took only {} publications", acked.len());
+    assert_eq!(body["error"]["code"], json!(100), "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("history storage write failed") && message.contains("No space left"), "{message}");
+    super::durable::wait_ready(&gw, 503).await?;
+
+    // Nothing acked is lost while the disk is full, and the failed one is not there.
+    let check = |result: &serde_json::Value, acked: &[(u64, i32)]| -> Result<()> {
+        let pubs = publications(result);
+        let got: Vec<(u64, i64)> =
+            pubs.iter().map(|p| (p["offset"].as_u64().unwrap_or(0), p["data"]["i"].as_i64().unwrap_or(-1))).collect();
+        let want: Vec<(u64, i64)> = acked.iter().map(|(o, i)| (*o, *i as i64)).collect();
+        anyhow::ensure!(got == want, "history {got:?} != acked {want:?}");
+        anyhow::ensure!(!got.iter().any(|(_, i)| *i == failed_i as i64), "the failed publish appeared");
+        Ok(())
+    };
+    check(&gw.api().result("history", json!({ "channel": channel, "limit": 1000 })).await?, &acked)?;
+
+    // Space returns: the store reopens on the next publish.
+    disk.resize("64m")?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let next = loop {
+        let body = gw.api().call("publish", json!({ "channel": channel, "data": { "i": 1000 } })).await?;
+        if let Some(r) = body.get("result") {
+            break r.clone();
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "publishes still fail: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let top = acked.last().map_or(0, |(o, _)| *o);
+    assert_eq!(next["offset"], json!(top + 1), "the failed publish left no hole: {next}");
+    acked.push((top + 1, 1000));
+    super::durable::wait_ready(&gw, 200).await?;
+
+    gw.kill().await?;
+    gw.restart().await?;
+    check(&gw.api().result("history", json!({ "channel": channel, "limit": 1000 })).await?, &acked)?;
+    gw.terminate().await?;
+    Ok(())
+}

@@ -351,7 +351,9 @@ async fn a_changed_file_or_reload_swaps_in_a_fresh_version_and_a_broken_one_is_r
     config.pipelines.publish = vec!["counter".into()];
     config.plugin_runtime.watch_interval_ms = 10;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let host = switchboard::plugin::PluginHost::from_config(&config, shutdown.clone()).await?;
+    let host =
+        switchboard::plugin::PluginHost::from_config(&config, shutdown.clone(), &tokio_util::task::TaskTracker::new())
+            .await?;
     assert_eq!(run_publish(&host, "{}").await, r#"{"calls":1}"#);
     assert_eq!(run_publish(&host, "{}").await, r#"{"calls":2}"#);
 
@@ -384,7 +386,9 @@ async fn repeated_faults_quarantine_the_plugin_until_a_reload() -> anyhow::Resul
     config.plugin_runtime.breaker_backoff_ms = 300;
     config.plugin_runtime.watch_interval_ms = 0;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let host = switchboard::plugin::PluginHost::from_config(&config, shutdown.clone()).await?;
+    let host =
+        switchboard::plugin::PluginHost::from_config(&config, shutdown.clone(), &tokio_util::task::TaskTracker::new())
+            .await?;
     assert_eq!(run_publish(&host, "{}").await, r#"{"calls":1}"#);
     // Two consecutive traps trip the breaker (on_error skip passes the data on).
     assert_eq!(run_publish(&host, r#""panic""#).await, r#""panic""#);
@@ -425,7 +429,9 @@ async fn a_busy_pool_is_back_pressure_and_on_error_applies_after_timeout_ms() ->
     config.pipelines.publish = vec!["fetcher".into()];
     config.plugin_runtime.watch_interval_ms = 0;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let host = switchboard::plugin::PluginHost::from_config(&config, shutdown.clone()).await?;
+    let host =
+        switchboard::plugin::PluginHost::from_config(&config, shutdown.clone(), &tokio_util::task::TaskTracker::new())
+            .await?;
 
     let busy = host.clone();
     let url = format!("\"http://{addr}/hang\"");

@@ -175,20 +175,37 @@ struct OwnRedis {
     dir: tempfile::TempDir,
     child: Option<Child>,
     aof: bool,
+    cluster: bool,
 }
 
 impl OwnRedis {
     async fn start() -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut redis = Self { port, dir: tempfile::tempdir()?, child: None, aof: false };
+        let mut redis = Self { port, dir: tempfile::tempdir()?, child: None, aof: false, cluster: false };
         redis.spawn().await?;
+        Ok(redis)
+    }
+
+    /// A one-node Redis Cluster holding every slot: it refuses, like any
+    /// cluster, a script or transaction whose keys are in different slots.
+    async fn start_cluster() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut redis = Self { port, dir: tempfile::tempdir()?, child: None, aof: false, cluster: true };
+        redis.spawn().await?;
+        let out = redis.cli(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])?;
+        anyhow::ensure!(out.trim() == "OK", "CLUSTER ADDSLOTSRANGE: {out}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !redis.cli(&["CLUSTER", "INFO"])?.contains("cluster_state:ok") {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "the cluster never became ok");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok(redis)
     }
 
     /// Like [`start`](Self::start), with an append-only file fsynced always.
     async fn start_with_aof() -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut redis = Self { port, dir: tempfile::tempdir()?, child: None, aof: true };
+        let mut redis = Self { port, dir: tempfile::tempdir()?, child: None, aof: true, cluster: false };
         redis.spawn().await?;
         Ok(redis)
     }
@@ -204,9 +221,11 @@ impl OwnRedis {
         } else {
             ["--appendonly", "no", "--appendfsync", "everysec"]
         };
+        let cluster: &[&str] = if self.cluster { &["--cluster-enabled", "yes"] } else { &[] };
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--save", ""])
             .args(aof)
+            .args(cluster)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -498,7 +517,7 @@ async fn redis_offset_jump_closes_subscribers_with_3010_and_they_recover() -> an
     // Offset 2 is stored, but its live message is "lost".
     let script = "local o = redis.call('HINCRBY', KEYS[1], 's', 1) \
                   redis.call('XADD', KEYS[2], o .. '-0', 'd', ARGV[1], 't', redis.call('TIME')[1] .. '000') return o";
-    let out = redis.cli(&["EVAL", script, "2", "jump.meta.chat:j", "jump.stream.chat:j", LOST_PUBLICATION])?;
+    let out = redis.cli(&["EVAL", script, "2", "jump.meta.{chat:j}", "jump.stream.{chat:j}", LOST_PUBLICATION])?;
     assert_eq!(out.trim(), "2", "{out}");
     gw.api().result("publish", json!({"channel": "chat:j", "data": {"n": 3}})).await?;
     let (code, _) = ws.expect_close().await?;
@@ -527,7 +546,7 @@ async fn redis_position_check_finds_a_lost_last_message() -> anyhow::Result<()> 
     assert_eq!(next_pub(&mut ws).await?["pub"]["offset"], json!(1));
     let script = "local o = redis.call('HINCRBY', KEYS[1], 's', 1) \
                   redis.call('XADD', KEYS[2], o .. '-0', 'd', ARGV[1], 't', redis.call('TIME')[1] .. '000') return o";
-    redis.cli(&["EVAL", script, "2", "check.meta.chat:c", "check.stream.chat:c", LOST_PUBLICATION])?;
+    redis.cli(&["EVAL", script, "2", "check.meta.{chat:c}", "check.stream.{chat:c}", LOST_PUBLICATION])?;
     let (code, _) = ws.expect_close().await?;
     assert_eq!(code, 3010, "closed within two checks (gap_check_interval_secs = 1)");
     Ok(())
@@ -567,5 +586,241 @@ async fn redis_urls_shard_channels_across_instances() -> anyhow::Result<()> {
     let total = r1.cli(&["--scan", "--pattern", "shard.stream.*"])?.lines().count()
         + r2.cli(&["--scan", "--pattern", "shard.stream.*"])?.lines().count();
     assert_eq!(total, channels.len(), "each stream lives on exactly one instance");
+    Ok(())
+}
+
+/// Publisher exclusion travels with the live message to other nodes, and
+/// each node sends its delta subscribers fossil deltas of what Redis
+/// delivered to it.
+#[tokio::test]
+async fn redis_publisher_exclusion_and_fossil_delta_span_nodes() -> anyhow::Result<()> {
+    let url = redis_url();
+    if !redis_available(&url).await {
+        return Ok(());
+    }
+    let prefix = prefix();
+    let config = || {
+        let mut config = redis_config(&url, &prefix);
+        config.channels.namespaces.push(switchboard::config::NamespaceConfig {
+            name: "score".into(),
+            history_size: 10,
+            history_ttl_secs: 300,
+            force_recovery: true,
+            allowed_delta_types: vec!["fossil".into()],
+            ..Default::default()
+        });
+        config
+    };
+    let a = TestGateway::start_with(config()).await?;
+    let b = TestGateway::start_with(config()).await?;
+    let (mut alice, connect) = a.connect("alice").await?;
+    let alice_id = connect["client"].as_str().context("client id")?.to_owned();
+    let (mut bob, _) = b.connect("bob").await?;
+    subscribe(&mut alice, json!({"channel": "chat:x"})).await?;
+    subscribe(&mut bob, json!({"channel": "chat:x"})).await?;
+    let api = b.api();
+    api.result(
+        "publish",
+        json!({"channel": "chat:x", "data": {"n": 1}, "client": alice_id, "exclude_publisher": true}),
+    )
+    .await?;
+    api.result("publish", json!({"channel": "chat:x", "data": {"n": 2}})).await?;
+    assert_eq!(next_pub(&mut alice).await?["pub"]["data"], json!({"n": 2}), "alice on node a is skipped once");
+    assert_eq!(next_pub(&mut bob).await?["pub"]["data"], json!({"n": 1}));
+    assert_eq!(next_pub(&mut bob).await?["pub"]["data"], json!({"n": 2}));
+
+    let sub = subscribe(&mut alice, json!({"channel": "score:1", "delta": "fossil"})).await?;
+    assert_eq!(sub["delta"], json!(true), "{sub}");
+    let docs: Vec<Value> = (1..=2)
+        .map(|n| json!({"minute": n, "text": "a long commentary line that stays the same ".repeat(8)}))
+        .collect();
+    for doc in &docs {
+        api.result("publish", json!({"channel": "score:1", "data": doc})).await?;
+    }
+    let first = next_pub(&mut alice).await?["pub"].clone();
+    assert!(first.get("delta").is_none(), "{first}");
+    let base = first["data"].as_str().context("string data")?.to_owned();
+    assert_eq!(serde_json::from_str::<Value>(&base)?, docs[0]);
+    let second = next_pub(&mut alice).await?["pub"].clone();
+    assert_eq!(second["delta"], json!(true), "{second}");
+    let rebuilt = fossil_delta::apply(base.as_bytes(), second["data"].as_str().context("delta")?.as_bytes())
+        .map_err(|e| anyhow::anyhow!("bad delta: {e:?}"))?;
+    assert_eq!(serde_json::from_slice::<Value>(&rebuilt)?, docs[1]);
+    Ok(())
+}
+
+/// A node that dies without any cleanup (its runtime dropped, as SIGKILL
+/// would) leaves presence entries nobody removes: they expire within
+/// `presence_ttl_secs`, while the entries of a live node outlast it.
+/// Join/leave are not promised for a dead node's clients (no node is left
+/// to announce them), so none is checked.
+#[tokio::test]
+async fn redis_presence_of_a_killed_node_expires_within_the_ttl() -> anyhow::Result<()> {
+    let url = redis_url();
+    if !redis_available(&url).await {
+        return Ok(());
+    }
+    const TTL: Duration = Duration::from_secs(3);
+    let mut config = redis_config(&url, &prefix());
+    config.engine.presence_ttl_secs = TTL.as_secs();
+    let a = TestGateway::start_with(config.clone()).await?;
+    let b = TestGateway::start_killable(config)?;
+    let (mut alice, alice_conn) = a.connect("alice").await?;
+    subscribe(&mut alice, json!({"channel": "chat:dead"})).await?;
+    let (mut bob, bob_conn) = b.connect("bob").await?;
+    subscribe(&mut bob, json!({"channel": "chat:dead"})).await?;
+    let (alice_id, bob_id) =
+        (alice_conn["client"].as_str().context("client")?, bob_conn["client"].as_str().context("client")?);
+    let clients = || async {
+        let presence = a.api().result("presence", json!({"channel": "chat:dead"})).await?;
+        let mut ids: Vec<String> = presence["presence"].as_object().context("presence")?.keys().cloned().collect();
+        ids.sort();
+        anyhow::Ok(ids)
+    };
+    let mut both = vec![alice_id.to_owned(), bob_id.to_owned()];
+    both.sort();
+
+    // The subscribe reply precedes the presence write: wait for both.
+    eventually(WAIT, "both presence entries", || async { Ok(Some(clients().await?).filter(|ids| ids == &both)) })
+        .await?;
+    // While B lives it refreshes Bob's entry: it outlasts the TTL.
+    let outlast = tokio::time::Instant::now() + TTL + Duration::from_secs(1);
+    while tokio::time::Instant::now() < outlast {
+        assert_eq!(clients().await?, both, "a live node's entries stay");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    b.kill().await?;
+    let killed = tokio::time::Instant::now();
+    // Bob's socket closed with the node; his entry stays until it expires.
+    while let Ok(Frame::Json(_)) = bob.next_frame().await {}
+    let margin = Duration::from_secs(1);
+    loop {
+        let ids = clients().await?;
+        if ids == [alice_id] {
+            break;
+        }
+        assert_eq!(ids, both, "only Bob's entry may go");
+        assert!(killed.elapsed() < TTL + margin, "Bob's entry outlived presence_ttl_secs: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = a.api().result("presence_stats", json!({"channel": "chat:dead"})).await?;
+    assert_eq!(stats, json!({"num_clients": 1, "num_users": 1}));
+    Ok(())
+}
+
+/// Polls `f` until it returns `Some`, for up to `within`.
+async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The presence entries of `channel` as seen through `gw`'s API, sorted by
+/// user; `None` while the API answers an error (Redis still coming back).
+async fn presence_users(gw: &TestGateway, channel: &str) -> anyhow::Result<Option<Vec<String>>> {
+    let body = gw.api().call("presence", json!({"channel": channel})).await?;
+    let Some(presence) = body["result"]["presence"].as_object() else { return Ok(None) };
+    let mut users: Vec<String> = presence.values().filter_map(|i| i["user"].as_str().map(str::to_owned)).collect();
+    users.sort();
+    Ok(Some(users))
+}
+
+/// A leave and a presence removal made while Redis is down are not lost:
+/// they wait in the node's queue and are sent, in order, once Redis is
+/// back (the old fire-and-forget tasks failed at once and dropped them,
+/// leaving the leave unseen and the entry until `presence_ttl_secs`).
+#[tokio::test]
+async fn redis_leave_and_presence_removal_during_an_outage_are_sent_when_redis_returns() -> anyhow::Result<()> {
+    if !redis_server_installed() {
+        return Ok(());
+    }
+    // AOF: presence survives the restart, so a lost removal would show.
+    let mut redis = OwnRedis::start_with_aof().await?;
+    let a = TestGateway::start_with(redis_config(&redis.url(), "outage")).await?;
+    let b = TestGateway::start_with(redis_config(&redis.url(), "outage")).await?;
+    let (mut alice, _) = b.connect("alice").await?;
+    subscribe(&mut alice, json!({"channel": "chat:o"})).await?;
+    assert_eq!(alice.next_push().await?["join"]["info"]["user"], json!("alice"));
+    let (mut bob, _) = b.connect("bob").await?;
+    subscribe(&mut bob, json!({"channel": "chat:o"})).await?;
+    assert_eq!(alice.next_push().await?["join"]["info"]["user"], json!("bob"));
+    assert_eq!(presence_users(&a, "chat:o").await?, Some(vec!["alice".to_owned(), "bob".to_owned()]));
+
+    redis.kill();
+    wait_ready(&b, 503, Duration::from_secs(5)).await?;
+    let reply = bob.call(json!({"unsubscribe": {"channel": "chat:o"}})).await?;
+    assert!(reply.get("unsubscribe").is_some(), "unsubscribing needs no Redis: {reply}");
+
+    redis.spawn().await?;
+    // The leave reaches Alice once Redis and B's pub/sub are back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let leave = loop {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the leave never arrived");
+        match alice.next_frame().await {
+            Ok(Frame::Json(v)) if v["push"].get("leave").is_some() => break v["push"].clone(),
+            Ok(Frame::Json(v)) => assert!(v["push"].get("join").is_none(), "no join was made: {v}"),
+            Ok(Frame::Close(code, reason)) => anyhow::bail!("alice closed {code} {reason:?}"),
+            // A quiet 5 s while Redis restarts; keep waiting to the deadline.
+            Err(_) => {}
+        }
+    };
+    assert_eq!(leave["leave"]["info"]["user"], json!("bob"), "{leave}");
+    // And Bob's entry is gone for every node, long before its 60 s TTL.
+    let alone = eventually(Duration::from_secs(10), "the presence removal", || async {
+        Ok(presence_users(&a, "chat:o").await?.filter(|users| users == &["alice"]))
+    })
+    .await?;
+    assert_eq!(alone, ["alice"]);
+    Ok(())
+}
+
+/// On a Redis Cluster (one node holding every slot) each script and
+/// transaction touches keys of one slot only: publish with history,
+/// recovery, presence, join/leave and the node registry all work, where
+/// keys without the `{channel}` hash tag were refused with CROSSSLOT.
+#[tokio::test]
+async fn redis_keys_of_one_channel_share_a_cluster_slot() -> anyhow::Result<()> {
+    if !redis_server_installed() {
+        return Ok(());
+    }
+    let redis = OwnRedis::start_cluster().await?;
+    let gw = TestGateway::start_with(redis_config(&redis.url(), "cl")).await?;
+    let (mut alice, conn) = gw.connect("alice").await?;
+    let first = subscribe(&mut alice, json!({"channel": "chat:slot"})).await?;
+    assert_eq!(alice.next_push().await?["join"]["info"]["user"], json!("alice"));
+    for n in 1..=3u64 {
+        let pos = gw.api().result("publish", json!({"channel": "chat:slot", "data": {"n": n}})).await?;
+        assert_eq!(pos["offset"], json!(n), "{pos}");
+        assert_eq!(next_pub(&mut alice).await?["pub"]["offset"], json!(n));
+    }
+    let presence = gw.api().result("presence", json!({"channel": "chat:slot"})).await?;
+    assert_eq!(presence["presence"][conn["client"].as_str().context("client")?]["user"], json!("alice"));
+    let (mut ws2, _) = gw.connect("alice").await?;
+    let sub =
+        subscribe(&mut ws2, json!({"channel": "chat:slot", "recover": true, "offset": 1, "epoch": first["epoch"]}))
+            .await?;
+    assert_eq!(sub["recovered"], json!(true), "{sub}");
+    assert_eq!(offsets(&publications(&sub)), vec![2, 3], "{sub}");
+    // A channel name with braces gets a hashed tag, still one slot.
+    let pos = gw.api().result("publish", json!({"channel": "chat:}{", "data": {}})).await?;
+    assert_eq!(pos["offset"], json!(1), "{pos}");
+    // The heartbeat's transaction (two registry keys) went through.
+    let registered = eventually(Duration::from_secs(10), "the heartbeat", || async {
+        Ok(Some(redis.cli(&["HLEN", "cl.nodes.all.{registry}"])?).filter(|n| n.trim() == "1"))
+    })
+    .await?;
+    assert_eq!(registered.trim(), "1");
+    // The keys really are tagged: the old layout would not have been found.
+    assert_eq!(redis.cli(&["EXISTS", "cl.stream.{chat:slot}", "cl.meta.{chat:slot}"])?.trim(), "2");
     Ok(())
 }
