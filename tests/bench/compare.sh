@@ -9,14 +9,19 @@
 #                               [--servers "switchboard nchan nats"] [--no-write]
 #
 #   --runs N       repeat every scenario N times; the table shows medians (1)
-#   --scenarios    any of: idle connect-rate fanout-1k fanout-5k channels (all)
+#   --scenarios    any of: idle connect-rate fanout-1k fanout-5k channels plugins
+#                  (all). `plugins` is fanout-1k through a 3-plugin publish
+#                  pipeline (moderation → pii-redact → enrich, the example
+#                  plugins in plugins/); Switchboard only, as nchan and NATS
+#                  have no plugins.
 #   --servers      any of: switchboard nchan nats (all)
 #   --no-write     print the table instead of updating BENCHMARKS.md
 #   --extra ARGS   more loadgen flags for every run, e.g. a shorter smoke run:
 #                  --extra "--duration-secs 3 --connections 500"
 #
 # Installs nginx with libnginx-mod-nchan and nats-server from Debian when they
-# are missing (needs root). Builds Switchboard and loadgen in release mode.
+# are missing (needs root). Builds Switchboard and loadgen in release mode,
+# and for `plugins` the three example plugins (wasm32-wasip2, plugins/target).
 # Bounded: every load run has a hard timeout, the whole default run takes
 # about 6 minutes per repetition, and the trap stops every server it started.
 set -euo pipefail
@@ -25,7 +30,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 
 RUNS=1
-SCENARIOS="idle connect-rate fanout-1k fanout-5k channels"
+SCENARIOS="idle connect-rate fanout-1k fanout-5k channels plugins"
 SERVERS="switchboard nchan nats"
 WRITE=1
 EXTRA=""
@@ -60,6 +65,11 @@ cargo build --release -q -p switchboard --bin switchboard -p switchboard-e2e --b
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 SWITCHBOARD="$TARGET_DIR/release/switchboard"
 LOADGEN="$TARGET_DIR/release/loadgen"
+PLUGIN_NAMES=(moderation pii-redact enrich)
+if [[ " $SCENARIOS " == *" plugins "* ]]; then
+    say "cargo build --release (plugins: ${PLUGIN_NAMES[*]})"
+    (cd plugins && CARGO_TARGET_DIR="$ROOT/plugins/target" cargo build --release -q "${PLUGIN_NAMES[@]/#/-p}")
+fi
 
 # --- Servers -------------------------------------------------------------------
 WORK="$(mktemp -d /tmp/switchboard-bench.XXXXXX)"
@@ -78,7 +88,8 @@ trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
-    for _ in $(seq 1 100); do
+    # Switchboard compiles its plugins before it listens: allow a minute.
+    for _ in $(seq 1 600); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
@@ -106,6 +117,32 @@ key = "$SB_KEY"
 [[channels.namespaces]]
 name = "fan"
 EOF
+if [[ " $SCENARIOS " == *" plugins "* ]]; then
+    # The plugins scenario: the same fan-out through three plugins. The
+    # payload ({"lg":[...],"p":"xx..."}) passes all three: no blocked word,
+    # no personal data; enrich adds received_at. timeout_ms is raised from 5
+    # so that a loaded machine measures throughput, not the guests' budget.
+    cat >>"$WORK/switchboard.toml" <<EOF
+[[channels.namespaces]]
+name = "plug"
+publish_pipeline = ["moderation", "pii-redact", "enrich"]
+[plugin_runtime]
+cache_dir = "$TARGET_DIR/bench/plugin-cache"
+[[plugins]]
+name = "moderation"
+path = "$ROOT/plugins/target/wasm32-wasip2/release/moderation.wasm"
+timeout_ms = 100
+config = { block = ["badword"], mask = ["darn"] }
+[[plugins]]
+name = "pii-redact"
+path = "$ROOT/plugins/target/wasm32-wasip2/release/pii_redact.wasm"
+timeout_ms = 100
+[[plugins]]
+name = "enrich"
+path = "$ROOT/plugins/target/wasm32-wasip2/release/enrich.wasm"
+timeout_ms = 100
+EOF
+fi
 
 NCHAN_PORT=$(free_port)
 mkdir -p "$WORK/nginx/logs"
@@ -162,9 +199,12 @@ for server in $SERVERS; do
 done
 
 # The same tool and preset for every server; only how to reach it differs.
+# target_args SERVER SCENARIO
 target_args() {
+    local ns=fan
+    [[ $2 == plugins ]] && ns=plug
     case "$1" in
-        switchboard) echo "--protocol switchboard --ws-url ws://127.0.0.1:$SB_PORT/connection/websocket --hmac-secret $SB_SECRET --publisher api --pub-url http://127.0.0.1:$SB_PORT/api/publish --api-key $SB_KEY --channel-prefix fan:c" ;;
+        switchboard) echo "--protocol switchboard --ws-url ws://127.0.0.1:$SB_PORT/connection/websocket --hmac-secret $SB_SECRET --publisher api --pub-url http://127.0.0.1:$SB_PORT/api/publish --api-key $SB_KEY --channel-prefix $ns:c" ;;
         nchan) echo "--protocol raw --ws-url ws://127.0.0.1:$NCHAN_PORT/sub/{ch} --publisher http --pub-url http://127.0.0.1:$NCHAN_PORT/pub/{ch} --channel-prefix c" ;;
         nats) echo "--protocol raw --ws-url ws://127.0.0.1:$NATS_WS_PORT/ --ready-match PONG --publisher nats --pub-url nats://127.0.0.1:$NATS_PORT --channel-prefix c" ;;
     esac
@@ -182,10 +222,13 @@ COMMANDS="$OUT_DIR/compare-$STAMP.commands"
 for run in $(seq 1 "$RUNS"); do
     for scenario in $SCENARIOS; do
         for server in $SERVERS; do
+            # nchan and NATS have no plugins: plugins is Switchboard's own
+            # ratio against its plugin-free fanout-1k.
+            [[ $scenario == plugins && $server != switchboard ]] && continue
             # Idle connections from the previous run must be gone before memory is read.
             sleep 2
             load1="$(cut -d' ' -f1 /proc/loadavg)"
-            args="--preset $scenario --target $server $(target_args "$server") ${SERVER_PIDS[$server]} --quiet $EXTRA"
+            args="--preset $scenario --target $server $(target_args "$server" "$scenario") ${SERVER_PIDS[$server]} --quiet $EXTRA"
             printf '%s %s\n' "$(basename "$LOADGEN")" "$args$([[ $server == nats ]] && printf " --first-frame '%s'" "$NATS_FIRST")" >>"$COMMANDS"
             say "run $run/$RUNS: $scenario on $server (load $load1)"
             # shellcheck disable=SC2086 # args is a word list by design

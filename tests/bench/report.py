@@ -11,7 +11,7 @@ import json
 import statistics
 import sys
 
-SCENARIOS = ["idle", "connect-rate", "fanout-1k", "fanout-5k", "channels"]
+SCENARIOS = ["idle", "connect-rate", "fanout-1k", "fanout-5k", "channels", "plugins"]
 SERVERS = ["switchboard", "nchan", "nats"]
 
 
@@ -111,6 +111,12 @@ def main():
             ]
             out.append("| " + " | ".join(row) + " |")
 
+    if ("plugins", "switchboard") in cells:
+        out += [
+            "",
+            "`plugins` has a Switchboard row only: nchan and NATS have no plugin pipeline, so its target "
+            "compares it with Switchboard's own `fanout-1k` of the same run.",
+        ]
     out += ["", "Targets (issue 4), Switchboard against the best peer in this run:", ""]
     out.append("| scenario | target | Switchboard | best peer | ratio | met |")
     out.append("|---|---|---|---|---|---|")
@@ -161,6 +167,22 @@ def main():
         peer = peers("channels", "latency.p99_ms", min)
         ratio = div(ours, peer[0])
         row("channels", "p99 ≤ best peer", ours, peer, ratio, None if ratio is None else ratio <= 1.0)
+    # nchan and NATS have no plugins: the pipeline is measured against
+    # Switchboard's own plugin-free fanout-1k of the same run.
+    ours = sb("plugins", "deliveries_per_sec")
+    if ours is not None:
+        base = sb("fanout-1k", "deliveries_per_sec")
+        ratio = div(ours, base)
+        row(
+            "plugins",
+            "deliveries/s ≥ 0.7× Switchboard's fanout-1k",
+            ours,
+            (base, "switchboard fanout-1k"),
+            ratio,
+            None if ratio is None else ratio >= 0.7,
+        )
+        comp = sb("plugins", "completeness")
+        row("plugins", "100% completeness", comp, (None, None), None, None if comp is None else comp >= 1.0)
 
     out += ["", "Commands (loadgen from `target/release`; ports, secret and pids are the run's own):", "", "```"]
     seen = []

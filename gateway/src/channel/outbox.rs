@@ -70,9 +70,16 @@ impl Outbox {
             return Err(PushError::Full { max: self.max_bytes });
         }
         state.queued_bytes += frame.len();
+        // Only the push that makes the queue non-empty wakes the writer: the
+        // writer drains the queue until it finds it empty before it waits
+        // again (`next_batch`), so later pushes ride along with that
+        // wake-up. Under fan-out load this spares the wake-up on most pushes.
+        let was_empty = state.queue.is_empty();
         state.queue.push_back(frame);
         drop(state);
-        self.notify.notify_one();
+        if was_empty {
+            self.notify.notify_one();
+        }
         Ok(())
     }
 
@@ -185,6 +192,50 @@ mod tests {
         assert_eq!(outbox.next_batch(&mut batch, 1000).await, None);
         assert_eq!(batch.iter().map(|b| b[0]).collect::<Vec<_>>(), [2, 3, 4]);
         assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_push_wakes_the_writer_and_later_pushes_ride_along() {
+        let outbox = std::sync::Arc::new(Outbox::new(1024));
+        let writer = tokio::spawn({
+            let outbox = outbox.clone();
+            async move {
+                let mut batch = Vec::new();
+                outbox.next_batch(&mut batch, 1024).await;
+                batch
+            }
+        });
+        // The writer is parked on the empty queue when the pushes land.
+        tokio::task::yield_now().await;
+        for frame in [&b"a"[..], b"b", b"c"] {
+            outbox.push(Bytes::from_static(frame)).unwrap();
+        }
+        assert_eq!(writer.await.unwrap(), [&b"a"[..], b"b", b"c"]);
+
+        // A push onto a non-empty queue wakes no one, yet the writer gets it:
+        // it drains until empty before waiting.
+        outbox.push(Bytes::from_static(b"d")).unwrap();
+        outbox.push(Bytes::from_static(b"e")).unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch, 1).await, None);
+        assert_eq!(batch, [&b"d"[..]], "one byte per batch");
+        assert_eq!(outbox.next_batch(&mut batch, 1).await, None);
+        assert_eq!(batch, [&b"d"[..], b"e"]);
+        let mut none = Vec::new();
+        let idle = tokio::time::timeout(std::time::Duration::from_secs(1), outbox.next_batch(&mut none, 1)).await;
+        assert!(idle.is_err(), "an empty queue has nothing to hand out");
+        // And the next push after the queue ran empty wakes it again.
+        let writer = tokio::spawn({
+            let outbox = outbox.clone();
+            async move {
+                let mut batch = Vec::new();
+                outbox.next_batch(&mut batch, 1024).await;
+                batch
+            }
+        });
+        tokio::task::yield_now().await;
+        outbox.push(Bytes::from_static(b"f")).unwrap();
+        assert_eq!(writer.await.unwrap(), [&b"f"[..]]);
     }
 
     #[tokio::test]

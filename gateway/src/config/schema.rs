@@ -149,7 +149,9 @@ pub struct ClientConfig {
     /// Largest outbound WebSocket message the writer builds when it joins
     /// queued pushes with `\n`. Default 65536.
     pub write_batch_max_bytes: usize,
-    /// tungstenite read buffer per connection. Default 4096.
+    /// tungstenite read buffer per connection, allocated up front and grown
+    /// only while a larger message arrives. Commands are small, so 1 KiB
+    /// keeps idle connections cheap (−3 KiB each against 4096). Default 1024.
     pub ws_read_buffer_bytes: usize,
     /// tungstenite write buffer per connection. Default 4096.
     pub ws_write_buffer_bytes: usize,
@@ -185,7 +187,7 @@ impl Default for ClientConfig {
             max_frame_bytes: 65_536,
             queue_max_bytes: 1024 * 1024,
             write_batch_max_bytes: 65_536,
-            ws_read_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 1024,
             ws_write_buffer_bytes: 4096,
             max_channels_per_connection: 128,
             max_commands_per_sec: 1000,

@@ -272,6 +272,9 @@ impl Session {
     pub async fn run<S: Stream<Item = Inbound> + Unpin>(mut self, mut inbound: S) -> DisconnectCode {
         let shutdown = self.hub.shutdown_token().clone();
         let outbox = self.outbox.clone();
+        // The command handlers run boxed: inlined, their largest state (a
+        // connect with token checks and plugin calls) would size the future
+        // that every idle connection holds for its whole life.
         let code = loop {
             let deadline = self.next_deadline();
             let step = tokio::select! {
@@ -280,16 +283,18 @@ impl Session {
                 frame = inbound.next() => match frame {
                     // A frame of the other kind means the client speaks the
                     // other protocol: 3506 both ways.
-                    Some(Inbound::Text(bytes)) if self.encoding == Encoding::Json => self.handle_frame(&bytes).await,
+                    Some(Inbound::Text(bytes)) if self.encoding == Encoding::Json => {
+                        Box::pin(self.handle_frame(&bytes)).await
+                    }
                     Some(Inbound::Binary(bytes)) if self.encoding == Encoding::Protobuf => {
-                        self.handle_frame(&bytes).await
+                        Box::pin(self.handle_frame(&bytes)).await
                     }
                     Some(Inbound::Text(_) | Inbound::Binary(_)) => Err(DisconnectCode::INAPPROPRIATE_PROTOCOL),
                     Some(Inbound::TooLarge) => Err(DisconnectCode::MESSAGE_TOO_BIG),
                     Some(Inbound::Violation(code)) => Err(code),
                     Some(Inbound::Closed) | None => Err(DisconnectCode::CONNECTION_CLOSED),
                 },
-                Some(control) = self.control_rx.recv() => self.handle_control(control).await,
+                Some(control) = self.control_rx.recv() => Box::pin(self.handle_control(control)).await,
                 _ = tokio::time::sleep_until(deadline) => self.on_deadline(Instant::now()).await,
             };
             if let Err(code) = step {
@@ -1174,6 +1179,19 @@ mod tests {
         let inbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         let task = tokio::spawn(session.run(inbound));
         Harness { tx, outbox, task, started: Instant::now() }
+    }
+
+    #[tokio::test]
+    async fn the_long_lived_session_future_stays_small() {
+        let hub = Hub::new(Arc::new(Config::default()), CancellationToken::new()).expect("hub");
+        let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
+        let run = session.run(futures_util::stream::pending::<Inbound>());
+        // Every idle connection holds this future (inside its task) for its
+        // whole life; the command handlers are boxed out of it. Inlined they
+        // made it several KiB.
+        let size = std::mem::size_of_val(&run);
+        eprintln!("session.run future: {size} bytes");
+        assert!(size <= 2048, "session.run future is {size} bytes");
     }
 
     fn anonymous() -> Config {

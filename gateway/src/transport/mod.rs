@@ -9,6 +9,7 @@
 
 mod emulation;
 mod http;
+mod join;
 mod long_poll;
 mod origin;
 mod pass_through;

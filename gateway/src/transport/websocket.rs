@@ -1,7 +1,8 @@
 //! The bidirectional WebSocket transport (`/connection/websocket`).
 //!
-//! One connection runs two halves in one task: the session loop reading
-//! frames, and the writer draining the session's outbox in batches. The
+//! One connection runs two halves in one task, each with its own waker: the
+//! session loop reading frames, and the writer draining the session's outbox
+//! in batches. The
 //! `centrifuge-protobuf` subprotocol selects Protobuf: batches go out as one
 //! binary frame of concatenated length-prefixed messages. Otherwise JSON:
 //! one text frame of messages joined with `\n`. A frame of the other kind
@@ -15,8 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::http::json;
+use super::join::join_woken;
 use super::stream::Refused;
 use super::{origin_allowed, spawn_named};
 use crate::channel::Outbox;
@@ -218,7 +219,13 @@ async fn serve(ws: Ws, hub: Arc<Hub>, encoding: Encoding, forwarded: Vec<(String
             },
         })
     });
-    let (code, sent_close) = tokio::join!(session.run(inbound), write_loop(&mut sink, &outbox, max_batch, encoding));
+    let (code, sent_close) = {
+        // Separate wakers: a publication wakes only the writer (see `join`).
+        // The block ends the halves' borrows of the split socket.
+        let reader = std::pin::pin!(session.run(inbound));
+        let writer = std::pin::pin!(write_loop(&mut sink, &outbox, max_batch, encoding));
+        join_woken(reader, writer).await
+    };
     debug!(code = code.code, reason = code.reason, "session ended");
     if sent_close {
         linger(sink.reunite(stream).ok()).await;
@@ -279,9 +286,18 @@ async fn echo(mut ws: Ws) {
     }
 }
 
-/// Drains the outbox into the socket. Returns whether a close frame was sent.
-async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batch: usize, encoding: Encoding) -> bool {
+/// Drains the outbox into the socket: whatever is queued when the writer
+/// runs goes out as one frame (up to `max_batch` bytes; a longer message
+/// alone), so a connection that falls behind catches up with fewer, larger
+/// writes. Returns whether a close frame was sent.
+async fn write_loop<S>(sink: &mut S, outbox: &Outbox, max_batch: usize, encoding: Encoding) -> bool
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
     let mut batch = Vec::new();
+    // Reused for every joined frame: tungstenite copies a message into its
+    // own write buffer, so by the next batch this buffer is ours again.
+    let mut joined = BytesMut::new();
     loop {
         if let Some(code) = outbox.next_batch(&mut batch, max_batch).await {
             if code == DisconnectCode::CONNECTION_CLOSED {
@@ -294,9 +310,9 @@ async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batc
         }
         let sent = if encoding.is_binary() {
             // Length prefixes delimit the messages: plain concatenation.
-            sink.send(Message::Binary(join_batch(&mut batch, b""))).await
+            sink.send(Message::Binary(join_batch(&mut batch, b"", &mut joined))).await
         } else {
-            match Utf8Bytes::try_from(join_batch(&mut batch, b"\n")) {
+            match Utf8Bytes::try_from(join_batch(&mut batch, b"\n", &mut joined)) {
                 Ok(text) => sink.send(Message::Text(text)).await,
                 Err(_) => Ok(()),
             }
@@ -309,20 +325,21 @@ async fn write_loop(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, max_batc
 }
 
 /// One frame for the batch: shared bytes as-is for a single message, else
-/// the messages joined with `separator`.
-fn join_batch(batch: &mut Vec<Bytes>, separator: &[u8]) -> Bytes {
+/// the messages joined with `separator` in `out`'s storage.
+fn join_batch(batch: &mut Vec<Bytes>, separator: &[u8], out: &mut BytesMut) -> Bytes {
     if batch.len() == 1 {
         return batch.pop().expect("one element");
     }
     let len = batch.iter().map(|b| b.len() + separator.len()).sum::<usize>();
-    let mut out = BytesMut::with_capacity(len);
+    // Reclaims the previous frame's allocation once that frame is dropped.
+    out.reserve(len);
     for (i, part) in batch.drain(..).enumerate() {
         if i > 0 {
             out.extend_from_slice(separator);
         }
         out.extend_from_slice(&part);
     }
-    out.freeze()
+    out.split().freeze()
 }
 
 fn close_message(code: DisconnectCode) -> Message {
@@ -346,4 +363,95 @@ async fn linger(ws: Option<Ws>) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::DuplexStream;
+
+    use super::*;
+
+    /// A server-side sink and the client end of an in-memory WebSocket.
+    async fn pair() -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
+        let (server, client) = tokio::io::duplex(1 << 20);
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        (server, client)
+    }
+
+    /// Runs the writer over `pushes` queued up front, then a 3001 close, and
+    /// returns every message the client receives.
+    async fn written(pushes: &[&'static str], max_batch: usize, encoding: Encoding) -> Vec<Message> {
+        let (mut server, mut client) = pair().await;
+        let outbox = Outbox::new(1 << 20);
+        for push in pushes {
+            outbox.push(Bytes::from_static(push.as_bytes())).expect("queue has room");
+        }
+        outbox.close(DisconnectCode::SHUTDOWN);
+        assert!(write_loop(&mut server, &outbox, max_batch, encoding).await, "a close frame went out");
+        let mut received = Vec::new();
+        while let Some(Ok(message)) = client.next().await {
+            let closed = matches!(message, Message::Close(_));
+            received.push(message);
+            if closed {
+                break;
+            }
+        }
+        received
+    }
+
+    fn text(s: &str) -> Message {
+        Message::Text(Utf8Bytes::from(s))
+    }
+
+    #[tokio::test]
+    async fn queued_pushes_go_out_joined_in_order_and_split_at_the_batch_limit() {
+        // 7 bytes each: two fit in 16 bytes, a third does not.
+        let pushes = [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#];
+        let received = written(&pushes, 16, Encoding::Json).await;
+        assert_eq!(
+            received,
+            [
+                text("{\"n\":0}\n{\"n\":1}"),
+                text("{\"n\":2}\n{\"n\":3}"),
+                text(r#"{"n":4}"#),
+                close_message(DisconnectCode::SHUTDOWN),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_push_over_the_limit_goes_alone_and_order_holds_around_it() {
+        let long = r#"{"long":"0123456789012345678901234567890123456789"}"#;
+        let received = written(&["{}", long, "[1]", "[2]"], 16, Encoding::Json).await;
+        assert_eq!(received, [text("{}"), text(long), text("[1]\n[2]"), close_message(DisconnectCode::SHUTDOWN)]);
+    }
+
+    #[tokio::test]
+    async fn protobuf_batches_are_concatenated_binary_frames() {
+        let received = written(&["\u{3}abc", "\u{2}de", "\u{1}f"], 7, Encoding::Protobuf).await;
+        assert_eq!(
+            received,
+            [
+                Message::Binary(Bytes::from_static(b"\x03abc\x02de")),
+                Message::Binary(Bytes::from_static(b"\x01f")),
+                close_message(DisconnectCode::SHUTDOWN),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_join_buffer_is_reused_once_the_frame_is_gone() {
+        let mut out = BytesMut::new();
+        let mut batch = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")];
+        let first = join_batch(&mut batch, b"\n", &mut out);
+        assert_eq!(first, Bytes::from_static(b"ab\ncd"));
+        let first_ptr = first.as_ptr();
+        drop(first);
+        let mut batch = vec![Bytes::from_static(b"ef"), Bytes::from_static(b"gh")];
+        let second = join_batch(&mut batch, b"\n", &mut out);
+        assert_eq!(second, Bytes::from_static(b"ef\ngh"));
+        assert_eq!(second.as_ptr(), first_ptr, "the second frame reuses the first one's allocation");
+        assert!(batch.is_empty());
+    }
 }

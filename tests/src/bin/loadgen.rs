@@ -68,6 +68,10 @@ enum Preset {
     Channels,
     /// 10,000 connections (each with a JWT) as fast as they are accepted.
     ConnectRate,
+    /// `fanout-1k` through the server's publish plugin pipeline: the load
+    /// is the same, `--channel-prefix` must name channels whose namespace
+    /// runs the pipeline (tests/bench/compare.sh sets up three plugins).
+    Plugins,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -223,7 +227,7 @@ impl Plan {
         // (connections, channels, connect rate, rate, duration, publisher, subscribe)
         let (n, k, cr, rate, dur, publ, sub) = match a.preset {
             Some(Preset::Idle) => (10_000, 10_000, 2_000, 0, 10, Publisher::None, true),
-            Some(Preset::Fanout1k) => (1_000, 1, 2_000, 1_000, 20, Publisher::Api, true),
+            Some(Preset::Fanout1k | Preset::Plugins) => (1_000, 1, 2_000, 1_000, 20, Publisher::Api, true),
             Some(Preset::Fanout5k) => (1_000, 1, 2_000, 5_000, 20, Publisher::Api, true),
             Some(Preset::Channels) => (1_000, 1_000, 2_000, 5_000, 20, Publisher::Api, true),
             Some(Preset::ConnectRate) => (10_000, 1, 0, 0, 0, Publisher::None, false),
