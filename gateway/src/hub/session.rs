@@ -295,7 +295,7 @@ impl Session {
                     Some(Inbound::Closed) | None => Err(DisconnectCode::CONNECTION_CLOSED),
                 },
                 Some(control) = self.control_rx.recv() => Box::pin(self.handle_control(control)).await,
-                _ = tokio::time::sleep_until(deadline) => self.on_deadline(Instant::now()).await,
+                _ = tokio::time::sleep_until(deadline) => Box::pin(self.on_deadline(Instant::now())).await,
             };
             if let Err(code) = step {
                 break code;
