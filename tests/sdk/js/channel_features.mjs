@@ -17,12 +17,12 @@
 
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
+import { apiCaller, once, Inbox } from './common.mjs';
 
 const PROTOBUF = process.env.SWITCHBOARD_PROTOBUF === '1';
 const { Centrifuge } = await import(PROTOBUF ? 'centrifuge/build/protobuf' : 'centrifuge');
 const TAG = PROTOBUF ? '[sdk-js-features-pb]' : '[sdk-js-features]';
 const HARD_TIMEOUT_MS = 25_000;
-const STEP_TIMEOUT_MS = 5_000;
 
 function env(name) {
   const value = process.env[name];
@@ -36,6 +36,7 @@ function env(name) {
 const wsUrl = env('SWITCHBOARD_WS_URL');
 const apiUrl = env('SWITCHBOARD_API_URL').replace(/\/$/, '');
 const apiKey = env('SWITCHBOARD_API_KEY');
+const api = apiCaller(apiUrl, apiKey);
 
 let step = 'start';
 function log(msg) {
@@ -59,65 +60,6 @@ function encode(value) {
   return PROTOBUF ? new TextEncoder().encode(JSON.stringify(value)) : value;
 }
 
-async function api(method, params) {
-  const resp = await fetch(`${apiUrl}/${method}`, {
-    method: 'POST',
-    headers: { 'X-API-Key': apiKey, 'Content-Type': 'application/json' },
-    body: JSON.stringify(params),
-  });
-  const text = await resp.text();
-  assert.equal(resp.status, 200, `api ${method} answered HTTP ${resp.status}: ${text}`);
-  const body = JSON.parse(text);
-  assert.ok(!body.error, `api ${method} failed: ${text}`);
-  return body.result;
-}
-
-function once(emitter, event, what) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.removeListener(event, handler);
-      reject(new Error(`timed out waiting for ${what}`));
-    }, STEP_TIMEOUT_MS);
-    const handler = (ctx) => {
-      clearTimeout(timer);
-      emitter.removeListener(event, handler);
-      resolve(ctx);
-    };
-    emitter.on(event, handler);
-  });
-}
-
-/** Publications of one subscription, decoded, with a waiting read. */
-class Inbox {
-  constructor(sub) {
-    this.items = [];
-    this.waiters = [];
-    sub.on('publication', (ctx) => {
-      const item = { data: decode(ctx.data), offset: ctx.offset, tags: ctx.tags };
-      const waiter = this.waiters.shift();
-      if (waiter) waiter(item);
-      else this.items.push(item);
-    });
-  }
-
-  next(what) {
-    if (this.items.length > 0) return Promise.resolve(this.items.shift());
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), STEP_TIMEOUT_MS);
-      this.waiters.push((item) => {
-        clearTimeout(timer);
-        resolve(item);
-      });
-    });
-  }
-
-  async take(n, what) {
-    const out = [];
-    for (let i = 0; i < n; i++) out.push(await this.next(`${what} #${i + 1}`));
-    return out;
-  }
-}
-
 async function connect(token, name) {
   const client = new Centrifuge(wsUrl, { websocket: WebSocket, token, minReconnectDelay: 50, maxReconnectDelay: 200 });
   client.on('error', (ctx) => console.error(`${TAG} ${name} client error:`, JSON.stringify(ctx.error ?? ctx)));
@@ -130,7 +72,7 @@ async function connect(token, name) {
 async function subscribe(client, channel, options = {}) {
   const sub = client.newSubscription(channel, options);
   sub.on('error', (ctx) => console.error(`${TAG} subscription error on ${channel}:`, JSON.stringify(ctx.error ?? ctx)));
-  const inbox = new Inbox(sub);
+  const inbox = new Inbox(sub, (ctx) => ({ data: decode(ctx.data), offset: ctx.offset, tags: ctx.tags }));
   const subscribed = once(sub, 'subscribed', `subscribed to ${channel}`);
   sub.subscribe();
   const ctx = await subscribed;

@@ -12,9 +12,9 @@
 import assert from 'node:assert/strict';
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
+import { once, Inbox } from './common.mjs';
 
 const HARD_TIMEOUT_MS = 25_000;
-const STEP_TIMEOUT_MS = 5_000;
 
 function env(name) {
   const value = process.env[name];
@@ -38,53 +38,6 @@ const hardTimeout = setTimeout(() => {
 function log(msg) {
   step = msg;
   console.log(`[sdk-chat] ${msg}`);
-}
-
-function once(emitter, event, what) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.removeListener(event, handler);
-      reject(new Error(`timed out waiting for ${what}`));
-    }, STEP_TIMEOUT_MS);
-    const handler = (ctx) => {
-      clearTimeout(timer);
-      emitter.removeListener(event, handler);
-      resolve(ctx);
-    };
-    emitter.on(event, handler);
-  });
-}
-
-/** Every publication of a subscription, with a waiting read. */
-class Inbox {
-  constructor(sub) {
-    this.all = [];
-    this.items = [];
-    this.waiters = [];
-    sub.on('publication', (ctx) => {
-      this.all.push(ctx);
-      const waiter = this.waiters.shift();
-      if (waiter) waiter(ctx);
-      else this.items.push(ctx);
-    });
-  }
-
-  next(what) {
-    if (this.items.length > 0) return Promise.resolve(this.items.shift());
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), STEP_TIMEOUT_MS);
-      this.waiters.push((ctx) => {
-        clearTimeout(timer);
-        resolve(ctx);
-      });
-    });
-  }
-
-  async take(n, what) {
-    const out = [];
-    for (let i = 0; i < n; i++) out.push(await this.next(`${what} #${i + 1}`));
-    return out;
-  }
 }
 
 const kind = (p) => p.tags?.['sb.kind'] ?? 'message';

@@ -16,9 +16,9 @@
 
 import assert from 'node:assert/strict';
 import { EventSource } from 'eventsource';
+import { apiCaller, once, Inbox } from './common.mjs';
 
 const HARD_TIMEOUT_MS = 25_000;
-const STEP_TIMEOUT_MS = 5_000;
 
 function env(name) {
   const value = process.env[name];
@@ -32,6 +32,7 @@ function env(name) {
 const transport = env('SWITCHBOARD_TRANSPORT');
 const base = env('SWITCHBOARD_HTTP_URL').replace(/\/$/, '');
 const apiKey = env('SWITCHBOARD_API_KEY');
+const api = apiCaller(`${base}/api`, apiKey);
 const token = env('SWITCHBOARD_TOKEN');
 const user = env('SWITCHBOARD_USER');
 const protobuf = process.env.SWITCHBOARD_PROTOCOL === 'protobuf';
@@ -61,63 +62,6 @@ const hardTimeout = setTimeout(() => {
 function log(msg) {
   step = msg;
   console.log(`[sdk-js-fallback ${transport}] ${msg}`);
-}
-
-async function api(method, params) {
-  const resp = await fetch(`${base}/api/${method}`, {
-    method: 'POST',
-    headers: { 'X-API-Key': apiKey, 'Content-Type': 'application/json' },
-    body: JSON.stringify(params),
-  });
-  const text = await resp.text();
-  assert.equal(resp.status, 200, `api ${method} answered HTTP ${resp.status}: ${text}`);
-  const body = JSON.parse(text);
-  assert.ok(!body.error, `api ${method} failed: ${text}`);
-  return body.result;
-}
-
-function once(emitter, event, what) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.removeListener(event, handler);
-      reject(new Error(`timed out waiting for ${what}`));
-    }, STEP_TIMEOUT_MS);
-    const handler = (ctx) => {
-      clearTimeout(timer);
-      emitter.removeListener(event, handler);
-      resolve(ctx);
-    };
-    emitter.on(event, handler);
-  });
-}
-
-class Inbox {
-  constructor(sub) {
-    this.items = [];
-    this.waiters = [];
-    sub.on('publication', (ctx) => {
-      const waiter = this.waiters.shift();
-      if (waiter) waiter(ctx);
-      else this.items.push(ctx);
-    });
-  }
-
-  next(what) {
-    if (this.items.length > 0) return Promise.resolve(this.items.shift());
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), STEP_TIMEOUT_MS);
-      this.waiters.push((ctx) => {
-        clearTimeout(timer);
-        resolve(ctx);
-      });
-    });
-  }
-
-  async take(n, what) {
-    const out = [];
-    for (let i = 0; i < n; i++) out.push(await this.next(`${what} #${i + 1}`));
-    return out;
-  }
 }
 
 async function main() {

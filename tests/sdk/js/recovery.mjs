@@ -10,9 +10,9 @@
 import assert from 'node:assert/strict';
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
+import { apiCaller, once, Inbox } from './common.mjs';
 
 const HARD_TIMEOUT_MS = 20_000;
-const STEP_TIMEOUT_MS = 5_000;
 const CHANNEL = 'chat:sdk';
 
 function env(name) {
@@ -27,6 +27,7 @@ function env(name) {
 const wsUrl = env('SWITCHBOARD_WS_URL');
 const apiUrl = env('SWITCHBOARD_API_URL').replace(/\/$/, '');
 const apiKey = env('SWITCHBOARD_API_KEY');
+const api = apiCaller(apiUrl, apiKey);
 const token = env('SWITCHBOARD_TOKEN');
 
 const hardTimeout = setTimeout(() => {
@@ -38,66 +39,6 @@ let step = 'start';
 function log(msg) {
   step = msg;
   console.log(`[sdk-js] ${msg}`);
-}
-
-/** Calls the server HTTP API and returns its `result`, failing on `error`. */
-async function api(method, params) {
-  const resp = await fetch(`${apiUrl}/${method}`, {
-    method: 'POST',
-    headers: { 'X-API-Key': apiKey, 'Content-Type': 'application/json' },
-    body: JSON.stringify(params),
-  });
-  const text = await resp.text();
-  assert.equal(resp.status, 200, `api ${method} answered HTTP ${resp.status}: ${text}`);
-  const body = JSON.parse(text);
-  assert.ok(!body.error, `api ${method} failed: ${text}`);
-  return body.result;
-}
-
-/** Resolves with the next `event` of `emitter`, or rejects after a timeout. */
-function once(emitter, event, what) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.removeListener(event, handler);
-      reject(new Error(`timed out waiting for ${what}`));
-    }, STEP_TIMEOUT_MS);
-    const handler = (ctx) => {
-      clearTimeout(timer);
-      emitter.removeListener(event, handler);
-      resolve(ctx);
-    };
-    emitter.on(event, handler);
-  });
-}
-
-/** A queue of publication events with a waiting read. */
-class Inbox {
-  constructor(sub) {
-    this.items = [];
-    this.waiters = [];
-    sub.on('publication', (ctx) => {
-      const waiter = this.waiters.shift();
-      if (waiter) waiter(ctx);
-      else this.items.push(ctx);
-    });
-  }
-
-  next(what) {
-    if (this.items.length > 0) return Promise.resolve(this.items.shift());
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), STEP_TIMEOUT_MS);
-      this.waiters.push((ctx) => {
-        clearTimeout(timer);
-        resolve(ctx);
-      });
-    });
-  }
-
-  async take(n, what) {
-    const out = [];
-    for (let i = 0; i < n; i++) out.push(await this.next(`${what} #${i + 1}`));
-    return out;
-  }
 }
 
 async function main() {
