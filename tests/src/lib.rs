@@ -475,28 +475,8 @@ fn dechunk(mut body: &str) -> String {
 /// returns its `.wasm`; artifacts go to `$CARGO_TARGET_DIR/example-plugins`.
 pub fn example_plugin(name: &str) -> Result<std::path::PathBuf> {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_owned();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("example-plugins");
-    let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if built.iter().any(|b| b == name) {
-        return Ok(wasm);
-    }
-    let output = std::process::Command::new("cargo")
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", name, "--manifest-path"])
-        .arg(root.join("plugins/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(root.join("plugins"))
-        .output()
-        .context("run cargo for an example plugin")?;
-    if !output.status.success() {
-        bail!("building plugin {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    }
-    built.push(name.to_owned());
-    Ok(wasm)
+    let wasm_stem = name.replace('-', "_");
+    build_component(&BUILT, name, "example-plugins", &wasm_stem, |root| root.join("plugins/Cargo.toml"), &["-p", name])
 }
 
 /// Builds the test guest `plugins/testing/<name>` for `wasm32-wasip2`
@@ -505,26 +485,45 @@ pub fn example_plugin(name: &str) -> Result<std::path::PathBuf> {
 /// `$CARGO_TARGET_DIR/test-guests` (or `target/test-guests`).
 pub fn test_guest(name: &str) -> Result<std::path::PathBuf> {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let wasm_stem = format!("switchboard_test_{}", name.replace('-', "_"));
+    let manifest = |root: &std::path::Path| root.join("plugins/testing").join(name).join("Cargo.toml");
+    build_component(&BUILT, name, "test-guests", &wasm_stem, manifest, &[])
+}
+
+/// The one way the tests build a guest crate into a component: `cargo build
+/// --release --target wasm32-wasip2` with the manifest `manifest(root)` into
+/// `$CARGO_TARGET_DIR/<target_subdir>`, once per `name` per process (`built`
+/// remembers which).
+fn build_component(
+    built: &std::sync::Mutex<Vec<String>>,
+    name: &str,
+    target_subdir: &str,
+    wasm_stem: &str,
+    manifest: impl FnOnce(&std::path::Path) -> std::path::PathBuf,
+    extra_args: &[&str],
+) -> Result<std::path::PathBuf> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_owned();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-        .join("test-guests");
-    let wasm = target.join("wasm32-wasip2/release").join(format!("switchboard_test_{}.wasm", name.replace('-', "_")));
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        .join(target_subdir);
+    let wasm = target.join("wasm32-wasip2/release").join(format!("{wasm_stem}.wasm"));
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
     if built.iter().any(|b| b == name) {
         return Ok(wasm);
     }
-    let manifest = root.join("plugins/testing").join(name).join("Cargo.toml");
+    let manifest = manifest(&root);
     let output = std::process::Command::new("cargo")
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+        .args(extra_args)
+        .arg("--manifest-path")
         .arg(&manifest)
         .env("CARGO_TARGET_DIR", &target)
-        .current_dir(&root)
+        .current_dir(manifest.parent().context("manifest folder")?)
         .output()
-        .context("run cargo for a test guest")?;
+        .context("run cargo for a plugin component")?;
     if !output.status.success() {
-        bail!("building test guest {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        bail!("building {name} ({}) failed:\n{}", manifest.display(), String::from_utf8_lossy(&output.stderr));
     }
     built.push(name.to_owned());
     Ok(wasm)
