@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use futures_util::StreamExt as _;
 use http_body_util::{BodyExt as _, Full};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -66,73 +66,131 @@ fn drain(rt: &tokio::runtime::Runtime, outboxes: &[Arc<Outbox>]) {
     });
 }
 
-fn tracing_cost(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-    let mut config = Config::default();
-    config.client.allow_anonymous = true;
-    config.channels.allow_subscribe_for_anonymous = true;
-    config.client.ping_interval_secs = 3000;
-    let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
-    let outboxes: Vec<Arc<Outbox>> = rt.block_on(async {
-        let mut outboxes = Vec::with_capacity(SUBSCRIBERS);
-        for _ in 0..SUBSCRIBERS {
-            let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
-            outboxes.push(session.outbox());
-            let frame =
-                format!("{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{CHANNEL}\"}}}}");
-            let inbound =
-                futures_util::stream::iter([Inbound::Text(Bytes::from(frame))]).chain(futures_util::stream::pending());
-            tokio::spawn(session.run(inbound));
-        }
-        while hub.channels().first().map_or(0, |(_, n)| *n) < SUBSCRIBERS {
-            tokio::task::yield_now().await;
-        }
-        outboxes
-    });
-    drain(&rt, &outboxes);
-    let data = Payload::from_json(&format!("{{\"lg\":[1,2],\"p\":\"{}\"}}", "x".repeat(78))).expect("json");
-    let request = PublishRequest { channel: CHANNEL.into(), data, ..PublishRequest::default() };
-    // What api::handle does around a publish: a root span, then the call.
-    let publish = || {
-        rt.block_on(async {
-            let span = switchboard::root_span!("", "", "api.request", otel.name = "POST /api/publish");
-            hub.publish(black_box(request.clone())).instrument(span).await.expect("published");
-        })
-    };
-    let mut measure = |mode: &str| {
-        publish();
-        let region = Region::new(GLOBAL);
-        publish();
-        let allocations = region.change().allocations;
+/// A hub with [`SUBSCRIBERS`] local sessions on one channel, and the
+/// publish that the API runs.
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    hub: Arc<Hub>,
+    outboxes: Vec<Arc<Outbox>>,
+    request: PublishRequest,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let mut config = Config::default();
+        config.client.allow_anonymous = true;
+        config.channels.allow_subscribe_for_anonymous = true;
+        config.client.ping_interval_secs = 3000;
+        let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
+        let outboxes: Vec<Arc<Outbox>> = rt.block_on(async {
+            let mut outboxes = Vec::with_capacity(SUBSCRIBERS);
+            for _ in 0..SUBSCRIBERS {
+                let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
+                outboxes.push(session.outbox());
+                let frame =
+                    format!("{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{CHANNEL}\"}}}}");
+                let inbound = futures_util::stream::iter([Inbound::Text(Bytes::from(frame))])
+                    .chain(futures_util::stream::pending());
+                tokio::spawn(session.run(inbound));
+            }
+            while hub.channels().first().map_or(0, |(_, n)| *n) < SUBSCRIBERS {
+                tokio::task::yield_now().await;
+            }
+            outboxes
+        });
         drain(&rt, &outboxes);
+        let data = Payload::from_json(&format!("{{\"lg\":[1,2],\"p\":\"{}\"}}", "x".repeat(78))).expect("json");
+        let request = PublishRequest { channel: CHANNEL.into(), data, ..PublishRequest::default() };
+        Fixture { rt, hub, outboxes, request }
+    }
+
+    /// What api::handle does around a publish: a root span, then the call.
+    fn publish(&self) {
+        self.rt.block_on(async {
+            let span = switchboard::root_span!("", "", "api.request", otel.name = "POST /api/publish");
+            self.hub.publish(black_box(self.request.clone())).instrument(span).await.expect("published");
+        })
+    }
+
+    fn drain(&self) {
+        drain(&self.rt, &self.outboxes);
+    }
+
+    /// Installs span export to an in-process sink at `ratio`.
+    fn export(&self, ratio: f64) -> switchboard::telemetry::Telemetry {
+        let sink = start_sink();
+        let settings = switchboard::telemetry::Settings {
+            endpoint: format!("http://{sink}"),
+            trace_export_interval: Duration::from_millis(200),
+            log_filter: Some("off".into()),
+            ..switchboard::telemetry::Settings::default()
+        };
+        let installed = self.rt.block_on(async { switchboard::telemetry::init(&settings) }).expect("telemetry");
+        switchboard::telemetry::trace::set_sampling_ratio(ratio);
+        installed
+    }
+
+    /// Flushes and stops the exporter, so its work is done before return.
+    fn shutdown(&self, installed: switchboard::telemetry::Telemetry) {
+        self.rt.block_on(async { tokio::task::spawn_blocking(move || installed.shutdown()).await }).expect("shutdown");
+    }
+}
+
+const MODES: [(&str, f64); 3] = [("0%", 0.0), ("1%", 0.01), ("100%", 1.0)];
+
+fn tracing_cost(c: &mut Criterion) {
+    let fixture = Fixture::new();
+    let mut measure = |mode: &str| {
+        fixture.publish();
+        let region = Region::new(GLOBAL);
+        fixture.publish();
+        let allocations = region.change().allocations;
+        fixture.drain();
         println!("telemetry/{mode}: allocations per publication: {allocations}");
         c.bench_function(&format!("telemetry/publish to {SUBSCRIBERS} subscribers, tracing {mode}"), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let start = Instant::now();
-                    publish();
+                    fixture.publish();
                     total += start.elapsed();
-                    drain(&rt, &outboxes);
+                    fixture.drain();
                 }
                 total
             })
         });
     };
     measure("off");
-    let sink = start_sink();
-    let settings = switchboard::telemetry::Settings {
-        endpoint: format!("http://{sink}"),
-        trace_export_interval: Duration::from_millis(200),
-        log_filter: Some("off".into()),
-        ..switchboard::telemetry::Settings::default()
-    };
-    let installed = rt.block_on(async { switchboard::telemetry::init(&settings) }).expect("telemetry");
-    for (mode, ratio) in [("0%", 0.0), ("1%", 0.01), ("100%", 1.0)] {
+    let installed = fixture.export(0.0);
+    for (mode, ratio) in MODES {
         switchboard::telemetry::trace::set_sampling_ratio(ratio);
         measure(mode);
     }
-    rt.block_on(async { tokio::task::spawn_blocking(move || installed.shutdown()).await }).expect("shutdown");
+    fixture.shutdown(installed);
+}
+
+/// `TELEMETRY_COUNT_MODE=off|0%|1%|100% TELEMETRY_COUNT_PUBLISHES=N`: no
+/// criterion, just N publishes in one mode, with the exporter flushed
+/// before exit. Run under `valgrind --tool=callgrind` twice (N and 2N) the
+/// difference is the instructions of N publishes, exporter work included:
+/// a count the machine's load does not move (`BENCHMARKS.md`).
+fn count_mode(mode: &str, publishes: u64) {
+    let fixture = Fixture::new();
+    let installed = match mode {
+        "off" => None,
+        _ => {
+            let (_, ratio) = MODES.iter().find(|(m, _)| *m == mode).expect("mode is off, 0%, 1% or 100%");
+            Some(fixture.export(*ratio))
+        }
+    };
+    for _ in 0..publishes {
+        fixture.publish();
+        fixture.drain();
+    }
+    if let Some(installed) = installed {
+        fixture.shutdown(installed);
+    }
 }
 
 criterion_group! {
@@ -140,4 +198,12 @@ criterion_group! {
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(5));
     targets = tracing_cost
 }
-criterion_main!(benches);
+fn main() {
+    if let Ok(mode) = std::env::var("TELEMETRY_COUNT_MODE") {
+        let publishes = std::env::var("TELEMETRY_COUNT_PUBLISHES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+        count_mode(&mode, publishes);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -82,7 +82,6 @@ impl Delivery for Fanout {
         }
         let span = crate::child_span!(
             "delivery",
-            otel.name = "delivery",
             messaging.destination.name = channel,
             subscribers,
             delivered = tracing::field::Empty,
@@ -419,9 +418,10 @@ impl Hub {
             event
         });
         let span = crate::child_span!(
-            "broker.publish",
-            otel.name = "broker publish",
-            messaging.destination.name = %req.channel,
+            // The literal is the exported name: an `otel.name` field would
+            // cost an attribute and a string per recorded publish.
+            "broker publish",
+            messaging.destination.name = req.channel.as_str(),
             engine = self.engine_name(),
             offset = tracing::field::Empty,
         );
@@ -517,8 +517,7 @@ impl Hub {
         let options = self.channel_options(channel)?;
         let history = StreamOptions::from_channel_options(&options).ok_or(ErrorCode::NotAvailable)?;
         let span = crate::child_span!(
-            "broker.history",
-            otel.name = "broker history",
+            "broker history",
             messaging.destination.name = channel,
             engine = self.engine_name(),
             limit,

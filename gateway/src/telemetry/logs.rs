@@ -22,7 +22,7 @@ where
     ctx.event_scope()?.find_map(|span| {
         let extensions = span.extensions();
         let ids = extensions.get::<super::trace::SpanIds>()?;
-        Some((ids.trace_id.clone(), ids.span_id.clone()))
+        Some((ids.trace_id.to_string(), ids.span_id.to_string()))
     })
 }
 

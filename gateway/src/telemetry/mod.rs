@@ -152,6 +152,14 @@ pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
             .with_threads(false)
             .with_location(false)
             .with_target(false)
+            // Busy/idle timings cost two clock reads per poll of every
+            // instrumented future and two attributes per span; nobody
+            // reads them. Context activation would push the OpenTelemetry
+            // context on every enter: propagation here goes through the
+            // tracing span (`trace::current_headers`), never
+            // `opentelemetry::Context::current()`.
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.target() == SPAN_TARGET));
         layers.push(layer.boxed());
         Some(provider)

@@ -10,7 +10,6 @@
 //! return `Span::none()` after one atomic load (and, for children, one
 //! thread-local lookup of the current span).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use opentelemetry::propagation::TextMapPropagator as _;
@@ -64,17 +63,44 @@ impl TraceHeaders {
     }
 }
 
+/// Borrowed W3C headers as the propagator's carrier (no map, no copies).
+struct Carrier<'a> {
+    traceparent: &'a str,
+    tracestate: &'a str,
+}
+
+impl opentelemetry::propagation::Extractor for Carrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => Some(self.traceparent),
+            "tracestate" if !self.tracestate.is_empty() => Some(self.tracestate),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent", "tracestate"]
+    }
+}
+
+/// The propagator writes straight into the two fields.
+impl opentelemetry::propagation::Injector for TraceHeaders {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            "traceparent" => self.traceparent = value,
+            "tracestate" => self.tracestate = value,
+            _ => {}
+        }
+    }
+}
+
 /// Parses incoming headers into a parent context, through the SDK's W3C
 /// propagator. `None` when absent or malformed.
 fn remote_context(traceparent: &str, tracestate: &str) -> Option<opentelemetry::Context> {
     if traceparent.is_empty() {
         return None;
     }
-    let mut carrier = HashMap::with_capacity(2);
-    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
-    if !tracestate.is_empty() {
-        carrier.insert("tracestate".to_owned(), tracestate.to_owned());
-    }
+    let carrier = Carrier { traceparent, tracestate };
     let cx = TraceContextPropagator::new().extract(&carrier);
     cx.span().span_context().is_valid().then_some(cx)
 }
@@ -116,12 +142,13 @@ pub fn set_parent(span: &tracing::Span, cx: opentelemetry::Context) {
     }
 }
 
-/// The OpenTelemetry ids of a recorded span (hex), kept in the span's
-/// registry extensions for log lines: the log formatter runs inside event
-/// dispatch, where the OpenTelemetry layer cannot be asked.
+/// The OpenTelemetry ids of a recorded span, kept in the span's registry
+/// extensions for log lines: the log formatter runs inside event dispatch,
+/// where the OpenTelemetry layer cannot be asked. Binary, not hex: most
+/// spans never log, so the formatting is left to the log line that needs it.
 pub(crate) struct SpanIds {
-    pub trace_id: String,
-    pub span_id: String,
+    pub trace_id: opentelemetry::trace::TraceId,
+    pub span_id: opentelemetry::trace::SpanId,
 }
 
 /// Builds the span's OpenTelemetry context now (after its parent is set)
@@ -134,7 +161,7 @@ pub fn stamp(span: &tracing::Span) {
     if !sc.is_valid() {
         return;
     }
-    let ids = SpanIds { trace_id: sc.trace_id().to_string(), span_id: sc.span_id().to_string() };
+    let ids = SpanIds { trace_id: sc.trace_id(), span_id: sc.span_id() };
     span.with_subscriber(|(id, dispatch)| {
         use tracing_subscriber::registry::LookupSpan as _;
         if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
@@ -160,12 +187,9 @@ pub fn current_headers() -> TraceHeaders {
         return TraceHeaders::default();
     }
     let cx = tracing::Span::current().context();
-    let mut carrier: HashMap<String, String> = HashMap::with_capacity(2);
-    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    TraceHeaders {
-        traceparent: carrier.remove("traceparent").unwrap_or_default(),
-        tracestate: carrier.remove("tracestate").unwrap_or_default(),
-    }
+    let mut headers = TraceHeaders::default();
+    TraceContextPropagator::new().inject_context(&cx, &mut headers);
+    headers
 }
 
 /// A span that starts (or continues, from `traceparent`/`tracestate`) a
