@@ -9,7 +9,8 @@
 //! its `seq`, and answers a poll that acknowledges the batch before it (its
 //! answer was lost) with the same batch again. So nothing is lost between
 //! polls and nothing is delivered twice. A poll also proves the client alive
-//! (it answers the ping), so pings are not part of the batches.
+//! (it answers the ping, and so does a poll held when a ping is queued), so
+//! pings are not part of the batches.
 //!
 //! A session with no poll in flight for `long_poll.session_ttl_secs` is
 //! closed; its next poll gets 404, and the client connects again (with
@@ -206,7 +207,17 @@ impl PollSession {
             match next {
                 None => {
                     // Pings are answered by polling; they are not delivered.
+                    // A ping that finds this poll held is answered by it: the
+                    // client cannot pong before the poll returns, and with
+                    // `hold_secs` above `pong_timeout_secs` an idle session
+                    // would otherwise end in 3012 while its poll waits. A
+                    // client that is gone stops polling and is closed by the
+                    // session expiry instead.
+                    let before = taken.len();
                     taken.retain(|m| m.as_ref() != b"{}");
+                    if taken.len() < before {
+                        let _ = self.inbound.try_send(Inbound::Text(Bytes::from_static(b"{}")));
+                    }
                     if !taken.is_empty() {
                         break;
                     }

@@ -43,7 +43,7 @@ fn uuid_like() -> String {
     format!("{nanos:x}-{}", std::process::id())
 }
 
-fn redis_config(url: &str, prefix: &str) -> Config {
+pub(crate) fn redis_config(url: &str, prefix: &str) -> Config {
     let mut config = test_config();
     config.engine.kind = EngineKind::Redis;
     config.engine.redis_url = url.to_owned();
@@ -170,7 +170,7 @@ async fn redis_idempotent_publish_spans_nodes() -> anyhow::Result<()> {
 }
 
 /// A `redis-server` of this test's own, on a free port in a temp dir.
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -179,7 +179,7 @@ struct OwnRedis {
 }
 
 impl OwnRedis {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut redis = Self { port, dir: tempfile::tempdir()?, child: None, aof: false, cluster: false };
         redis.spawn().await?;
@@ -210,12 +210,12 @@ impl OwnRedis {
         Ok(redis)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Starts the server: no RDB, and AOF only when asked for.
-    async fn spawn(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn spawn(&mut self) -> anyhow::Result<()> {
         let aof = if self.aof {
             ["--appendonly", "yes", "--appendfsync", "always"]
         } else {
@@ -242,7 +242,7 @@ impl OwnRedis {
         anyhow::bail!("redis-server did not start on {}", self.port)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -261,7 +261,7 @@ impl Drop for OwnRedis {
     }
 }
 
-fn redis_server_installed() -> bool {
+pub(crate) fn redis_server_installed() -> bool {
     let ok = Path::new("/usr/bin/redis-server").exists()
         || Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
     if !ok {

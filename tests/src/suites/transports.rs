@@ -400,6 +400,34 @@ async fn long_poll_delivers_batches_once_and_resends_an_unacknowledged_one() -> 
     Ok(())
 }
 
+#[tokio::test]
+async fn a_held_long_poll_answers_the_ping_so_an_idle_session_is_not_closed_for_a_missing_pong() -> Result<()> {
+    // A ping lands while the poll is held; its pong timeout ends well before
+    // the hold does. The held poll is the client's answer (it cannot pong
+    // before the poll returns): the session must survive, not end in 3012.
+    let mut config = test_config();
+    config.client.ping_interval_secs = 2;
+    config.client.pong_timeout_secs = 1;
+    config.long_poll.hold_secs = 4;
+    config.long_poll.session_ttl_secs = 10;
+    let gw = TestGateway::start_with(config).await?;
+    let open = poll(&gw, &json!({"id": 1, "connect": {"token": channel_token("idle", &["chat:idle"])}})).await?;
+    assert_eq!(open.status, 200, "{:?}", open.body);
+    let session = open.body["session"].as_str().context("session")?.to_owned();
+    let node = open.body["node"].as_str().context("node")?.to_owned();
+    let mut seq = open.body["seq"].as_u64().context("seq")?;
+    for _ in 0..2 {
+        let held = poll(&gw, &json!({"session": session, "node": node, "seq": seq})).await?;
+        assert_eq!(held.status, 200, "{:?}", held.body);
+        assert_eq!(held.body["messages"], json!([]), "held to the end, no disconnect: {:?}", held.body);
+        seq = held.body["seq"].as_u64().context("seq")?;
+    }
+    gw.api().result("publish", json!({"channel": "chat:idle", "data": {"still": "here"}})).await?;
+    let batch = poll(&gw, &json!({"session": session, "node": node, "seq": seq})).await?;
+    assert_eq!(batch.body["messages"][0]["push"]["pub"]["data"], json!({"still": "here"}), "{:?}", batch.body);
+    Ok(())
+}
+
 /// Waits until the node counts `n` connected clients.
 async fn wait_clients(gw: &TestGateway, n: u64) -> Result<()> {
     let deadline = std::time::Instant::now() + WAIT;

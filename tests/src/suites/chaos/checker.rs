@@ -3,7 +3,9 @@
 //! explicit gap signal covers.
 //!
 //! Gap signals: a (re)subscribe answered `recovered: false` (or a fresh
-//! subscribe), and a new epoch. A subscriber's position restarts from the
+//! subscribe), and a new epoch in a subscribe reply (a Redis restart without
+//! persistence loses its streams: that loss is declared, so acked
+//! publications of an earlier epoch are not counted as lost). A subscriber's position restarts from the
 //! subscribe reply's top after one. A disconnect alone (3008, 3010, a dropped
 //! socket, a gateway restart) is not a gap: the subscriber must resume with
 //! `recovered: true` or be told it cannot.
@@ -39,12 +41,9 @@ pub enum Event {
     Subscribed { channel: String, epoch: String, top: u64, recovered: bool, publications: Vec<(u64, String)> },
     /// A live publication.
     Publication { channel: String, offset: u64, payload: String },
-    /// The connection ended (close code when there was one; kept for the
-    /// failure report, not a gap signal).
-    Disconnected {
-        #[allow(dead_code)] // read through Debug in the failure report
-        code: Option<u16>,
-    },
+    /// The connection ended (close code or disconnect push code when there
+    /// was one; reported, not a gap signal).
+    Disconnected { code: Option<u16> },
 }
 
 /// A channel after quiesce: its history as the gateway reports it.
@@ -309,5 +308,43 @@ mod tests {
             found,
             [Anomaly::Behind { subscriber: 0, channel: "c".into(), at: Some(("E".into(), 1)), top: ("E".into(), 3) }]
         );
+    }
+
+    #[test]
+    fn an_epoch_change_at_resubscribe_is_a_declared_gap() {
+        // Redis restarted without persistence: epoch E is gone with its
+        // offset 3, the stream goes on in epoch F.
+        let mut pubs = publishes();
+        pubs.push(Publish {
+            channel: "c".into(),
+            payload: "d".into(),
+            outcome: Outcome::Acked { epoch: "F".into(), offset: 1 },
+        });
+        let resubscribe = Event::Subscribed {
+            channel: "c".into(),
+            epoch: "F".into(),
+            top: 1,
+            recovered: false,
+            publications: vec![],
+        };
+        let events =
+            vec![sub(0, false, &[]), live(1, "a"), live(2, "b"), Event::Disconnected { code: Some(3010) }, resubscribe];
+        let history = vec![(1, "d".to_owned())];
+        let finals = BTreeMap::from([("c".to_owned(), FinalChannel { epoch: "F".into(), top: 1, history })]);
+        assert_eq!(check(&pubs, &[events], &finals), []);
+    }
+
+    #[test]
+    fn catches_a_silent_epoch_switch() {
+        // The new epoch's first publication delivered live, with no gap signal.
+        let events = vec![sub(0, false, &[]), live(1, "a"), live(2, "b"), live(1, "d")];
+        let history = vec![(1, "d".to_owned())];
+        let finals = BTreeMap::from([("c".to_owned(), FinalChannel { epoch: "F".into(), top: 1, history })]);
+        let found = check(&publishes(), &[events], &finals);
+        assert!(
+            found.contains(&Anomaly::NonMonotonic { subscriber: 0, channel: "c".into(), after: 2, got: 1 }),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|a| matches!(a, Anomaly::Behind { .. })), "{found:?}");
     }
 }

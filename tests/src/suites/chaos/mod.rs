@@ -1,16 +1,31 @@
-//! Resume chaos: sequential publishers, WebSocket subscribers that record
-//! every delivery and (re)subscribe result, and seeded random faults —
-//! dropped client connections, half-open clients that stop reading, slow
-//! consumers, gateway SIGTERM and SIGKILL with restarts on disk history. After
-//! a quiesce the [`checker`] must find no anomaly.
+//! Resume chaos: sequential publishers; subscribers spread over WebSocket,
+//! SSE (bidirectional emulation) and long-polling that record every delivery
+//! and every (re)subscribe result; and seeded random faults. After a quiesce
+//! the [`checker`] must find no anomaly.
 //!
-//! `chaos_fixed_seed` runs in CI (about a minute, seed 1, or
-//! `CHAOS_SEED`/`CHAOS_SECS`); `chaos_soak` (`--ignored`) runs more seeds for
-//! longer. The seed is printed, and every fault is logged with its time.
+//! Two runs, both in CI with a fixed seed (`CHAOS_SEED`, `CHAOS_SECS`
+//! override it):
+//! - `chaos_fixed_seed`: one gateway process on disk history (`fsync` batch
+//!   2 ms). Faults: client drops, half-open clients that stop reading, slow
+//!   consumers (on every transport), gateway SIGTERM and SIGKILL with
+//!   restarts on the same data.
+//! - `chaos_redis_fixed_seed`: two gateway processes on the Redis engine,
+//!   sharing a `redis-server` this test starts itself on a free port,
+//!   without persistence (`--save '' --appendonly no`). Faults: the client
+//!   faults above, `CLIENT KILL TYPE pubsub`, Redis restarts (kill, start
+//!   again on the same port), and a gateway SIGKILL or SIGTERM with restart.
+//!   A Redis restart loses every stream on purpose: that is the case where
+//!   continuity is really lost, and it must reach subscribers as a new epoch
+//!   (3010, then `recovered: false`), never as silent loss.
+//!
+//! `chaos_soak` (`--ignored`) runs more seeds for longer on both. The seed is
+//! printed, and every fault is logged with its time.
 
 mod checker;
+mod client;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,25 +35,75 @@ use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use switchboard::config::FsyncPolicy;
+use switchboard::config::{Config, FsyncPolicy};
 use tokio::sync::mpsc;
 
 use self::checker::{Event, FinalChannel, Outcome, Publish};
-use crate::{Frame, GatewayProcess, WsClient, user_token};
+use self::client::{Conn, Incoming, SLOW_READ, Transport};
+use super::redis::OwnRedis;
+use crate::GatewayProcess;
 
 const CHANNELS: [&str; 3] = ["chat:chaos0", "chat:chaos1", "chat:chaos2"];
-const SUBSCRIBERS: usize = 4;
+/// Two per transport: subscriber `i` uses `Transport::ALL[i % 3]`.
+const SUBSCRIBERS: usize = 6;
+
+/// Where history lives, and so which faults apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    /// One gateway process, memory engine with disk history.
+    Disk,
+    /// Two gateway processes on the Redis engine, on the test's own Redis.
+    Redis,
+}
 
 /// What the fault scheduler tells one subscriber.
 #[derive(Debug, Clone, Copy)]
 enum ClientFault {
-    /// Close the socket at once.
+    /// Close the connection at once (a long-poll client abandons its session).
     Drop,
-    /// Stop reading (the TCP connection stays open) for this long.
+    /// Stop reading (and polling) for this long; the connection stays open.
     HalfOpen(Duration),
-    /// Read one frame per 30 ms for this long.
+    /// Take [`SLOW_READ`] per message for this long.
     Slow(Duration),
 }
+
+/// One fault the scheduler can draw.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Drop,
+    HalfOpen,
+    Slow,
+    GatewayKill,
+    GatewayTerm,
+    RedisKillPubsub,
+    RedisRestart,
+}
+
+/// The draws per engine (an entry twice is twice as likely).
+const DISK_FAULTS: [Fault; 10] = [
+    Fault::Drop,
+    Fault::Drop,
+    Fault::Drop,
+    Fault::HalfOpen,
+    Fault::HalfOpen,
+    Fault::Slow,
+    Fault::Slow,
+    Fault::GatewayKill,
+    Fault::GatewayKill,
+    Fault::GatewayTerm,
+];
+const REDIS_FAULTS: [Fault; 10] = [
+    Fault::Drop,
+    Fault::Drop,
+    Fault::HalfOpen,
+    Fault::Slow,
+    Fault::RedisKillPubsub,
+    Fault::RedisKillPubsub,
+    Fault::RedisRestart,
+    Fault::RedisRestart,
+    Fault::GatewayKill,
+    Fault::GatewayTerm,
+];
 
 struct SubscriberLog {
     events: Mutex<Vec<Event>>,
@@ -46,43 +111,89 @@ struct SubscriberLog {
     positions: Mutex<HashMap<String, (String, u64)>>,
 }
 
+fn seed_and_secs(default_secs: u64) -> (u64, Duration) {
+    let seed = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let secs = std::env::var("CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_secs);
+    (seed, Duration::from_secs(secs))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_fixed_seed() -> Result<()> {
-    let seed = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    let secs = std::env::var("CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(45);
-    run(seed, Duration::from_secs(secs)).await
+    let (seed, length) = seed_and_secs(45);
+    run(Engine::Disk, seed, length).await
+}
+
+/// Under `CI=true` a missing `redis-server` fails this test instead of
+/// skipping it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_redis_fixed_seed() -> Result<()> {
+    if !super::redis::redis_server_installed() {
+        return Ok(());
+    }
+    let (seed, length) = seed_and_secs(40);
+    run(Engine::Redis, seed, length).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: several seeds, minutes each; run with --ignored"]
 async fn chaos_soak() -> Result<()> {
+    let redis = super::redis::redis_server_installed();
     for seed in 2..=6 {
-        run(seed, Duration::from_secs(180)).await?;
+        run(Engine::Disk, seed, Duration::from_secs(180)).await?;
+        if redis {
+            run(Engine::Redis, seed, Duration::from_secs(180)).await?;
+        }
     }
     Ok(())
 }
 
-async fn run(seed: u64, length: Duration) -> Result<()> {
-    println!("chaos: seed {seed}, {} s of faults", length.as_secs());
-    let data = tempfile::tempdir()?;
-    let mut config = super::durable::disk_config(data.path(), FsyncPolicy::BatchMs(2));
-    // Small enough that a stalled reader is cut off (3008), and pings that
-    // find a half-open client within seconds (3012).
+/// Limits shared by both engines: whole-run history and recovery, a queue
+/// small enough that a stalled reader is cut off (3008), pings that find a
+/// half-open client within seconds (3012), and long polls held briefly.
+fn tune(config: &mut Config) {
+    config.channels.namespaces[0].history_size = 10_000;
+    config.channels.namespaces[0].history_ttl_secs = 3600;
+    config.client.history_max_publication_limit = 10_000;
+    config.client.recovery_max_publication_limit = 10_000;
     config.client.queue_max_bytes = 16 * 1024;
     config.client.write_batch_max_bytes = 8 * 1024;
     config.client.ping_interval_secs = 2;
     config.client.pong_timeout_secs = 1;
+    config.long_poll.hold_secs = 1;
+    config.long_poll.session_ttl_secs = 3;
     config.server.shutdown_grace_secs = 1;
-    let mut gw = GatewayProcess::start(config).await?;
-    let addr = gw.addr;
+}
+
+async fn run(engine: Engine, seed: u64, length: Duration) -> Result<()> {
+    println!("chaos {engine:?}: seed {seed}, {} s of faults", length.as_secs());
+    let data = tempfile::tempdir()?;
+    let mut own_redis = None;
+    let mut gateways = Vec::new();
+    match engine {
+        Engine::Disk => {
+            let mut config = super::durable::disk_config(data.path(), FsyncPolicy::BatchMs(2));
+            tune(&mut config);
+            gateways.push(GatewayProcess::start(config).await?);
+        }
+        Engine::Redis => {
+            let own = OwnRedis::start().await?;
+            let mut config = super::redis::redis_config(&own.url(), "chaos");
+            tune(&mut config);
+            for _ in 0..2 {
+                gateways.push(GatewayProcess::start(config.clone()).await?);
+            }
+            own_redis = Some(own);
+        }
+    }
+    let addrs: Vec<SocketAddr> = gateways.iter().map(|g| g.addr).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let started = tokio::time::Instant::now();
 
-    // Publishers: one per channel, sequential.
+    // Publishers: one per channel, sequential, spread over the gateways.
     let publishes: Arc<Mutex<Vec<Publish>>> = Arc::default();
     let mut publishers = Vec::new();
-    for channel in CHANNELS {
-        let (api, stop, publishes) = (gw.api(), stop.clone(), publishes.clone());
+    for (c, channel) in CHANNELS.into_iter().enumerate() {
+        let (api, stop, publishes) = (gateways[c % gateways.len()].api(), stop.clone(), publishes.clone());
         publishers.push(tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -99,60 +210,75 @@ async fn run(seed: u64, length: Duration) -> Result<()> {
                     },
                     Err(_) => Outcome::Unknown,
                 };
-                let down = outcome == Outcome::Unknown;
+                let down = !matches!(outcome, Outcome::Acked { .. });
                 publishes.lock().push(Publish { channel: channel.to_owned(), payload, outcome });
                 // Pacing (not synchronisation): a steady stream, and no busy
-                // loop while the gateway is down.
+                // loop while the gateway or Redis is down.
                 tokio::time::sleep(Duration::from_millis(if down { 50 } else { 10 })).await;
             }
         }));
     }
 
-    // Subscribers.
+    // Subscribers: transports round-robin, gateways round-robin.
     let mut logs = Vec::new();
     let mut controls = Vec::new();
     let mut subscribers = Vec::new();
     for i in 0..SUBSCRIBERS {
         let log = Arc::new(SubscriberLog { events: Mutex::default(), positions: Mutex::default() });
         let (tx, rx) = mpsc::channel(8);
-        subscribers.push(tokio::spawn(subscriber(i, addr, log.clone(), rx, stop.clone())));
+        let (transport, addr) = (transport_of(i), addrs[i % addrs.len()]);
+        subscribers.push(tokio::spawn(subscriber(i, transport, addr, log.clone(), rx)));
         logs.push(log);
         controls.push(tx);
     }
 
     // Faults.
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut client_faults = [0usize; 3];
     while started.elapsed() < length {
         tokio::time::sleep(Duration::from_millis(rng.random_range(800..2000))).await;
         let at = started.elapsed().as_millis();
-        match rng.random_range(0..10) {
-            0..=2 => {
-                let i = rng.random_range(0..SUBSCRIBERS);
-                println!("chaos {at} ms: drop subscriber {i}");
-                let _ = controls[i].try_send(ClientFault::Drop);
+        let fault = match engine {
+            Engine::Disk => DISK_FAULTS[rng.random_range(0..DISK_FAULTS.len())],
+            Engine::Redis => REDIS_FAULTS[rng.random_range(0..REDIS_FAULTS.len())],
+        };
+        let client = match fault {
+            Fault::Drop => Some(ClientFault::Drop),
+            Fault::HalfOpen => Some(ClientFault::HalfOpen(Duration::from_millis(rng.random_range(1000..5000)))),
+            Fault::Slow => Some(ClientFault::Slow(Duration::from_millis(rng.random_range(1000..4000)))),
+            _ => None,
+        };
+        if let Some(fault) = client {
+            let i = rng.random_range(0..SUBSCRIBERS);
+            println!("chaos {at} ms: subscriber {i} ({:?}): {fault:?}", transport_of(i));
+            client_faults[i % 3] += 1;
+            let _ = controls[i].try_send(fault);
+            continue;
+        }
+        let g = rng.random_range(0..gateways.len());
+        match fault {
+            Fault::GatewayKill => {
+                println!("chaos {at} ms: gateway {g} SIGKILL + restart");
+                gateways[g].kill().await?;
+                gateways[g].restart().await?;
             }
-            3..=4 => {
-                let i = rng.random_range(0..SUBSCRIBERS);
-                let d = Duration::from_millis(rng.random_range(1000..5000));
-                println!("chaos {at} ms: subscriber {i} half-open for {d:?}");
-                let _ = controls[i].try_send(ClientFault::HalfOpen(d));
+            Fault::GatewayTerm => {
+                println!("chaos {at} ms: gateway {g} SIGTERM + restart");
+                gateways[g].terminate().await?;
+                gateways[g].restart().await?;
             }
-            5..=6 => {
-                let i = rng.random_range(0..SUBSCRIBERS);
-                let d = Duration::from_millis(rng.random_range(1000..4000));
-                println!("chaos {at} ms: subscriber {i} slow for {d:?}");
-                let _ = controls[i].try_send(ClientFault::Slow(d));
+            Fault::RedisKillPubsub => {
+                let own = own_redis.as_ref().context("redis")?;
+                let killed = kill_pubsub_clients(&own.url()).await?;
+                println!("chaos {at} ms: redis CLIENT KILL TYPE pubsub ({killed} connections)");
             }
-            7..=8 => {
-                println!("chaos {at} ms: gateway SIGKILL + restart");
-                gw.kill().await?;
-                gw.restart().await?;
+            Fault::RedisRestart => {
+                println!("chaos {at} ms: redis restart (no persistence: every stream is lost)");
+                let own = own_redis.as_mut().context("redis")?;
+                own.kill();
+                own.spawn().await?;
             }
-            _ => {
-                println!("chaos {at} ms: gateway SIGTERM + restart");
-                gw.terminate().await?;
-                gw.restart().await?;
-            }
+            Fault::Drop | Fault::HalfOpen | Fault::Slow => unreachable!("handled above"),
         }
     }
 
@@ -165,7 +291,7 @@ async fn run(seed: u64, length: Duration) -> Result<()> {
     }
     let mut finals = BTreeMap::new();
     for channel in CHANNELS {
-        let result = gw.api().result("history", json!({ "channel": channel, "limit": 10_000 })).await?;
+        let result = gateways[0].api().result("history", json!({ "channel": channel, "limit": 10_000 })).await?;
         let history = crate::publications(&result)
             .iter()
             .map(|p| (p["offset"].as_u64().unwrap_or(0), p["data"]["p"].as_str().unwrap_or_default().to_owned()))
@@ -177,7 +303,8 @@ async fn run(seed: u64, length: Duration) -> Result<()> {
         };
         finals.insert(channel.to_owned(), last);
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let quiesced = tokio::time::Instant::now();
+    let deadline = quiesced + Duration::from_secs(20);
     loop {
         let caught_up = logs.iter().all(|log| {
             let positions = log.positions.lock();
@@ -188,68 +315,116 @@ async fn run(seed: u64, length: Duration) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let catch_up = quiesced.elapsed();
     for s in subscribers {
         s.abort();
     }
-    gw.terminate().await?;
+    for gw in &mut gateways {
+        gw.terminate().await?;
+    }
 
     let publishes = publishes.lock().clone();
     let events: Vec<Vec<Event>> = logs.iter().map(|l| l.events.lock().clone()).collect();
     let count = |f: fn(&Outcome) -> bool| publishes.iter().filter(|p| f(&p.outcome)).count();
-    let delivered: usize =
-        events.iter().flatten().filter(|e| matches!(e, Event::Publication { .. } | Event::Subscribed { .. })).count();
-    let reconnects: usize = events.iter().flatten().filter(|e| matches!(e, Event::Disconnected { .. })).count();
     println!(
-        "chaos: seed {seed}: {publishing} publishers, {} acked, {} failed, {} unknown; {delivered} deliveries and \
-         subscribes, {reconnects} disconnects",
+        "chaos {engine:?}: seed {seed}: {publishing} publishers, {} acked, {} failed, {} unknown; caught up {} ms \
+         after quiesce",
         count(|o| matches!(o, Outcome::Acked { .. })),
         count(|o| *o == Outcome::Failed),
         count(|o| *o == Outcome::Unknown),
+        catch_up.as_millis(),
     );
+    for (t, transport) in Transport::ALL.iter().enumerate() {
+        let mine = || events.iter().enumerate().filter(move |(i, _)| i % 3 == t).flat_map(|(_, e)| e);
+        let delivered = mine().filter(|e| matches!(e, Event::Publication { .. })).count();
+        let subscribes = mine().filter(|e| matches!(e, Event::Subscribed { .. })).count();
+        let recovered = mine().filter(|e| matches!(e, Event::Subscribed { recovered: true, .. })).count();
+        let epoch_changes = epoch_changes(events.iter().enumerate().filter(|(i, _)| i % 3 == t).map(|(_, e)| e));
+        let mut codes: BTreeMap<Option<u16>, usize> = BTreeMap::new();
+        for event in mine() {
+            if let Event::Disconnected { code } = event {
+                *codes.entry(*code).or_default() += 1;
+            }
+        }
+        let disconnects: usize = codes.values().sum();
+        println!(
+            "chaos {engine:?}: {transport:?}: {} client faults, {disconnects} disconnects (by code {codes:?}), \
+             {subscribes} subscribes ({recovered} recovered, {epoch_changes} declared epoch changes), {delivered} live \
+             deliveries",
+            client_faults[t]
+        );
+        assert!(delivered > 100, "{transport:?} subscribers barely received anything");
+        assert!(client_faults[t] > 0 && disconnects > 0, "no fault reached a {transport:?} subscriber");
+        assert!(recovered > 0, "no {transport:?} subscriber ever resumed with recovered: true");
+        if own_redis.is_some() {
+            assert!(epoch_changes > 0, "no Redis restart reached a {transport:?} subscriber as a new epoch");
+        }
+    }
     assert!(count(|o| matches!(o, Outcome::Acked { .. })) > 100, "the workload barely ran");
-    assert!(reconnects > 0, "no fault reached a subscriber");
     let anomalies = checker::check(&publishes, &events, &finals);
     assert!(
         anomalies.is_empty(),
-        "seed {seed}: {} anomalies, first: {:#?}",
+        "{engine:?} seed {seed}: {} anomalies, first: {:#?}",
         anomalies.len(),
         &anomalies[..anomalies.len().min(10)]
     );
     Ok(())
 }
 
+/// How many subscribe replies, over these subscribers, declared a new epoch
+/// for a channel the subscriber already had a position in.
+fn epoch_changes<'a>(subscribers: impl Iterator<Item = &'a Vec<Event>>) -> usize {
+    let mut changes = 0;
+    for events in subscribers {
+        let mut epochs: HashMap<&str, &str> = HashMap::new();
+        for event in events {
+            if let Event::Subscribed { channel, epoch, .. } = event
+                && epochs.insert(channel, epoch).is_some_and(|before| before != epoch)
+            {
+                changes += 1;
+            }
+        }
+    }
+    changes
+}
+
+fn transport_of(i: usize) -> Transport {
+    Transport::ALL[i % Transport::ALL.len()]
+}
+
+/// `CLIENT KILL TYPE pubsub` on the test's Redis: every node loses its live
+/// feed at once. Returns how many connections were killed.
+async fn kill_pubsub_clients(url: &str) -> Result<i64> {
+    let client = ::redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    Ok(::redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await?)
+}
+
 /// One subscriber: connects, (re)subscribes to every channel with recovery
 /// from its last position, records everything, and obeys faults.
 async fn subscriber(
     i: usize,
-    addr: std::net::SocketAddr,
+    transport: Transport,
+    addr: SocketAddr,
     log: Arc<SubscriberLog>,
     mut faults: mpsc::Receiver<ClientFault>,
-    _stop: Arc<AtomicBool>,
 ) {
-    let url = format!("ws://{addr}/connection/websocket");
     loop {
-        let mut ws = match connect(&url, i).await {
-            Ok(ws) => ws,
+        let mut conn = match Conn::open(transport, addr, &format!("sub{i}")).await {
+            Ok(conn) => conn,
             Err(_) => {
+                // Pacing while the gateway is down.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let code = session(&mut ws, &log, &mut faults).await;
+        let code = session(&mut conn, &log, &mut faults).await;
         log.events.lock().push(Event::Disconnected { code });
     }
 }
 
-async fn connect(url: &str, i: usize) -> Result<WsClient> {
-    let mut ws = WsClient::open(url, None).await?;
-    let reply = ws.call(json!({ "connect": { "token": user_token(&format!("sub{i}")) } })).await?;
-    anyhow::ensure!(reply.get("error").is_none(), "connect failed: {reply}");
-    Ok(ws)
-}
-
 /// Runs one connection until it ends; returns the close code, if any.
-async fn session(ws: &mut WsClient, log: &SubscriberLog, faults: &mut mpsc::Receiver<ClientFault>) -> Option<u16> {
+async fn session(conn: &mut Conn, log: &SubscriberLog, faults: &mut mpsc::Receiver<ClientFault>) -> Option<u16> {
     for channel in CHANNELS {
         let known = log.positions.lock().get(channel).cloned();
         let mut subscribe = json!({ "channel": channel });
@@ -258,7 +433,7 @@ async fn session(ws: &mut WsClient, log: &SubscriberLog, faults: &mut mpsc::Rece
             subscribe["epoch"] = json!(epoch);
             subscribe["offset"] = json!(offset);
         }
-        let Ok(reply) = ws.call(json!({ "subscribe": subscribe })).await else { return None };
+        let Ok(reply) = conn.call(json!({ "subscribe": subscribe })).await else { return None };
         let result = reply.get("subscribe")?;
         let epoch = result["epoch"].as_str().unwrap_or_default().to_owned();
         let top = result["offset"].as_u64().unwrap_or(0);
@@ -286,19 +461,14 @@ async fn session(ws: &mut WsClient, log: &SubscriberLog, faults: &mut mpsc::Rece
             }
         }
         if slow_until.is_some_and(|t| tokio::time::Instant::now() < t) {
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(SLOW_READ).await;
         }
-        // Not wrapped in a shorter timeout: cancelling next_frame while it
-        // answers a ping could drop the rest of a batched message.
-        let frame = match ws.next_frame().await {
-            Ok(frame) => frame,
+        match conn.next().await {
+            Ok(Incoming::Message(message)) => record_push(log, &message),
+            Ok(Incoming::Closed(code)) => return code,
             // Quiet for a while (the gateway may be restarting): look at the faults again.
-            Err(e) if e.to_string().contains("timed out waiting for a frame") => continue,
+            Ok(Incoming::Quiet) => {}
             Err(_) => return None,
-        };
-        match frame {
-            Frame::Close(code, _) => return Some(code),
-            Frame::Json(push) => record_push(log, &push),
         }
     }
 }
