@@ -12,5 +12,7 @@ fn main() {
     let result = plugin.on_publish(msg.clone());
     assert!(result == PublishResult::Pass, "unexpected result {result:?}");
     let ns = testing::median_ns(51, 2000, || msg.clone(), |m| plugin.on_publish(m));
-    println!("pii-redact on_publish 1 KiB chat message: {ns:.0} ns median");
+    // The floor: taking the message and dropping it, as a pass-through does.
+    let floor = testing::median_ns(51, 2000, || msg.clone(), drop);
+    println!("pii-redact on_publish 1 KiB chat message: {ns:.0} ns median (drop only: {floor:.0} ns)");
 }
