@@ -366,7 +366,9 @@ impl PublishHook for Enrich {
         match self.transform(&msg.data, msg.user(), now) {
             Ok(data) => {
                 msg.data = data;
-                msg.content_type = "application/json".to_owned();
+                if msg.content_type != "application/json" {
+                    msg.content_type = "application/json".to_owned();
+                }
                 PublishResult::Replace(msg)
             }
             Err(reason) => PublishResult::deny(self.config.invalid_code, reason),

@@ -418,8 +418,7 @@ impl Plugin for Moderation {
 
 impl PublishHook for Moderation {
     fn on_publish(&mut self, mut msg: Message) -> PublishResult {
-        let user = msg.user().to_owned();
-        if self.cooling_down(&user) {
+        if self.cooling_down(msg.user()) {
             return PublishResult::deny(self.config.rate_limit.code, "too many blocked messages, try again later");
         }
         match self.check_payload(&msg) {
@@ -429,7 +428,7 @@ impl PublishHook for Moderation {
                 PublishResult::Replace(msg)
             }
             Err(_term) => {
-                self.record_block(&user);
+                self.record_block(msg.user());
                 PublishResult::deny(self.config.block_code, self.config.block_reason.clone())
             }
         }
