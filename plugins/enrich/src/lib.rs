@@ -215,7 +215,10 @@ impl Enrich {
                 let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
                 return Err(format!("field {name} must be {}", names.join(" or ")));
             }
+            // A string has at most as many characters as its raw text has
+            // bytes: only a long one is counted.
             if let Some(max) = prop.max_length
+                && value.get().len() > max
                 && let Some(chars) = string_chars(value)
                 && chars > max
             {
