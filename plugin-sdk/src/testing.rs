@@ -217,42 +217,6 @@ pub(crate) mod imp {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::{clock, http, kv, log, random};
-
-    #[test]
-    fn kv_expires_with_the_clock() {
-        super::reset();
-        kv::set("a", b"1", Some(100));
-        assert_eq!(kv::get("a"), Some(b"1".to_vec()));
-        super::advance_ms(100);
-        assert_eq!(kv::get("a"), None);
-        assert_eq!(kv::incr("n", 2, Some(50)), 2);
-        assert_eq!(kv::incr("n", 3, None), 5);
-        super::advance_ms(50);
-        assert_eq!(kv::incr("n", 1, None), 1, "ttl kept from the first incr, then expired");
-    }
-
-    #[test]
-    fn logs_metrics_clock_random_and_http() {
-        super::reset();
-        log::warn!("x = {}", 1);
-        assert_eq!(super::logs(), vec![(log::Level::Warn, "x = 1".to_owned())]);
-        crate::metrics::counter("c", 2, &[("k", "v")]);
-        crate::metrics::counter("c", 3, &[]);
-        assert_eq!(super::counter("c"), 5);
-        assert_eq!(clock::now_ms(), super::START_MS);
-        assert_ne!(random::next_u64(), random::next_u64());
-        assert_eq!(random::fill(3).len(), 3);
-        let req = http::Request::new("POST", "http://h/x").body(b"b".to_vec());
-        assert!(http::fetch(&req).is_err());
-        super::set_http_handler(|r| Ok(super::response(if r.body == b"b" { 204 } else { 400 })));
-        assert!(http::fetch(&req).unwrap().is_success());
-        assert_eq!(super::requests().len(), 2);
-    }
-}
-
 /// The 1 KiB JSON chat message of the gateway's `plugin_call` bench
 /// (`gateway/benches/plugin_call.rs`, `chat_message`): text with digits,
 /// dots and `@`, so content detectors look at it and find nothing. For
@@ -293,4 +257,40 @@ pub fn median_ns<I, R>(
         .collect();
     means.sort_by(f64::total_cmp);
     means[means.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{clock, http, kv, log, random};
+
+    #[test]
+    fn kv_expires_with_the_clock() {
+        super::reset();
+        kv::set("a", b"1", Some(100));
+        assert_eq!(kv::get("a"), Some(b"1".to_vec()));
+        super::advance_ms(100);
+        assert_eq!(kv::get("a"), None);
+        assert_eq!(kv::incr("n", 2, Some(50)), 2);
+        assert_eq!(kv::incr("n", 3, None), 5);
+        super::advance_ms(50);
+        assert_eq!(kv::incr("n", 1, None), 1, "ttl kept from the first incr, then expired");
+    }
+
+    #[test]
+    fn logs_metrics_clock_random_and_http() {
+        super::reset();
+        log::warn!("x = {}", 1);
+        assert_eq!(super::logs(), vec![(log::Level::Warn, "x = 1".to_owned())]);
+        crate::metrics::counter("c", 2, &[("k", "v")]);
+        crate::metrics::counter("c", 3, &[]);
+        assert_eq!(super::counter("c"), 5);
+        assert_eq!(clock::now_ms(), super::START_MS);
+        assert_ne!(random::next_u64(), random::next_u64());
+        assert_eq!(random::fill(3).len(), 3);
+        let req = http::Request::new("POST", "http://h/x").body(b"b".to_vec());
+        assert!(http::fetch(&req).is_err());
+        super::set_http_handler(|r| Ok(super::response(if r.body == b"b" { 204 } else { 400 })));
+        assert!(http::fetch(&req).unwrap().is_success());
+        assert_eq!(super::requests().len(), 2);
+    }
 }
