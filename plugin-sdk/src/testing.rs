@@ -217,6 +217,48 @@ pub(crate) mod imp {
     }
 }
 
+/// The 1 KiB JSON chat message of the gateway's `plugin_call` bench
+/// (`gateway/benches/plugin_call.rs`, `chat_message`): text with digits,
+/// dots and `@`, so content detectors look at it and find nothing. For
+/// native benches of plugin hot paths.
+pub fn chat_message_1kib() -> Vec<u8> {
+    let words = ["meet", "at", "10.30", "tomorrow", "near", "gate", "42", "bring", "the", "@team", "notes"];
+    let frame = r#"{"msg":"","room":"lobby","n":7}"#.len();
+    let mut text = String::new();
+    for word in words.iter().cycle() {
+        if text.len() + frame >= 1024 {
+            break;
+        }
+        text.push_str(word);
+        text.push(' ');
+    }
+    text.truncate(1024 - frame);
+    format!(r#"{{"msg":"{text}","room":"lobby","n":7}}"#).into_bytes()
+}
+
+/// The median over `samples` runs of the mean time of one `call` in a batch
+/// of `batch`, in nanoseconds. Each call gets its own input from `input`,
+/// made before the batch is timed, so building it is not counted.
+pub fn median_ns<I, R>(
+    samples: usize,
+    batch: usize,
+    mut input: impl FnMut() -> I,
+    mut call: impl FnMut(I) -> R,
+) -> f64 {
+    let mut means: Vec<f64> = (0..samples)
+        .map(|_| {
+            let inputs: Vec<I> = (0..batch).map(|_| input()).collect();
+            let start = std::time::Instant::now();
+            for item in inputs {
+                std::hint::black_box(call(std::hint::black_box(item)));
+            }
+            start.elapsed().as_secs_f64() * 1e9 / batch as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    means[means.len() / 2]
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{clock, http, kv, log, random};

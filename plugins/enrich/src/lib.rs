@@ -27,10 +27,13 @@
 //!            received_at_field = "received_at", user_field = "user", invalid_code = 400 }
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_plugin_sdk::{Message, Plugin, PublishHook, PublishResult, clock};
@@ -196,12 +199,12 @@ impl Enrich {
     pub fn validate(&self, object: &Object) -> Result<(), String> {
         let schema = &self.config.schema;
         for name in &schema.required {
-            if !object.contains_key(name) {
+            if !object.contains_key(name.as_str()) {
                 return Err(format!("field {name} is required"));
             }
         }
         for (name, value) in object {
-            let Some(prop) = schema.properties.get(name) else {
+            let Some(prop) = schema.properties.get(name.as_ref()) else {
                 if schema.additional_properties {
                     continue;
                 }
@@ -212,9 +215,12 @@ impl Enrich {
                 let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
                 return Err(format!("field {name} must be {}", names.join(" or ")));
             }
+            // A string has at most as many characters as its raw text has
+            // bytes: only a long one is counted.
             if let Some(max) = prop.max_length
-                && let Ok(text) = serde_json::from_str::<String>(value.get())
-                && text.chars().count() > max
+                && value.get().len() > max
+                && let Some(chars) = string_chars(value)
+                && chars > max
             {
                 return Err(format!("field {name} is too long (max {max} characters)"));
             }
@@ -222,11 +228,17 @@ impl Enrich {
         Ok(())
     }
 
-    /// Validates and rewrites one payload. Only the top level is parsed:
-    /// nested values are carried as raw JSON text.
+    /// Validates and rewrites one payload. Only the top level is parsed,
+    /// borrowing from `data`: nested values are carried as raw JSON text,
+    /// and the output is written as `serde_json` writes the object (compact,
+    /// names escaped its way, values as sent).
     pub fn transform(&self, data: &[u8], user: &str, now_ms: u64) -> Result<Vec<u8>, String> {
-        let mut object: Object = match serde_json::from_slice(data) {
-            Ok(object) => object,
+        // The server values outlive the object that points at them.
+        let received_at = (!self.config.received_at_field.is_empty()).then(|| raw(now_ms.to_string()));
+        let user_value = (!self.config.user_field.is_empty() && !user.is_empty())
+            .then(|| raw(Value::from(normalize_user(user)).to_string()));
+        let mut object = match serde_json::from_slice::<Fields>(data) {
+            Ok(Fields(object)) => object,
             Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok() => {
                 return Err("payload must be a JSON object".to_owned());
             }
@@ -234,29 +246,112 @@ impl Enrich {
         };
         self.validate(&object)?;
         for (from, to) in &self.config.rename {
-            if let Some(value) = object.shift_remove(from) {
-                object.insert(to.clone(), value);
+            if let Some(value) = object.shift_remove(from.as_str()) {
+                object.insert(Cow::Borrowed(to.as_str()), value);
             }
         }
         for name in &self.config.drop {
-            object.shift_remove(name);
+            object.shift_remove(name.as_str());
         }
-        if !self.config.received_at_field.is_empty() {
-            object.insert(self.config.received_at_field.clone(), raw(now_ms.to_string()));
+        if let Some(value) = &received_at {
+            object.insert(Cow::Borrowed(self.config.received_at_field.as_str()), value);
         }
         if !self.config.user_field.is_empty() {
             // A client-sent value under the server field name never survives.
-            object.shift_remove(&self.config.user_field);
-            if !user.is_empty() {
-                object.insert(self.config.user_field.clone(), raw(Value::from(normalize_user(user)).to_string()));
+            object.shift_remove(self.config.user_field.as_str());
+            if let Some(value) = &user_value {
+                object.insert(Cow::Borrowed(self.config.user_field.as_str()), value);
             }
         }
-        Ok(serde_json::to_vec(&object).expect("raw values serialize"))
+        let mut out = Vec::with_capacity(data.len() + 64);
+        out.push(b'{');
+        for (i, (name, value)) in object.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, name.as_ref()).expect("writing to a Vec cannot fail");
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+        Ok(out)
     }
 }
 
-/// A top-level JSON object, its values unparsed.
-pub type Object = IndexMap<String, Box<RawValue>>;
+/// A top-level JSON object, its values unparsed; names borrow from the
+/// payload unless they hold escapes.
+pub type Object<'a> = IndexMap<Cow<'a, str>, &'a RawValue>;
+
+/// [`Object`] deserialized with borrowed names (serde's own `Cow` always
+/// copies). A repeated name keeps its first place and its last value, as a
+/// map insert does.
+struct Fields<'a>(Object<'a>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Fields<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut object = Object::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Name(name)) = map.next_key()? {
+                    object.insert(name, map.next_value()?);
+                }
+                Ok(Fields(object))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// A field name, borrowed from the payload when it has no escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, name: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name)))
+            }
+        }
+
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+/// The characters of a JSON string value, `None` for other values. Counted
+/// on the raw text when it has no escapes (then it is the string itself).
+fn string_chars(value: &RawValue) -> Option<usize> {
+    let text = value.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(inner.chars().count());
+    }
+    serde_json::from_str::<String>(text).ok().map(|s| s.chars().count())
+}
 
 fn raw(json: String) -> Box<RawValue> {
     RawValue::from_string(json).expect("server fields are valid JSON")
@@ -274,7 +369,9 @@ impl PublishHook for Enrich {
         match self.transform(&msg.data, msg.user(), now) {
             Ok(data) => {
                 msg.data = data;
-                msg.content_type = "application/json".to_owned();
+                if msg.content_type != "application/json" {
+                    msg.content_type = "application/json".to_owned();
+                }
                 PublishResult::Replace(msg)
             }
             Err(reason) => PublishResult::deny(self.config.invalid_code, reason),
@@ -351,6 +448,65 @@ mod tests {
         let open = Enrich::from_config("{}").unwrap();
         let out = open.transform(nested, "", 7).unwrap();
         assert_eq!(out, br#"{"text":"a\"b","deep":{"x":[1,2.5,{"y":null}]},"e":1e3,"received_at":7}"#);
+    }
+
+    /// The rewrite as it was before names and values were borrowed: owned
+    /// map, then `serde_json::to_vec`. The borrowed one must write the same
+    /// bytes.
+    fn reference(e: &Enrich, data: &[u8], user: &str, now_ms: u64) -> Vec<u8> {
+        let mut object: IndexMap<String, Box<RawValue>> = serde_json::from_slice(data).unwrap();
+        for (from, to) in &e.config.rename {
+            if let Some(value) = object.shift_remove(from) {
+                object.insert(to.clone(), value);
+            }
+        }
+        for name in &e.config.drop {
+            object.shift_remove(name);
+        }
+        if !e.config.received_at_field.is_empty() {
+            object.insert(e.config.received_at_field.clone(), raw(now_ms.to_string()));
+        }
+        if !e.config.user_field.is_empty() {
+            object.shift_remove(&e.config.user_field);
+            if !user.is_empty() {
+                object.insert(e.config.user_field.clone(), raw(Value::from(normalize_user(user)).to_string()));
+            }
+        }
+        serde_json::to_vec(&object).unwrap()
+    }
+
+    #[test]
+    fn output_is_byte_for_byte_the_owned_rewrite() {
+        let configs = [
+            "{}",
+            r#"{ "rename": { "msg": "text", "a": "b" }, "drop": ["debug"] }"#,
+            r#"{ "rename": { "msg": "user" }, "received_at_field": "", "user_field": "who" }"#,
+            r#"{ "received_at_field": "user" }"#,
+        ];
+        let payloads: &[&[u8]] = &[
+            b"{}",
+            br#"{"msg":"hi","room":"lobby","n":7}"#,
+            b" { \"msg\" : \"a\\\"b\\u00e9\" ,\n \"debug\":true , \"n\": 1e3 } ",
+            br#"{"a":1,"b":2,"a":3,"text":"x","user":"forged","received_at":0}"#,
+            br#"{"m\u0073g":"escaped name","tab\tname":1,"deep":{"x":[1,{"y":null}]},"who":"w"}"#,
+            "{\"émoji 😀\":\"ü\",\"msg\":[]}".as_bytes(),
+            &switchboard_plugin_sdk::testing::chat_message_1kib(),
+        ];
+        for config in configs {
+            let e = Enrich::from_config(config).unwrap();
+            for &data in payloads {
+                for user in ["", "  Ｊöe\t DOE "] {
+                    let got = e.transform(data, user, 1_700_000_000_123).unwrap();
+                    let want = reference(&e, data, user, 1_700_000_000_123);
+                    assert_eq!(
+                        String::from_utf8_lossy(&got),
+                        String::from_utf8_lossy(&want),
+                        "{config} on {}",
+                        String::from_utf8_lossy(data)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

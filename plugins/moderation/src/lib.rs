@@ -96,8 +96,101 @@ pub struct Moderation {
     config: Config,
     block: Vec<(Term, String)>,
     mask: Vec<Term>,
-    /// The block and mask terms that are all ASCII, as byte searchers.
-    ascii_terms: Vec<memchr::memmem::Finder<'static>>,
+    /// The shortcut for ASCII payloads.
+    ascii: AsciiScan,
+}
+
+/// The block and mask terms that fold to ASCII, for a pass over raw ASCII
+/// payloads that proves no term occurs in them, even as a substring and
+/// ignoring ASCII case (what folding is on ASCII). Built once in `init`.
+#[derive(Debug, Default)]
+struct AsciiScan {
+    /// Folded (lowercase) terms.
+    terms: Vec<Vec<u8>>,
+    /// Their distinct first bytes, `0x20` set and repeated in each byte of
+    /// a word: what the scan stops at.
+    firsts: Vec<u64>,
+    /// A term holds a character JSON may escape (`"`, `\\`, `/`, controls):
+    /// then any backslash sends the payload to the slow path, not just `\\u`.
+    escapable: bool,
+}
+
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Per byte of a word, the high bit set where the byte is zero, and maybe
+/// in bytes above a zero byte (borrows): the caller checks each hit.
+const fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(ONES) & !v & HIGH
+}
+
+const fn splat(b: u8) -> u64 {
+    ONES * b as u64
+}
+
+impl AsciiScan {
+    fn new<'a>(terms: impl Iterator<Item = &'a Term>) -> AsciiScan {
+        let mut scan = AsciiScan::default();
+        for term in terms {
+            let Some(bytes) =
+                term.iter().map(|&c| u8::try_from(c).ok().filter(u8::is_ascii)).collect::<Option<Vec<u8>>>()
+            else {
+                // A term with non-ASCII characters cannot match ASCII text.
+                continue;
+            };
+            let first = splat(bytes[0] | 0x20);
+            if !scan.firsts.contains(&first) {
+                scan.firsts.push(first);
+            }
+            scan.escapable |= bytes.iter().any(|&b| b == b'"' || b == b'\\' || b == b'/' || b.is_ascii_control());
+            scan.terms.push(bytes);
+        }
+        scan
+    }
+
+    /// Whether the payload surely holds no term: it is ASCII without `\\u`
+    /// escapes (so folding is lowercasing) and no term occurs in it. Eight
+    /// bytes at a time, the scan stops only at non-ASCII bytes, backslashes
+    /// and bytes that may start a term.
+    fn clean(&self, data: &[u8]) -> bool {
+        let mut base = 0;
+        while base < data.len() {
+            let word = match data.get(base..base + 8) {
+                Some(word) => u64::from_le_bytes(word.try_into().expect("eight bytes")),
+                None => {
+                    // The tail, padded with zeros: 0x20 is no first byte, as
+                    // terms are trimmed.
+                    let mut word = [0u8; 8];
+                    word[..data.len() - base].copy_from_slice(&data[base..]);
+                    u64::from_le_bytes(word)
+                }
+            };
+            let folded = word | splat(0x20);
+            let mut hits = self.firsts.iter().fold((word & HIGH) | zero_bytes(word ^ splat(b'\\')), |hits, &first| {
+                hits | zero_bytes(folded ^ first)
+            });
+            while hits != 0 {
+                let at = base + (hits.trailing_zeros() / 8) as usize;
+                hits &= hits - 1;
+                if at >= data.len() {
+                    // Padding (a term may start with a NUL).
+                    break;
+                }
+                match data[at] {
+                    0x80.. => return false,
+                    b'\\' if self.escapable || data.get(at + 1) == Some(&b'u') => return false,
+                    _ => {
+                        let rest = &data[at..];
+                        if self.terms.iter().any(|t| rest.len() >= t.len() && rest[..t.len()].eq_ignore_ascii_case(t)) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            base += 8;
+        }
+        true
+    }
 }
 
 /// Substring search that looks at the first item before comparing the rest.
@@ -194,16 +287,8 @@ impl Moderation {
             }
             mask.push(folded);
         }
-        let ascii_terms = block
-            .iter()
-            .map(|(term, _)| term)
-            .chain(&mask)
-            .filter_map(|term| {
-                term.iter().map(|&c| u8::try_from(c).ok().filter(u8::is_ascii)).collect::<Option<Vec<u8>>>()
-            })
-            .map(|bytes| memchr::memmem::Finder::new(&bytes).into_owned())
-            .collect();
-        Ok(Moderation { config, block, mask, ascii_terms })
+        let ascii = AsciiScan::new(block.iter().map(|(term, _)| term).chain(&mask));
+        Ok(Moderation { config, block, mask, ascii })
     }
 
     /// Checks one text: a block term wins over masking.
@@ -239,16 +324,10 @@ impl Moderation {
         Outcome::Masked(masked)
     }
 
-    /// Whether the payload cannot contain any term: it is ASCII without
-    /// `\u` escapes, so folding is lowercasing, and no term occurs in it
-    /// even as a substring. Saves parsing JSON for most messages.
+    /// Whether the payload cannot contain any term (see [`AsciiScan`]).
+    /// Saves parsing JSON for most messages.
     fn surely_clean(&self, data: &[u8]) -> bool {
-        if !data.is_ascii() || memchr::memmem::find(data, b"\\u").is_some() {
-            return false;
-        }
-        let lower = data.to_ascii_lowercase();
-        // A term with non-ASCII characters cannot match ASCII text.
-        !self.ascii_terms.iter().any(|term| term.find(&lower).is_some())
+        self.ascii.clean(data)
     }
 
     /// Checks a payload: every string of a JSON document, or the whole text.
@@ -257,6 +336,11 @@ impl Moderation {
         if self.surely_clean(&msg.data) {
             return Ok(None);
         }
+        self.check_payload_exactly(msg)
+    }
+
+    /// [`Moderation::check_payload`] without the shortcut.
+    fn check_payload_exactly(&self, msg: &Message) -> Result<Option<Vec<u8>>, String> {
         if msg.is_json()
             && let Ok(mut value) = serde_json::from_slice::<Value>(&msg.data)
         {
@@ -334,8 +418,7 @@ impl Plugin for Moderation {
 
 impl PublishHook for Moderation {
     fn on_publish(&mut self, mut msg: Message) -> PublishResult {
-        let user = msg.user().to_owned();
-        if self.cooling_down(&user) {
+        if self.cooling_down(msg.user()) {
             return PublishResult::deny(self.config.rate_limit.code, "too many blocked messages, try again later");
         }
         match self.check_payload(&msg) {
@@ -345,7 +428,7 @@ impl PublishHook for Moderation {
                 PublishResult::Replace(msg)
             }
             Err(_term) => {
-                self.record_block(&user);
+                self.record_block(msg.user());
                 PublishResult::deny(self.config.block_code, self.config.block_reason.clone())
             }
         }
@@ -356,6 +439,7 @@ switchboard_plugin_sdk::export_plugin!(Moderation, hooks: [publish]);
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use switchboard_plugin_sdk::testing;
 
     use super::*;
@@ -471,6 +555,73 @@ mod tests {
         assert_eq!(m.check_payload(&msg(r#"{"t":"ｂａｄｗｏｒｄ"}"#.as_bytes())), Err("Badword".to_owned()));
         assert_eq!(m.check_payload(&msg(br#"{"t":"BADWORD"}"#)), Err("Badword".to_owned()));
         assert_eq!(m.check_payload(&msg(br#"{"t":"fine words"}"#)), Ok(None));
+    }
+
+    /// Text made of terms in several spellings, near misses, JSON escapes,
+    /// non-ASCII and the bytes around them.
+    fn texts() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            proptest::sample::select(vec![
+                "badword",
+                "BadWord",
+                "bad word",
+                "badwords",
+                "darn",
+                "DARN!",
+                "heck",
+                "tres mal",
+                "TRÈS mal",
+                "say \"hi\"",
+                "x/y",
+                "\\u0062",
+                "\\",
+                "\"",
+                "\n",
+                "\t",
+                "é",
+                "ｄａｒｎ",
+                "d\u{301}arn",
+                "\u{0}",
+            ])
+            .prop_map(str::to_owned),
+            proptest::string::string_regex("[a-zA-Z .,!\"/\\\\-]{1,8}").unwrap(),
+        ];
+        proptest::collection::vec(piece, 0..10).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The ASCII shortcut never calls clean what the exact check would
+        /// block or mask, in text or in JSON strings (with their escapes).
+        #[test]
+        fn the_shortcut_never_hides_a_term(text in texts()) {
+            let configs = [
+                r#"{ "block": ["Badword", "très mal"], "mask": ["darn", "heck"] }"#,
+                r#"{ "block": ["say \"hi\""], "mask": ["x/y", "a\u0000b"] }"#,
+            ];
+            for config in configs {
+                let m = Moderation::from_config(config).unwrap();
+                let json = Message::new("c", serde_json::to_vec(&serde_json::json!({ "t": text, "l": [text] })).unwrap());
+                let mut plain = Message::new("c", text.clone().into_bytes());
+                plain.content_type = "text/plain".into();
+                for msg in [json, plain] {
+                    if m.surely_clean(&msg.data) {
+                        prop_assert_eq!(m.check_payload_exactly(&msg), Ok(None), "{} on {:?}", config, String::from_utf8_lossy(&msg.data));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_bench_message_takes_the_shortcut() {
+        let m = Moderation::from_config(r#"{ "block": ["badword", "very bad phrase"], "mask": ["darn"] }"#).unwrap();
+        assert!(m.surely_clean(&testing::chat_message_1kib()));
+        // Stopping at each `b` or `d` (and at the tail) finds nothing.
+        assert!(m.surely_clean(br#"{"t":"bring bad words, dart dad: b"}"#));
+        assert!(!m.surely_clean(br#"{"t":"bring bad words, dart dad: Darn"}"#));
+        assert!(!m.surely_clean(br#"{"t":"a\"b","u":"x BADWORD"}"#));
     }
 
     #[test]
