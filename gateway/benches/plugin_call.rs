@@ -41,6 +41,9 @@ fn example(name: &str) -> PathBuf {
     let status = std::process::Command::new("cargo")
         .args(["build", "--quiet", "--release", "--manifest-path"])
         .arg(root.join("plugins/Cargo.toml"))
+        // Cargo reads `.cargo/config.toml` (the wasm32-wasip2 target) from
+        // the working directory, not from the manifest's.
+        .current_dir(root.join("plugins"))
         .env_remove("CARGO_TARGET_DIR")
         .status()
         .expect("run cargo");
