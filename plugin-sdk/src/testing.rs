@@ -259,6 +259,23 @@ pub fn median_ns<I, R>(
     means[means.len() / 2]
 }
 
+/// The body of each example plugin's native `hot_path` bench: `on_publish`
+/// of [`chat_message_1kib`] on `plugin`, whose first result must satisfy
+/// `expected`, printed as a median next to the floor (taking the message
+/// and dropping it, as a pass-through does).
+pub fn print_publish_hot_path<P: crate::PublishHook>(
+    name: &str,
+    plugin: &mut P,
+    expected: impl FnOnce(&crate::PublishResult) -> bool,
+) {
+    let msg = crate::Message::new("chat", chat_message_1kib());
+    let result = plugin.on_publish(msg.clone());
+    assert!(expected(&result), "unexpected result {result:?}");
+    let ns = median_ns(51, 2000, || msg.clone(), |m| plugin.on_publish(m));
+    let floor = median_ns(51, 2000, || msg.clone(), drop);
+    println!("{name} on_publish 1 KiB chat message: {ns:.0} ns median (drop only: {floor:.0} ns)");
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{clock, http, kv, log, random};

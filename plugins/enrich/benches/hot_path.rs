@@ -2,16 +2,9 @@
 //! chat message, natively (the wasm call adds the host's overhead on top).
 //! Run: `cargo bench --target <host triple> -p enrich --bench hot_path`.
 
-use switchboard_plugin_sdk::{Message, Plugin, PublishHook, PublishResult, testing};
+use switchboard_plugin_sdk::{Plugin, PublishResult, testing};
 
 fn main() {
     let mut plugin = enrich::Enrich::init(r#"{"rename":{"msg":"text"},"drop":["debug"],"schema":{"required":["msg"],"properties":{"msg":{"type":"string","max_length":2000}}}}"#).expect("bench config");
-    let msg = Message::new("chat", testing::chat_message_1kib());
-    assert_eq!(testing::chat_message_1kib().len(), 1024);
-    let result = plugin.on_publish(msg.clone());
-    assert!(matches!(result, PublishResult::Replace(_)), "unexpected result {result:?}");
-    let ns = testing::median_ns(51, 2000, || msg.clone(), |m| plugin.on_publish(m));
-    // The floor: taking the message and dropping it, as a pass-through does.
-    let floor = testing::median_ns(51, 2000, || msg.clone(), drop);
-    println!("enrich on_publish 1 KiB chat message: {ns:.0} ns median (drop only: {floor:.0} ns)");
+    testing::print_publish_hot_path("enrich", &mut plugin, |r| matches!(r, PublishResult::Replace(_)));
 }
