@@ -397,6 +397,15 @@ impl Api {
     }
 }
 
+/// Posts `commands` (one JSON value per line) to `/emulation` for an SSE,
+/// HTTP-stream or long-poll session; the status (204 when taken).
+pub async fn emulate(addr: SocketAddr, session: &str, node: &str, commands: &[Value]) -> Result<u16> {
+    let data: Vec<String> = commands.iter().map(Value::to_string).collect();
+    let body = json!({ "session": session, "node": node, "data": data.join("\n") }).to_string();
+    let resp = http_request(addr, "POST", "/emulation", &[("content-type", "application/json")], &body).await?;
+    Ok(resp.status)
+}
+
 /// A minimal HTTP/1.1 client over a fresh connection (`Connection: close`).
 pub async fn http_request(
     addr: SocketAddr,

@@ -396,10 +396,9 @@ async fn redis_emulation_post_to_the_wrong_node_reaches_the_session() -> anyhow:
     let node = reply["connect"]["node"].as_str().context("node")?.to_owned();
 
     // The load balancer sends the command post to B; B forwards it to A.
-    let body = json!({"session": session, "node": node, "data": json!({"id": 2, "subscribe": {"channel": "chat:e"}}).to_string()})
-        .to_string();
-    let resp = http_request(b.addr, "POST", "/emulation", &[("content-type", "application/json")], &body).await?;
-    assert_eq!(resp.status, 204, "{:?}", resp.body);
+    let status =
+        crate::emulate(b.addr, &session, &node, &[json!({"id": 2, "subscribe": {"channel": "chat:e"}})]).await?;
+    assert_eq!(status, 204);
     loop {
         let msg = stream.next_json().await?.context("stream ended")?;
         if msg["id"] == json!(2) {

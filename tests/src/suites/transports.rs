@@ -14,14 +14,6 @@ fn channel_token(user: &str, channels: &[&str]) -> String {
     token(SECRET, json!({ "sub": user, "exp": now_secs() + 3600, "channels": channels }))
 }
 
-/// Posts `commands` (one JSON value per line) to `/emulation`; the status.
-async fn emulate(gw: &TestGateway, session: &str, node: &str, commands: &[Value]) -> Result<u16> {
-    let data: Vec<String> = commands.iter().map(Value::to_string).collect();
-    let body = json!({ "session": session, "node": node, "data": data.join("\n") }).to_string();
-    let resp = http_request(gw.addr, "POST", "/emulation", &[("content-type", "application/json")], &body).await?;
-    Ok(resp.status)
-}
-
 /// The next NDJSON message that is neither a ping nor a join/leave push.
 async fn next_message(stream: &mut HttpStream) -> Result<Value> {
     loop {
@@ -60,7 +52,7 @@ async fn http_stream_connects_takes_commands_over_emulation_and_ends_with_a_disc
     assert!(!session.is_empty() && !node.is_empty());
     assert_eq!(reply["connect"]["pong"], json!(true));
 
-    let status = emulate(&gw, &session, &node, &[json!({"id": 2, "subscribe": {"channel": "chat:e"}})]).await?;
+    let status = emulate(gw.addr, &session, &node, &[json!({"id": 2, "subscribe": {"channel": "chat:e"}})]).await?;
     assert_eq!(status, 204);
     let reply = next_message(&mut stream).await?;
     assert_eq!(reply["id"], json!(2), "{reply}");
@@ -76,7 +68,8 @@ async fn http_stream_connects_takes_commands_over_emulation_and_ends_with_a_disc
     }
     // Client publish over /emulation, echoed to the subscriber.
     let status =
-        emulate(&gw, &session, &node, &[json!({"id": 3, "publish": {"channel": "chat:e", "data": {"n": 4}}})]).await?;
+        emulate(gw.addr, &session, &node, &[json!({"id": 3, "publish": {"channel": "chat:e", "data": {"n": 4}}})])
+            .await?;
     assert_eq!(status, 204);
     let mut seen = Vec::new();
     for _ in 0..2 {
@@ -90,7 +83,7 @@ async fn http_stream_connects_takes_commands_over_emulation_and_ends_with_a_disc
     assert_eq!(last["push"]["disconnect"]["code"], json!(3011), "{last}");
     assert_eq!(last["push"]["disconnect"]["reconnect"], json!(true));
     assert_eq!(stream.next_json().await?, None, "the stream ends after the disconnect");
-    assert_eq!(emulate(&gw, &session, &node, &[json!({})]).await?, 404, "the session is gone");
+    assert_eq!(emulate(gw.addr, &session, &node, &[json!({})]).await?, 404, "the session is gone");
     Ok(())
 }
 
@@ -105,7 +98,7 @@ async fn sse_get_streams_data_events_and_takes_commands_over_emulation() -> Resu
     let event = next_sse(&mut stream).await?;
     let session = event.data["connect"]["session"].as_str().context("session")?.to_owned();
     let node = event.data["connect"]["node"].as_str().context("node")?.to_owned();
-    let status = emulate(&gw, &session, &node, &[json!({"id": 2, "subscribe": {"channel": "chat:s"}})]).await?;
+    let status = emulate(gw.addr, &session, &node, &[json!({"id": 2, "subscribe": {"channel": "chat:s"}})]).await?;
     assert_eq!(status, 204);
     assert_eq!(next_sse(&mut stream).await?.data["id"], json!(2));
     gw.api().result("publish", json!({"channel": "chat:s", "data": {"x": 1}})).await?;
@@ -123,8 +116,8 @@ async fn emulation_refuses_unknown_foreign_malformed_and_oversized_posts() -> Re
     let session = reply["connect"]["session"].as_str().context("session")?.to_owned();
     let node = reply["connect"]["node"].as_str().context("node")?.to_owned();
 
-    assert_eq!(emulate(&gw, "no-such-session", &node, &[json!({})]).await?, 404);
-    assert_eq!(emulate(&gw, &session, "another-node", &[json!({})]).await?, 404, "a foreign node's session");
+    assert_eq!(emulate(gw.addr, "no-such-session", &node, &[json!({})]).await?, 404);
+    assert_eq!(emulate(gw.addr, &session, "another-node", &[json!({})]).await?, 404, "a foreign node's session");
     for body in ["", "not json", r#"{"session":1}"#, r#"{"node":"x","data":"{}"}"#, r#"{"session":"","data":""}"#] {
         let resp = http_request(gw.addr, "POST", "/emulation", &[], body).await?;
         assert_eq!(resp.status, 400, "{body:?}");
@@ -137,7 +130,7 @@ async fn emulation_refuses_unknown_foreign_malformed_and_oversized_posts() -> Re
     assert_eq!(resp.status, 405);
 
     // The session survived all of that.
-    assert_eq!(emulate(&gw, &session, &node, &[json!({"id": 2, "ping": {}})]).await?, 204);
+    assert_eq!(emulate(gw.addr, &session, &node, &[json!({"id": 2, "ping": {}})]).await?, 204);
     assert_eq!(next_message(&mut stream).await?["id"], json!(2));
     Ok(())
 }
@@ -385,7 +378,7 @@ async fn long_poll_delivers_batches_once_and_resends_an_unacknowledged_one() -> 
     let again = poll(&gw, &json!({"session": session, "node": node, "seq": 1})).await?;
     assert_eq!(again.body, batch.body);
     // Commands go over /emulation; their replies come in the next batch.
-    assert_eq!(emulate(&gw, &session, &node, &[json!({"id": 2, "ping": {}})]).await?, 204);
+    assert_eq!(emulate(gw.addr, &session, &node, &[json!({"id": 2, "ping": {}})]).await?, 204);
     let next = poll(&gw, &json!({"session": session, "node": node, "seq": 2})).await?;
     assert_eq!(next.body["seq"], json!(3));
     assert_eq!(next.body["messages"], json!([{"id": 2, "ping": {}}]));
@@ -396,7 +389,7 @@ async fn long_poll_delivers_batches_once_and_resends_an_unacknowledged_one() -> 
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     let gone = poll(&gw, &json!({"session": session, "node": node, "seq": 3})).await?;
     assert_eq!(gone.status, 404);
-    assert_eq!(emulate(&gw, &session, &node, &[json!({})]).await?, 404);
+    assert_eq!(emulate(gw.addr, &session, &node, &[json!({})]).await?, 404);
     Ok(())
 }
 
@@ -458,7 +451,7 @@ async fn a_client_that_drops_its_stream_ends_its_session() -> Result<()> {
     drop(uni);
     wait_clients(&gw, 0).await?;
     let status =
-        emulate(&gw, session.as_str().unwrap_or_default(), node.as_str().unwrap_or_default(), &[json!({})]).await?;
+        emulate(gw.addr, session.as_str().unwrap_or_default(), node.as_str().unwrap_or_default(), &[json!({})]).await?;
     assert_eq!(status, 404);
     Ok(())
 }

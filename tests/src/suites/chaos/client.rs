@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::{Frame, HttpStream, WAIT, WsClient, http_request, url_encode, user_token};
+use crate::{Frame, HttpStream, WAIT, WsClient, emulate, http_request, url_encode, user_token};
 
 /// How a subscriber talks to the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,10 +180,8 @@ impl Conn {
         let (Kind::Sse { session, node, .. } | Kind::LongPoll { session, node, .. }) = &self.kind else {
             bail!("a WebSocket sends its commands itself");
         };
-        let body = json!({ "session": session, "node": node, "data": command.to_string() }).to_string();
-        let resp =
-            http_request(self.addr, "POST", "/emulation", &[("content-type", "application/json")], &body).await?;
-        ensure!(resp.status == 204, "/emulation answered {}", resp.status);
+        let status = emulate(self.addr, session, node, std::slice::from_ref(command)).await?;
+        ensure!(status == 204, "/emulation answered {status}");
         Ok(())
     }
 }
