@@ -12,20 +12,21 @@
 //! Allocations are counted by a counting global allocator and printed once
 //! per path (`allocations per publication: N`).
 
+mod common;
+
 use std::alloc::System;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use futures_util::StreamExt as _;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use switchboard::channel::{Outbox, Registry};
 use switchboard::config::Config;
-use switchboard::hub::{Hub, Inbound, PublishRequest, Session};
+use switchboard::hub::PublishRequest;
 use switchboard::protocol::{Encoding, Payload, Publication};
-use tokio_util::sync::CancellationToken;
+
+use common::drain;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -39,23 +40,6 @@ fn data() -> Payload {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
-/// Empties every outbox; returns how many frames were queued.
-fn drain(rt: &tokio::runtime::Runtime, outboxes: &[Arc<Outbox>]) -> usize {
-    rt.block_on(async {
-        let mut batch = Vec::new();
-        let mut frames = 0;
-        for outbox in outboxes {
-            if outbox.queued_bytes() == 0 {
-                continue;
-            }
-            batch.clear();
-            outbox.next_batch(&mut batch, usize::MAX).await;
-            frames += batch.len();
-        }
-        frames
-    })
 }
 
 /// Allocations made by one call of `f`, after a warm-up call.
@@ -98,30 +82,7 @@ fn registry(c: &mut Criterion) {
 
 fn hub(c: &mut Criterion) {
     let rt = runtime();
-    let mut config = Config::default();
-    config.client.allow_anonymous = true;
-    config.channels.allow_subscribe_for_anonymous = true;
-    config.server.max_connections = SUBSCRIBERS + 1;
-    config.client.ping_interval_secs = 3000;
-    let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
-    let outboxes: Vec<Arc<Outbox>> = rt.block_on(async {
-        let mut outboxes = Vec::with_capacity(SUBSCRIBERS);
-        for _ in 0..SUBSCRIBERS {
-            let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
-            outboxes.push(session.outbox());
-            let frame =
-                format!("{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{CHANNEL}\"}}}}");
-            let inbound =
-                futures_util::stream::iter([Inbound::Text(Bytes::from(frame))]).chain(futures_util::stream::pending());
-            tokio::spawn(session.run(inbound));
-        }
-        // Let every session handle its connect and subscribe.
-        while hub.channels().first().map_or(0, |(_, n)| *n) < SUBSCRIBERS {
-            tokio::task::yield_now().await;
-        }
-        outboxes
-    });
-    drain(&rt, &outboxes);
+    let (hub, outboxes) = common::subscribed_hub(&rt, Config::default(), None, SUBSCRIBERS, CHANNEL);
     let request = PublishRequest { channel: CHANNEL.into(), data: data(), ..PublishRequest::default() };
     let publish = || {
         rt.block_on(hub.publish(black_box(request.clone()))).expect("published");

@@ -11,20 +11,21 @@
 //! wasm32-wasip2) first.
 //! Run: `CARGO_TARGET_DIR=... cargo bench -p switchboard --bench plugin_call`.
 
+mod common;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use futures_util::StreamExt as _;
-use switchboard::channel::Outbox;
 use switchboard::config::{Config, PluginConfig};
-use switchboard::hub::{Hub, Inbound, PublishRequest, Session};
+use switchboard::hub::PublishRequest;
 use switchboard::plugin::{Message, PluginHost, PublishOutcome, Publisher};
-use switchboard::protocol::{Encoding, Payload};
+use switchboard::protocol::Payload;
 use tokio_util::sync::CancellationToken;
+
+use common::drain;
 use tokio_util::task::TaskTracker;
 
 /// Subscribers of the throughput bench's channel.
@@ -214,48 +215,6 @@ fn benches(c: &mut Criterion) {
     std::fs::remove_dir_all(&work).ok();
 }
 
-/// A hub whose `bench` channel has [`SUBSCRIBERS`] JSON sessions, and their outboxes.
-fn hub_with_subscribers(
-    rt: &tokio::runtime::Runtime,
-    plugins: Option<PluginHost>,
-    config: Config,
-) -> (Arc<Hub>, Vec<Arc<Outbox>>) {
-    let mut config = config;
-    config.client.allow_anonymous = true;
-    config.channels.allow_subscribe_for_anonymous = true;
-    config.client.ping_interval_secs = 3000;
-    let hub = Hub::with_plugins(Arc::new(config), CancellationToken::new(), plugins).expect("hub");
-    let outboxes = rt.block_on(async {
-        let mut outboxes = Vec::with_capacity(SUBSCRIBERS);
-        for _ in 0..SUBSCRIBERS {
-            let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
-            outboxes.push(session.outbox());
-            let frame = "{\"id\":1,\"connect\":{}}\n{\"id\":2,\"subscribe\":{\"channel\":\"bench\"}}";
-            let inbound =
-                futures_util::stream::iter([Inbound::Text(Bytes::from(frame))]).chain(futures_util::stream::pending());
-            tokio::spawn(session.run(inbound));
-        }
-        while hub.channels().first().map_or(0, |(_, n)| *n) < SUBSCRIBERS {
-            tokio::task::yield_now().await;
-        }
-        outboxes
-    });
-    (hub, outboxes)
-}
-
-/// Empties every outbox (outside the timed section).
-fn drain(rt: &tokio::runtime::Runtime, outboxes: &[Arc<Outbox>]) {
-    rt.block_on(async {
-        let mut batch = Vec::new();
-        for outbox in outboxes {
-            if outbox.queued_bytes() > 0 {
-                batch.clear();
-                outbox.next_batch(&mut batch, usize::MAX).await;
-            }
-        }
-    });
-}
-
 /// `Hub::publish` of the 1 KiB chat message to [`SUBSCRIBERS`] subscribers,
 /// without plugins and through `moderation → pii-redact → enrich`.
 fn pipeline_throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime, cache: &Path) {
@@ -273,7 +232,7 @@ fn pipeline_throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime, cache: &
         config.plugins = pipeline.iter().map(|name| example_plugin(name)).collect();
         config.pipelines.publish = pipeline.iter().map(|name| (*name).to_owned()).collect();
         let plugins = (!pipeline.is_empty()).then(|| load(rt, &config));
-        let (hub, outboxes) = hub_with_subscribers(rt, plugins, config);
+        let (hub, outboxes) = common::subscribed_hub(rt, config, plugins, SUBSCRIBERS, "bench");
         drain(rt, &outboxes);
         let label = if pipeline.is_empty() { "no_plugins".to_owned() } else { pipeline.join("+") };
         group.bench_function(&label, |b| {

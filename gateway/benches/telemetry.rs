@@ -7,6 +7,8 @@
 //! must be equal (no span is allocated for a sampled-out request).
 //! Run: `cargo bench -p switchboard --bench telemetry`.
 
+mod common;
+
 use std::alloc::System;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -14,14 +16,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
-use futures_util::StreamExt as _;
 use http_body_util::{BodyExt as _, Full};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use switchboard::channel::Outbox;
 use switchboard::config::Config;
-use switchboard::hub::{Hub, Inbound, PublishRequest, Session};
-use switchboard::protocol::{Encoding, Payload};
-use tokio_util::sync::CancellationToken;
+use switchboard::hub::{Hub, PublishRequest};
+use switchboard::protocol::Payload;
 use tracing::Instrument as _;
 
 #[global_allocator]
@@ -54,18 +54,6 @@ fn start_sink() -> std::net::SocketAddr {
     rx.recv().expect("sink started")
 }
 
-fn drain(rt: &tokio::runtime::Runtime, outboxes: &[Arc<Outbox>]) {
-    rt.block_on(async {
-        let mut batch = Vec::new();
-        for outbox in outboxes {
-            if outbox.queued_bytes() > 0 {
-                batch.clear();
-                outbox.next_batch(&mut batch, usize::MAX).await;
-            }
-        }
-    });
-}
-
 /// A hub with [`SUBSCRIBERS`] local sessions on one channel, and the
 /// publish that the API runs.
 struct Fixture {
@@ -78,28 +66,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-        let mut config = Config::default();
-        config.client.allow_anonymous = true;
-        config.channels.allow_subscribe_for_anonymous = true;
-        config.client.ping_interval_secs = 3000;
-        let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
-        let outboxes: Vec<Arc<Outbox>> = rt.block_on(async {
-            let mut outboxes = Vec::with_capacity(SUBSCRIBERS);
-            for _ in 0..SUBSCRIBERS {
-                let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
-                outboxes.push(session.outbox());
-                let frame =
-                    format!("{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{CHANNEL}\"}}}}");
-                let inbound = futures_util::stream::iter([Inbound::Text(Bytes::from(frame))])
-                    .chain(futures_util::stream::pending());
-                tokio::spawn(session.run(inbound));
-            }
-            while hub.channels().first().map_or(0, |(_, n)| *n) < SUBSCRIBERS {
-                tokio::task::yield_now().await;
-            }
-            outboxes
-        });
-        drain(&rt, &outboxes);
+        let (hub, outboxes) = common::subscribed_hub(&rt, Config::default(), None, SUBSCRIBERS, CHANNEL);
         let data = Payload::from_json(&format!("{{\"lg\":[1,2],\"p\":\"{}\"}}", "x".repeat(78))).expect("json");
         let request = PublishRequest { channel: CHANNEL.into(), data, ..PublishRequest::default() };
         Fixture { rt, hub, outboxes, request }
@@ -114,7 +81,7 @@ impl Fixture {
     }
 
     fn drain(&self) {
-        drain(&self.rt, &self.outboxes);
+        common::drain(&self.rt, &self.outboxes);
     }
 
     /// Installs span export to an in-process sink at `ratio`.
