@@ -119,7 +119,7 @@ pub async fn handle(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<Byt
     // the whole stack is too deep for the compiler's layout computation.
     let resp = tracing::Instrument::instrument(Box::pin(handle_traced(req, hub)), span.clone()).await;
     let status = resp.status().as_u16();
-    span.record("http.response.status_code", status);
+    span.record("http.response.status_code", i64::from(status));
     let route = if methods::exists(&method) { method.as_str() } else { "unknown" };
     hub.metrics().http_request("POST", route, status, started.elapsed());
     resp
@@ -178,7 +178,7 @@ async fn handle_traced(req: Request<Incoming>, hub: &Arc<Hub>) -> Response<Full<
     let envelope = match outcome {
         Ok(result) => serde_json::json!({ "result": result }),
         Err(error) => {
-            tracing::Span::current().record("api.error_code", error.code);
+            tracing::Span::current().record("api.error_code", i64::from(error.code));
             serde_json::json!({ "error": error })
         }
     };

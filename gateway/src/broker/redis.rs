@@ -852,7 +852,7 @@ impl RedisBroker {
                         otel.name = "broker receive",
                         otel.kind = "consumer",
                         messaging.destination.name = channel,
-                        offset,
+                        offset = crate::telemetry::trace::int(offset),
                     )
                 } else {
                     tracing::Span::none()

@@ -83,7 +83,7 @@ impl Delivery for Fanout {
         let span = crate::child_span!(
             "delivery",
             messaging.destination.name = channel,
-            subscribers,
+            subscribers = crate::telemetry::trace::int(subscribers),
             delivered = tracing::field::Empty,
             bytes = tracing::field::Empty,
         );
@@ -93,7 +93,8 @@ impl Delivery for Fanout {
             Form::Full => encoding.encode_delta_publication_push(channel, publication, None),
             Form::Delta(delta) => encoding.encode_delta_publication_push(channel, publication, Some(delta)),
         });
-        span.record("delivered", stats.delivered).record("bytes", stats.bytes);
+        span.record("delivered", crate::telemetry::trace::int(stats.delivered))
+            .record("bytes", crate::telemetry::trace::int(stats.bytes));
         self.metrics.fanout(stats.delivered as u64, stats.bytes as u64, stats.dropped as u64);
     }
 
@@ -430,7 +431,7 @@ impl Hub {
         let publication = Publication { data: req.data, info: req.info, offset: 0, tags: req.tags };
         let publish = self.broker.publish(&channel, publication, history.as_ref(), exclude.as_deref());
         let position = self.engine_op("publish", publish).instrument(span.clone()).await?;
-        span.record("offset", position.offset);
+        span.record("offset", crate::telemetry::trace::int(position.offset));
         self.metrics.published();
         Ok(position)
     }
@@ -520,7 +521,7 @@ impl Hub {
             "broker history",
             messaging.destination.name = channel,
             engine = self.engine_name(),
-            limit,
+            limit = crate::telemetry::trace::int(limit),
         );
         let read = self.broker.history(channel, &history, since, limit, reverse);
         Ok(self.engine_op("history", read).instrument(span).await?)

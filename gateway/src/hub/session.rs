@@ -316,11 +316,11 @@ impl Session {
                 "client.disconnect",
                 otel.name = "client disconnect",
                 transport,
-                disconnect.code = code.code,
+                disconnect.code = i64::from(code.code),
             );
             let _entered = span.enter();
             if crate::telemetry::trace::in_trace() {
-                tracing::info!(target: "switchboard::otel", code = code.code, reason = code.reason, "connection closed");
+                tracing::info!(target: "switchboard::otel", code = i64::from(code.code), reason = code.reason, "connection closed");
             }
         }
         if let Some(conn) = &self.conn {
@@ -477,9 +477,9 @@ impl Session {
             Err(Failure::Disconnect(_)) => "disconnect",
         };
         match &outcome {
-            Ok(_) => span.record("result.code", 0),
-            Err(Failure::Error(e)) => span.record("result.code", e.code),
-            Err(Failure::Disconnect(code)) => span.record("result.code", code.code),
+            Ok(_) => span.record("result.code", 0_i64),
+            Err(Failure::Error(e)) => span.record("result.code", i64::from(e.code)),
+            Err(Failure::Disconnect(code)) => span.record("result.code", i64::from(code.code)),
         };
         self.hub.metrics().command(method, started.elapsed(), result);
         if method == "connect" && self.conn.is_some() {

@@ -228,7 +228,7 @@ impl http::Host for HostState {
         );
         let result = tracing::Instrument::instrument(fetch(&self.shared, req), span.clone()).await;
         if let Ok(response) = &result {
-            span.record("http.response.status_code", response.status);
+            span.record("http.response.status_code", i64::from(response.status));
         }
         if let Err(reason) = &result {
             tracing::warn!(plugin = %self.shared.name, %reason, "plugin http.fetch refused or failed");

@@ -1135,7 +1135,12 @@ impl PluginHost {
             let parent = events.iter().map(|e| &e.trace).find(|t| !t.traceparent.is_empty());
             let (traceparent, tracestate) =
                 parent.map_or(("", ""), |t| (t.traceparent.as_str(), t.tracestate.as_str()));
-            let span = crate::follow_span!(traceparent, tracestate, "events.batch", events = events.len());
+            let span = crate::follow_span!(
+                traceparent,
+                tracestate,
+                "events.batch",
+                events = crate::telemetry::trace::int(events.len())
+            );
             for plugin in &self.inner.events {
                 let delivered = self.call(plugin, Call::Events(events.clone())).instrument(span.clone()).await;
                 if let Err(e) = delivered {

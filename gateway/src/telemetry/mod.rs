@@ -76,6 +76,60 @@ fn span_exporter(settings: &Settings) -> Result<opentelemetry_otlp::SpanExporter
     exporter.map_err(|e| TelemetryError::Exporter(e.to_string()))
 }
 
+/// The OTLP span exporter run on the gateway's Tokio runtime, for the SDK's
+/// thread-based batch processor. That processor queues an ended span on a
+/// channel nobody waits on and wakes its thread only per full batch or
+/// export interval; the async-runtime processor woke a Tokio worker for
+/// every span, which made a sampled publish among unsampled ones several
+/// times dearer than one among sampled ones (`BENCHMARKS.md`, tracing).
+/// The exporter's gRPC and HTTP clients need Tokio, so each export runs as
+/// a task while the processor thread blocks on its result.
+#[derive(Debug)]
+struct OnRuntime {
+    exporter: std::sync::Arc<opentelemetry_otlp::SpanExporter>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl OnRuntime {
+    /// Needs a Tokio runtime (that of [`init`]'s caller).
+    fn new(mut exporter: opentelemetry_otlp::SpanExporter, resource: &opentelemetry_sdk::Resource) -> Self {
+        use opentelemetry_sdk::trace::SpanExporter as _;
+        exporter.set_resource(resource);
+        Self { exporter: std::sync::Arc::new(exporter), runtime: tokio::runtime::Handle::current() }
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for OnRuntime {
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        let exporter = self.exporter.clone();
+        let task = self.runtime.spawn(async move { exporter.export(batch).await });
+        async move {
+            task.await.unwrap_or_else(|e| {
+                Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(format!("span export task failed: {e}")))
+            })
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.exporter.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.exporter.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        // Set at construction already; the provider sets it again before
+        // any export holds a clone of the exporter.
+        if let Some(exporter) = std::sync::Arc::get_mut(&mut self.exporter) {
+            exporter.set_resource(resource);
+        }
+    }
+}
+
 /// Handle of the installed tracer; [`Telemetry::shutdown`] flushes the
 /// spans still queued.
 pub struct Telemetry {
@@ -83,6 +137,14 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// Exports every span ended so far before returning. Blocks, like
+    /// [`Telemetry::shutdown`].
+    pub fn flush(&self) {
+        if let Some(tracer) = &self.tracer {
+            let _ = tracer.force_flush();
+        }
+    }
+
     /// Exports what is queued and stops the exporter. Blocks: call it from
     /// a blocking context (it waits on the Tokio export task).
     pub fn shutdown(self) {
@@ -97,7 +159,7 @@ static INSTALLED: OnceLock<()> = OnceLock::new();
 /// Installs the process-wide subscriber: logs per `settings.log_format`
 /// filtered by `RUST_LOG` (default `info`), plus span export when an
 /// endpoint is set. Once per process; needs a Tokio runtime when exporting
-/// (the batch exporter is a Tokio task).
+/// (each span export runs as a Tokio task).
 pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
     if INSTALLED.set(()).is_err() {
         return Err(TelemetryError::AlreadyInstalled);
@@ -129,14 +191,11 @@ pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
         let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
             .with_max_queue_size(settings.max_queued_spans)
             .with_scheduled_delay(settings.trace_export_interval)
-            .with_max_export_timeout(settings.export_timeout)
+            // The export timeout is the exporter's own (`span_exporter`).
             .build();
-        let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
-            exporter,
-            opentelemetry_sdk::runtime::Tokio,
-        )
-        .with_batch_config(batch)
-        .build();
+        let exporter = OnRuntime::new(exporter, &metrics::resource_of(settings));
+        let processor =
+            opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).with_batch_config(batch).build();
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_resource(metrics::resource_of(settings))

@@ -43,6 +43,15 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
+/// A span field value for a count, size, offset or code. Span numbers must
+/// be `i64`: the OpenTelemetry layer has no unsigned visitor, so a `u64`
+/// or `usize` field would be formatted into a string attribute (an
+/// allocation per field, and the wrong type at the collector).
+#[inline]
+pub fn int<T: TryInto<i64>>(value: T) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
 /// W3C trace context headers (`traceparent`, `tracestate`); empty strings
 /// when there is none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -31,6 +31,8 @@ struct SpanRecord {
     parent_span_id: String,
     name: String,
     attributes: HashMap<String, String>,
+    /// Names of the attributes exported as OTLP integers.
+    ints: std::collections::HashSet<String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -66,12 +68,24 @@ impl Collected {
                         .iter()
                         .map(|kv| (kv.key.clone(), any_value_text(kv.value.as_ref().and_then(|v| v.value.as_ref()))))
                         .collect();
+                    let ints = span
+                        .attributes
+                        .iter()
+                        .filter(|kv| {
+                            matches!(
+                                kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                                Some(any_value::Value::IntValue(_))
+                            )
+                        })
+                        .map(|kv| kv.key.clone())
+                        .collect();
                     spans.push(SpanRecord {
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
                         parent_span_id: hex(&span.parent_span_id),
                         name: span.name,
                         attributes,
+                        ints,
                     });
                 }
             }
@@ -315,12 +329,24 @@ async fn one_trace_follows_an_api_publish_through_plugins_broker_delivery_and_th
     assert_eq!(delivery.attributes["subscribers"], "1");
     assert_eq!(delivery.attributes["delivered"], "1");
     assert!(delivery.attributes["bytes"].parse::<u64>()? > 0);
+    // Numbers go out as OTLP integers, as the semantic conventions type
+    // them, not as their decimal text.
+    for (span, key) in [
+        (api, "http.response.status_code"),
+        (broker, "offset"),
+        (delivery, "subscribers"),
+        (delivery, "delivered"),
+        (delivery, "bytes"),
+    ] {
+        assert!(span.ints.contains(key), "{} {key} is not an integer: {:?}", span.name, span.attributes[key]);
+    }
     assert_eq!(delivery.parent_span_id, broker.span_id, "delivery happens inside the broker publish");
     let hook = span(&spans, "plugin webhook on-events");
     assert_eq!(hook.attributes["plugin.name"], "webhook");
     assert_eq!(hook.attributes["plugin.hook"], "on-events");
     let fetch = span(&spans, &fetch_name);
     assert_eq!(fetch.attributes["http.response.status_code"], "200");
+    assert!(fetch.ints.contains("http.response.status_code"), "the fetch status is an integer");
 
     // Everything in the trace descends from the API span, which hangs off
     // the caller's parent.
