@@ -99,21 +99,23 @@ pub struct Warm {
     publish_ext: Option<publish_ext_hook::Guest>,
 }
 
-/// A hook invocation with its guest-side arguments.
-pub enum Call {
+/// A hook invocation with its guest-side arguments. The publish record is
+/// borrowed: a pipeline lowers the same record into each plugin and only
+/// rewrites it on `replace`.
+pub enum Call<'a> {
     Connect(types::ConnectRequest),
     Subscribe(types::SubscribeRequest),
-    Publish(types::Message),
+    Publish(&'a types::Message),
     Rpc(String, Vec<u8>),
     Events(Vec<types::Event>),
     ConnectExt(types::ConnectAttempt),
     Refresh(types::RefreshRequest),
     SubscribeExt(types::SubscribeAttempt),
     SubRefresh(types::SubRefreshRequest),
-    PublishExt(types::PublishAttempt),
+    PublishExt(&'a types::PublishAttempt),
 }
 
-impl Call {
+impl Call<'_> {
     pub fn hook(&self) -> Hook {
         match self {
             Self::Connect(_) | Self::ConnectExt(_) => Hook::Connect,
@@ -338,7 +340,7 @@ impl Version {
     /// Runs `call` on the leased instance within `timeout_ms` (time spent in
     /// host calls excluded). On error the caller drops the lease, which
     /// discards the instance.
-    pub async fn invoke(&self, lease: &mut Lease, call: Call) -> Result<Returned, PluginError> {
+    pub async fn invoke(&self, lease: &mut Lease, call: Call<'_>) -> Result<Returned, PluginError> {
         let hook = call.hook();
         let warm = lease.warm.as_mut().expect("a lease holds its instance until finished");
         let store = &mut warm.store;
@@ -360,7 +362,7 @@ impl Version {
                 None => return Err(not_exported()),
             },
             Call::Publish(msg) => match &warm.publish {
-                Some(g) => g.call_on_publish(&mut *store, &msg).await.map(Returned::Publish),
+                Some(g) => g.call_on_publish(&mut *store, msg).await.map(Returned::Publish),
                 None => return Err(not_exported()),
             },
             Call::Rpc(method, data) => match &warm.rpc {
@@ -388,7 +390,7 @@ impl Version {
                 None => return Err(not_exported()),
             },
             Call::PublishExt(req) => match &warm.publish_ext {
-                Some(g) => g.call_on_publish_ext(&mut *store, &req).await.map(Returned::PublishExt),
+                Some(g) => g.call_on_publish_ext(&mut *store, req).await.map(Returned::PublishExt),
                 None => return Err(not_exported()),
             },
         };

@@ -379,6 +379,8 @@ impl Breaker {
 /// One configured plugin: its current version, swapped atomically on reload.
 struct Plugin {
     config: PluginConfig,
+    /// `config.name`, shared with every metric point of this plugin.
+    label: Arc<str>,
     shared: Arc<host::PluginShared>,
     current: ArcSwap<Version>,
     breaker: parking_lot::Mutex<Breaker>,
@@ -514,6 +516,7 @@ impl PluginHost {
                 plugin_config.name.clone(),
                 Arc::new(Plugin {
                     config: plugin_config.clone(),
+                    label: Arc::from(plugin_config.name.as_str()),
                     shared,
                     current: ArcSwap::from_pointee(version),
                     breaker: parking_lot::Mutex::new(Breaker::default()),
@@ -671,7 +674,7 @@ impl PluginHost {
     }
 
     /// Calls one hook with breaker, pool and fault handling.
-    async fn call(&self, plugin: &Arc<Plugin>, call: Call) -> Result<Returned, PluginError> {
+    async fn call(&self, plugin: &Arc<Plugin>, call: Call<'_>) -> Result<Returned, PluginError> {
         let hook = call.hook();
         let name = &plugin.config.name;
         let span = crate::child_span!(
@@ -693,13 +696,13 @@ impl PluginHost {
             span.record("plugin.trap", trap.as_str());
         }
         if let Some(metrics) = self.inner.telemetry.get() {
-            metrics.plugin_call(name, hook.metric_name(), elapsed, failure);
+            metrics.plugin_call(&plugin.label, hook.metric_name(), elapsed, failure);
         }
         result
     }
 
     /// [`PluginHost::call`] without the span and metrics.
-    async fn call_guarded(&self, plugin: &Arc<Plugin>, call: Call) -> Result<Returned, PluginError> {
+    async fn call_guarded(&self, plugin: &Arc<Plugin>, call: Call<'_>) -> Result<Returned, PluginError> {
         let hook = call.hook();
         let name = &plugin.config.name;
         {
@@ -1015,24 +1018,40 @@ impl PluginHost {
     /// replacement feeds the next plugin; drop and deny stop the chain.
     pub async fn on_publish(&self, mut message: Message) -> PublishOutcome {
         let pipeline = self.publish_pipeline(&message.channel);
-        for plugin in pipeline {
-            let msg = types::Message {
+        if pipeline.is_empty() {
+            return PublishOutcome::Pass(message);
+        }
+        // One guest record for the whole pipeline: each plugin reads the
+        // same one, a `replace` overwrites its content in place, and only a
+        // replaced payload is copied back into `message` at the end.
+        let mut attempt = types::PublishAttempt {
+            msg: types::Message {
                 channel: message.channel.clone(),
                 publisher: message
                     .publisher
                     .as_ref()
                     .map(|p| types::Publisher { user: p.user.clone(), client: p.client.clone() }),
                 data: message.data.to_vec(),
-                tags: message.tags.clone(),
-                content_type: message.content_type.clone(),
+                tags: std::mem::take(&mut message.tags),
+                content_type: std::mem::take(&mut message.content_type),
                 trace: to_trace(&message.trace),
-            };
+            },
+            conn: None,
+        };
+        let mut replaced = false;
+        let mut conn_lowered = false;
+        for plugin in pipeline {
             let call = if plugin.current.load().hooks.publish_ext.is_some() {
-                Call::PublishExt(types::PublishAttempt { msg, conn: message.connection.as_deref().map(to_connection) })
+                if !conn_lowered {
+                    attempt.conn = message.connection.as_deref().map(to_connection);
+                    conn_lowered = true;
+                }
+                Call::PublishExt(&attempt)
             } else {
-                Call::Publish(msg)
+                Call::Publish(&attempt.msg)
             };
-            let replacement = match self.call(plugin, call).await {
+            let result = self.call(plugin, call).await;
+            let (m, skip_history) = match result {
                 Ok(Returned::Publish(types::PublishResult::Pass))
                 | Ok(Returned::PublishExt(types::PublishDecision::Pass)) => continue,
                 Ok(Returned::Publish(types::PublishResult::Replace(m))) => (m, false),
@@ -1046,18 +1065,23 @@ impl PluginHost {
                 Ok(_) => unreachable!("publish returns a publish result"),
                 Err(_) => match plugin.config.on_error {
                     OnError::Deny => return PublishOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
-                    OnError::Pass => return PublishOutcome::Pass(message),
+                    OnError::Pass => break,
                     OnError::Skip => continue,
                 },
             };
             // The channel is fixed by the caller's permission check: a
             // plugin may rewrite content, not redirect it.
-            let (m, skip_history) = replacement;
-            message.data = Bytes::from(m.data);
-            message.tags = m.tags;
-            message.content_type = m.content_type;
+            attempt.msg.data = m.data;
+            attempt.msg.tags = m.tags;
+            attempt.msg.content_type = m.content_type;
             message.skip_history |= skip_history;
+            replaced = true;
         }
+        if replaced {
+            message.data = Bytes::from(attempt.msg.data);
+        }
+        message.tags = attempt.msg.tags;
+        message.content_type = attempt.msg.content_type;
         PublishOutcome::Pass(message)
     }
 

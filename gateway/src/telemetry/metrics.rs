@@ -292,9 +292,10 @@ impl Metrics {
     }
 
     /// A plugin hook call; `error` names the failure kind.
-    pub fn plugin_call(&self, plugin: &str, hook: &'static str, elapsed: Duration, error: Option<&'static str>) {
+    /// `plugin` is shared so that a call records without allocating.
+    pub fn plugin_call(&self, plugin: &Arc<str>, hook: &'static str, elapsed: Duration, error: Option<&'static str>) {
         let attributes = [
-            KeyValue::new("plugin", plugin.to_owned()),
+            KeyValue::new("plugin", opentelemetry::StringValue::from(Arc::clone(plugin))),
             KeyValue::new("hook", hook),
             KeyValue::new("outcome", if error.is_some() { "error" } else { "ok" }),
         ];
@@ -356,7 +357,7 @@ mod tests {
         metrics.connection_closed("websocket");
         metrics.disconnect(3008);
         metrics.fanout(3, 300, 1);
-        metrics.plugin_call("p", "on-publish", Duration::from_millis(2), Some("trap"));
+        metrics.plugin_call(&Arc::from("p"), "on-publish", Duration::from_millis(2), Some("trap"));
         metrics.observe_channels(|| 7);
         let text = metrics.render_prometheus().unwrap().unwrap();
         for line in [
