@@ -160,6 +160,65 @@ fn count_mode(mode: &str, publishes: u64) {
     }
 }
 
+/// 0%, 1% and 100% interleaved in one process: `rounds` rounds of
+/// `per_round` publishes per mode, the mode order rotating each round.
+/// Each mode's run ends with a flush of the exporter inside the timed
+/// section, so the round pays for exporting every span it made (serially,
+/// a pessimistic charge: the exporter normally runs beside the sessions)
+/// and no mode's export spills into the next. Sequential criterion runs of
+/// the modes drift with the machine's load (the same mode moved 30%
+/// between runs here); a ratio taken within one round does not. Prints the
+/// median ns per publish of each mode and the median over rounds of the
+/// per-round ratio to 0%.
+fn interleaved(rounds: usize, per_round: u32) {
+    let fixture = Fixture::new();
+    let installed = fixture.export(0.0);
+    let run = |ratio: f64| {
+        switchboard::telemetry::trace::set_sampling_ratio(ratio);
+        let mut total = Duration::ZERO;
+        for _ in 0..per_round {
+            let start = Instant::now();
+            fixture.publish();
+            total += start.elapsed();
+            fixture.drain();
+        }
+        // From this thread, outside the runtime: the export runs on its
+        // worker.
+        let start = Instant::now();
+        installed.flush();
+        total += start.elapsed();
+        total.as_nanos() as f64 / f64::from(per_round)
+    };
+    for (_, ratio) in MODES {
+        run(ratio);
+    }
+    let mut ns: [Vec<f64>; 3] = Default::default();
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    for round in 0..rounds {
+        let mut this = [0.0; 3];
+        for k in 0..MODES.len() {
+            let m = (round + k) % MODES.len();
+            this[m] = run(MODES[m].1);
+        }
+        for m in 0..MODES.len() {
+            ns[m].push(this[m]);
+            ratios[m].push(this[m] / this[0]);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (m, (mode, _)) in MODES.iter().enumerate() {
+        let (ns, ratio) = (median(&mut ns[m]), median(&mut ratios[m]));
+        println!(
+            "telemetry/interleaved {mode}: median {ns:.0} ns/publish, median per-round cost vs 0%: {:+.1}% ({rounds} rounds x {per_round})",
+            (ratio - 1.0) * 100.0
+        );
+    }
+    fixture.shutdown(installed);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(5));
@@ -169,6 +228,14 @@ fn main() {
     if let Ok(mode) = std::env::var("TELEMETRY_COUNT_MODE") {
         let publishes = std::env::var("TELEMETRY_COUNT_PUBLISHES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
         count_mode(&mode, publishes);
+        return;
+    }
+    // The interleaved comparison installs the process's one exporter, so
+    // it runs instead of the criterion group: `TELEMETRY_INTERLEAVED=ROUNDS`.
+    if let Ok(rounds) = std::env::var("TELEMETRY_INTERLEAVED") {
+        let rounds = rounds.parse().expect("TELEMETRY_INTERLEAVED is a number of rounds");
+        let per_round = std::env::var("TELEMETRY_PER_ROUND").ok().and_then(|n| n.parse().ok()).unwrap_or(3000);
+        interleaved(rounds, per_round);
         return;
     }
     benches();

@@ -39,10 +39,19 @@ pub fn subscribed_hub(
                 futures_util::stream::iter([Inbound::Text(Bytes::from(frame))]).chain(futures_util::stream::pending());
             tokio::spawn(session.run(inbound));
         }
-        // Let every session handle its connect and subscribe.
-        while hub.channels().first().map_or(0, |(_, n)| *n) < subscribers {
-            tokio::task::yield_now().await;
+        // Each session has subscribed once its two replies (connect,
+        // subscribe) are out; waiting on the outboxes, not polling the hub,
+        // keeps the setup's instruction count fixed for callgrind runs.
+        let mut batch = Vec::new();
+        for outbox in &outboxes {
+            let mut replies = 0;
+            while replies < 2 {
+                batch.clear();
+                outbox.next_batch(&mut batch, usize::MAX).await;
+                replies += batch.len();
+            }
         }
+        assert_eq!(hub.channels().first().map_or(0, |(_, n)| *n), subscribers, "every session subscribed");
         outboxes
     });
     drain(rt, &outboxes);
