@@ -177,8 +177,36 @@ pub struct Enrich {
 /// Trimmed, NFKC, lowercased, inner whitespace runs as one space, control
 /// characters removed.
 pub fn normalize_user(user: &str) -> String {
+    if user.is_ascii() { normalize_ascii_user(user) } else { normalize_any_user(user) }
+}
+
+fn normalize_any_user(user: &str) -> String {
     let folded: String = user.nfkc().flat_map(char::to_lowercase).filter(|c| !c.is_control()).collect();
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// [`normalize_user`] for ASCII, which NFKC leaves as it is: the same
+/// result without the normalizer's tables (most user names are ASCII).
+/// Controls go first, as in the general path, so only spaces separate
+/// words.
+fn normalize_ascii_user(user: &str) -> String {
+    let mut out = String::with_capacity(user.len());
+    let mut space = false;
+    for byte in user.bytes() {
+        if byte.is_ascii_control() {
+            continue;
+        }
+        if byte == b' ' {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(char::from(byte.to_ascii_lowercase()));
+    }
+    out
 }
 
 impl Enrich {
@@ -519,6 +547,13 @@ mod tests {
             ("a\u{7}b", "ab"),
         ] {
             assert_eq!(normalize_user(raw), want, "{raw:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_ascii_shortcut_normalizes_as_nfkc_does(user in "[ -~\\t\\n\\r\\x00-\\x1f\\x7f]{0,24}") {
+            proptest::prop_assert_eq!(normalize_ascii_user(&user), normalize_any_user(&user));
         }
     }
 
