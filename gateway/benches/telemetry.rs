@@ -234,7 +234,11 @@ fn main() {
     // it runs instead of the criterion group: `TELEMETRY_INTERLEAVED=ROUNDS`.
     if let Ok(rounds) = std::env::var("TELEMETRY_INTERLEAVED") {
         let rounds = rounds.parse().expect("TELEMETRY_INTERLEAVED is a number of rounds");
-        let per_round = std::env::var("TELEMETRY_PER_ROUND").ok().and_then(|n| n.parse().ok()).unwrap_or(3000);
+        // At 1% and three spans per recorded publish, 20,000 publishes
+        // fill about one export batch (the SDK's 512 spans): shorter rounds
+        // would charge a whole export round trip to a partial batch, which
+        // steady load never sends.
+        let per_round = std::env::var("TELEMETRY_PER_ROUND").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
         interleaved(rounds, per_round);
         return;
     }
