@@ -362,6 +362,14 @@ async fn run(engine: Engine, seed: u64, length: Duration) -> Result<()> {
     }
     assert!(count(|o| matches!(o, Outcome::Acked { .. })) > 100, "the workload barely ran");
     let anomalies = checker::check(&publishes, &events, &finals);
+    if !anomalies.is_empty() {
+        // What the gateways complained about, for whoever reads the failure.
+        for (g, gateway) in gateways.iter().enumerate() {
+            for line in gateway.log().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+                eprintln!("gateway {g}: {line}");
+            }
+        }
+    }
     assert!(
         anomalies.is_empty(),
         "{engine:?} seed {seed}: {} anomalies, first: {:#?}",
@@ -409,6 +417,10 @@ async fn subscriber(
     log: Arc<SubscriberLog>,
     mut faults: mpsc::Receiver<ClientFault>,
 ) {
+    // Like an SDK, a client whose session fails before it has subscribed
+    // backs off (doubling from 50 ms to 1 s) instead of reconnecting in a
+    // tight loop; the checker still demands that it catches up.
+    let mut backoff = Duration::from_millis(50);
     loop {
         let mut conn = match Conn::open(transport, addr, &format!("sub{i}")).await {
             Ok(conn) => conn,
@@ -418,13 +430,24 @@ async fn subscriber(
                 continue;
             }
         };
-        let code = session(&mut conn, &log, &mut faults).await;
+        let (code, subscribed) = session(&mut conn, &log, &mut faults).await;
         log.events.lock().push(Event::Disconnected { code });
+        if subscribed {
+            backoff = Duration::from_millis(50);
+        } else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     }
 }
 
-/// Runs one connection until it ends; returns the close code, if any.
-async fn session(conn: &mut Conn, log: &SubscriberLog, faults: &mut mpsc::Receiver<ClientFault>) -> Option<u16> {
+/// Runs one connection until it ends; returns the close code, if any, and
+/// whether every channel was subscribed.
+async fn session(
+    conn: &mut Conn,
+    log: &SubscriberLog,
+    faults: &mut mpsc::Receiver<ClientFault>,
+) -> (Option<u16>, bool) {
     for channel in CHANNELS {
         let known = log.positions.lock().get(channel).cloned();
         let mut subscribe = json!({ "channel": channel });
@@ -433,8 +456,8 @@ async fn session(conn: &mut Conn, log: &SubscriberLog, faults: &mut mpsc::Receiv
             subscribe["epoch"] = json!(epoch);
             subscribe["offset"] = json!(offset);
         }
-        let Ok(reply) = conn.call(json!({ "subscribe": subscribe })).await else { return None };
-        let result = reply.get("subscribe")?;
+        let Ok(reply) = conn.call(json!({ "subscribe": subscribe })).await else { return (None, false) };
+        let Some(result) = reply.get("subscribe") else { return (None, false) };
         let epoch = result["epoch"].as_str().unwrap_or_default().to_owned();
         let top = result["offset"].as_u64().unwrap_or(0);
         let publications: Vec<(u64, String)> = crate::publications(result)
@@ -455,7 +478,7 @@ async fn session(conn: &mut Conn, log: &SubscriberLog, faults: &mut mpsc::Receiv
     loop {
         if let Ok(fault) = faults.try_recv() {
             match fault {
-                ClientFault::Drop => return None,
+                ClientFault::Drop => return (None, true),
                 ClientFault::HalfOpen(d) => tokio::time::sleep(d).await,
                 ClientFault::Slow(d) => slow_until = Some(tokio::time::Instant::now() + d),
             }
@@ -465,10 +488,10 @@ async fn session(conn: &mut Conn, log: &SubscriberLog, faults: &mut mpsc::Receiv
         }
         match conn.next().await {
             Ok(Incoming::Message(message)) => record_push(log, &message),
-            Ok(Incoming::Closed(code)) => return code,
+            Ok(Incoming::Closed(code)) => return (code, true),
             // Quiet for a while (the gateway may be restarting): look at the faults again.
             Ok(Incoming::Quiet) => {}
-            Err(_) => return None,
+            Err(_) => return (None, true),
         }
     }
 }
