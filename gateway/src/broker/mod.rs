@@ -55,7 +55,12 @@ impl From<EngineError> for ErrorCode {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::History(h) => h.into(),
-            EngineError::Redis(_) | EngineError::Storage(_) => ErrorCode::Internal,
+            // The client sees only "internal server error": the cause goes
+            // to the log here, the one place every such error passes.
+            EngineError::Redis(_) | EngineError::Storage(_) => {
+                tracing::warn!(error = %e, "engine operation failed; answering internal error");
+                ErrorCode::Internal
+            }
         }
     }
 }
