@@ -24,7 +24,7 @@
 mod checker;
 mod client;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,6 +109,8 @@ struct SubscriberLog {
     events: Mutex<Vec<Event>>,
     /// channel -> (epoch, offset) as the subscriber knows it.
     positions: Mutex<HashMap<String, (String, u64)>>,
+    /// Why sessions ended before subscribing (the last few), for a failure.
+    failures: Mutex<VecDeque<String>>,
 }
 
 fn seed_and_secs(default_secs: u64) -> (u64, Duration) {
@@ -224,7 +226,11 @@ async fn run(engine: Engine, seed: u64, length: Duration) -> Result<()> {
     let mut controls = Vec::new();
     let mut subscribers = Vec::new();
     for i in 0..SUBSCRIBERS {
-        let log = Arc::new(SubscriberLog { events: Mutex::default(), positions: Mutex::default() });
+        let log = Arc::new(SubscriberLog {
+            events: Mutex::default(),
+            positions: Mutex::default(),
+            failures: Mutex::default(),
+        });
         let (tx, rx) = mpsc::channel(8);
         let (transport, addr) = (transport_of(i), addrs[i % addrs.len()]);
         subscribers.push(tokio::spawn(subscriber(i, transport, addr, log.clone(), rx)));
@@ -363,7 +369,13 @@ async fn run(engine: Engine, seed: u64, length: Duration) -> Result<()> {
     assert!(count(|o| matches!(o, Outcome::Acked { .. })) > 100, "the workload barely ran");
     let anomalies = checker::check(&publishes, &events, &finals);
     if !anomalies.is_empty() {
-        // What the gateways complained about, for whoever reads the failure.
+        // Why sessions could not subscribe, and what the gateways
+        // complained about, for whoever reads the failure.
+        for (i, log) in logs.iter().enumerate() {
+            for reason in log.failures.lock().iter() {
+                eprintln!("subscriber {i}: session failed: {reason}");
+            }
+        }
         for (g, gateway) in gateways.iter().enumerate() {
             for line in gateway.log().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
                 eprintln!("gateway {g}: {line}");
@@ -456,8 +468,13 @@ async fn session(
             subscribe["epoch"] = json!(epoch);
             subscribe["offset"] = json!(offset);
         }
-        let Ok(reply) = conn.call(json!({ "subscribe": subscribe })).await else { return (None, false) };
-        let Some(result) = reply.get("subscribe") else { return (None, false) };
+        let reply = match conn.call(json!({ "subscribe": subscribe })).await {
+            Ok(reply) => reply,
+            Err(e) => return failed(log, format!("subscribe {channel}: {e:#}")),
+        };
+        let Some(result) = reply.get("subscribe") else {
+            return failed(log, format!("subscribe {channel}: {reply}"));
+        };
         let epoch = result["epoch"].as_str().unwrap_or_default().to_owned();
         let top = result["offset"].as_u64().unwrap_or(0);
         let publications: Vec<(u64, String)> = crate::publications(result)
@@ -494,6 +511,16 @@ async fn session(
             Err(_) => return (None, true),
         }
     }
+}
+
+/// Keeps why a session could not subscribe (the last 5 reasons).
+fn failed(log: &SubscriberLog, reason: String) -> (Option<u16>, bool) {
+    let mut failures = log.failures.lock();
+    if failures.len() == 5 {
+        failures.pop_front();
+    }
+    failures.push_back(reason);
+    (None, false)
 }
 
 fn record_push(log: &SubscriberLog, push: &Value) {
