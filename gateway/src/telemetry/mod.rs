@@ -41,6 +41,8 @@ pub enum TelemetryError {
     Header(String),
     #[error("a tracing subscriber is already installed in this process")]
     AlreadyInstalled,
+    #[error("span export needs a Tokio runtime: call telemetry::init inside one")]
+    NoRuntime,
 }
 
 pub(crate) fn grpc_metadata(
@@ -91,11 +93,14 @@ struct OnRuntime {
 }
 
 impl OnRuntime {
-    /// Needs a Tokio runtime (that of [`init`]'s caller).
-    fn new(mut exporter: opentelemetry_otlp::SpanExporter, resource: &opentelemetry_sdk::Resource) -> Self {
+    fn new(
+        mut exporter: opentelemetry_otlp::SpanExporter,
+        resource: &opentelemetry_sdk::Resource,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         use opentelemetry_sdk::trace::SpanExporter as _;
         exporter.set_resource(resource);
-        Self { exporter: std::sync::Arc::new(exporter), runtime: tokio::runtime::Handle::current() }
+        Self { exporter: std::sync::Arc::new(exporter), runtime }
     }
 }
 
@@ -161,6 +166,11 @@ static INSTALLED: OnceLock<()> = OnceLock::new();
 /// endpoint is set. Once per process; needs a Tokio runtime when exporting
 /// (each span export runs as a Tokio task).
 pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
+    // Checked before anything is installed, so the caller can retry.
+    let runtime = match settings.traces_enabled() {
+        true => Some(tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?),
+        false => None,
+    };
     if INSTALLED.set(()).is_err() {
         return Err(TelemetryError::AlreadyInstalled);
     }
@@ -185,7 +195,7 @@ pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
     // Boxed layers in a Vec: the nested generic stack is too deep for rustc.
     let mut layers: Vec<Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>> = vec![logs];
 
-    let provider = if settings.traces_enabled() {
+    let provider = if let Some(runtime) = runtime {
         use opentelemetry::trace::TracerProvider as _;
         let exporter = span_exporter(settings)?;
         let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
@@ -193,7 +203,7 @@ pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
             .with_scheduled_delay(settings.trace_export_interval)
             // The export timeout is the exporter's own (`span_exporter`).
             .build();
-        let exporter = OnRuntime::new(exporter, &metrics::resource_of(settings));
+        let exporter = OnRuntime::new(exporter, &metrics::resource_of(settings), runtime);
         let processor =
             opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).with_batch_config(batch).build();
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
@@ -239,4 +249,15 @@ pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
 /// Safe to call more than once.
 pub fn init_logging() {
     let _ = init(&Settings { endpoint: String::new(), ..Settings::default() });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_export_outside_a_runtime_is_an_error_not_a_panic() {
+        let settings = Settings { endpoint: "http://127.0.0.1:4318".into(), ..Settings::default() };
+        assert!(matches!(init(&settings), Err(TelemetryError::NoRuntime)));
+    }
 }
