@@ -80,6 +80,18 @@ impl Fixture {
         })
     }
 
+    /// The time of `n` publishes, each followed by an untimed drain.
+    fn timed_publishes(&self, n: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..n {
+            let start = Instant::now();
+            self.publish();
+            total += start.elapsed();
+            self.drain();
+        }
+        total
+    }
+
     fn drain(&self) {
         common::drain(&self.rt, &self.outboxes);
     }
@@ -116,16 +128,7 @@ fn tracing_cost(c: &mut Criterion) {
         fixture.drain();
         println!("telemetry/{mode}: allocations per publication: {allocations}");
         c.bench_function(&format!("telemetry/publish to {SUBSCRIBERS} subscribers, tracing {mode}"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let start = Instant::now();
-                    fixture.publish();
-                    total += start.elapsed();
-                    fixture.drain();
-                }
-                total
-            })
+            b.iter_custom(|iters| fixture.timed_publishes(iters))
         });
     };
     measure("off");
@@ -175,13 +178,7 @@ fn interleaved(rounds: usize, per_round: u32) {
     let installed = fixture.export(0.0);
     let run = |ratio: f64| {
         switchboard::telemetry::trace::set_sampling_ratio(ratio);
-        let mut total = Duration::ZERO;
-        for _ in 0..per_round {
-            let start = Instant::now();
-            fixture.publish();
-            total += start.elapsed();
-            fixture.drain();
-        }
+        let mut total = fixture.timed_publishes(u64::from(per_round));
         // From this thread, outside the runtime: the export runs on its
         // worker.
         let start = Instant::now();

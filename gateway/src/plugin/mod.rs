@@ -1039,12 +1039,12 @@ impl PluginHost {
             conn: None,
         };
         let mut replaced = false;
-        let mut conn_lowered = false;
         for plugin in pipeline {
             let call = if plugin.current.load().hooks.publish_ext.is_some() {
-                if !conn_lowered {
+                // Lowered once, by the first plugin that takes it (an API
+                // publish has none: that `None` costs nothing to redo).
+                if attempt.conn.is_none() {
                     attempt.conn = message.connection.as_deref().map(to_connection);
-                    conn_lowered = true;
                 }
                 Call::PublishExt(&attempt)
             } else {
