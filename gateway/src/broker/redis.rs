@@ -168,6 +168,40 @@ struct Cell {
     lagging_top: Option<StreamPosition>,
 }
 
+/// One subscribe counted in its channel's `pending` while it reads from
+/// Redis. A subscribe future dropped there (its client left, its session
+/// ended) must still take its count back: a count left raised would keep
+/// every later live message of the channel buffered on this node, never
+/// delivered and never reported as a gap.
+struct PendingSubscribe<'a> {
+    broker: &'a RedisBroker,
+    channel: &'a str,
+    cell: Option<Arc<Mutex<Cell>>>,
+}
+
+impl<'a> PendingSubscribe<'a> {
+    fn enter(broker: &'a RedisBroker, channel: &'a str) -> Self {
+        let cell = broker.cell(channel);
+        cell.lock().pending += 1;
+        Self { broker, channel, cell: Some(cell) }
+    }
+
+    /// Hands the count to the caller, who takes it back under the lock.
+    fn leave(mut self) -> Arc<Mutex<Cell>> {
+        self.cell.take().expect("a pending subscribe leaves once")
+    }
+}
+
+impl Drop for PendingSubscribe<'_> {
+    fn drop(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            let mut guard = cell.lock();
+            guard.pending -= 1;
+            self.broker.flush(self.channel, &mut guard);
+        }
+    }
+}
+
 /// The pub/sub connection's writing half and the channels it is subscribed to.
 #[derive(Default)]
 struct PubSubState {
@@ -627,9 +661,9 @@ impl RedisBroker {
         recover: Option<(&StreamPosition, usize)>,
         f: impl FnOnce(SubscribeView<'_>) -> R,
     ) -> Result<R, EngineError> {
-        let cell = self.cell(channel);
-        cell.lock().pending += 1;
+        let pending = PendingSubscribe::enter(self, channel);
         let prepared = self.prepare(channel, history, recover).await;
+        let cell = pending.leave();
         let mut guard = cell.lock();
         guard.pending -= 1;
         let (stream, since) = match prepared {
@@ -1426,6 +1460,68 @@ mod tests {
         let full = broker.presence_add("ch", &info).await.expect_err("full");
         assert_eq!(full, EngineError::Redis("presence write queue full".to_owned()));
         assert_eq!(broker.shards[0].outbox.queue.lock().len(), 3, "nothing past the bound");
+    }
+
+    /// Live publications reaching this node, by offset.
+    #[derive(Default)]
+    struct Received(Mutex<Vec<u64>>, tokio::sync::Notify);
+
+    impl Delivery for Received {
+        fn publication(&self, _: &str, p: &Publication, _: Option<&str>) {
+            self.0.lock().push(p.offset);
+            self.1.notify_waiters();
+        }
+        fn join(&self, _: &str, _: &ClientInfo) {}
+        fn leave(&self, _: &str, _: &ClientInfo) {}
+        fn gap(&self, _: &str) {}
+    }
+
+    /// A subscribe dropped while it reads from Redis (its client left) gives
+    /// its pending count back: live messages keep flowing to the node's
+    /// other subscribers instead of piling up in the buffer.
+    #[tokio::test]
+    async fn a_subscribe_dropped_mid_read_does_not_stall_live_delivery() {
+        let prefix = format!("sbunit-{}", new_epoch());
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let options = RedisOptions {
+            urls: vec![url.clone()],
+            prefix,
+            timeout: Duration::from_secs(2),
+            presence_ttl: Duration::from_secs(60),
+            gap_check_period: Duration::from_secs(3600),
+            node: "test".to_owned(),
+            max_queued_writes: 100,
+        };
+        let received = Arc::new(Received::default());
+        let broker = RedisBroker::new(options, received.clone()).expect("valid url");
+        if !broker.ping().await {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but Redis at {url} is unreachable");
+            eprintln!("skipped: Redis at {url} is unreachable");
+            return;
+        }
+        let token = CancellationToken::new();
+        tokio::spawn(broker.clone().run(token.clone()));
+        let opts = StreamOptions { size: 10, ttl: Duration::from_secs(60), meta_ttl: Duration::from_secs(3600) };
+        let position = broker.subscribe("ch", Some(&opts), None, |view| view.position()).await.expect("subscribe");
+        assert!(position.is_some());
+
+        // Polled once, it is past `enter` and waiting on Redis; then dropped.
+        let abandoned = broker.subscribe("ch", Some(&opts), None, |_| ());
+        assert!(futures_util::FutureExt::now_or_never(abandoned).is_none(), "the read must wait on Redis");
+        assert_eq!(broker.cell("ch").lock().pending, 0, "the dropped subscribe took its count back");
+
+        let top = broker.publish("ch", &publication(1), Some(&opts), None).await.expect("publish");
+        let wait = async {
+            loop {
+                let notified = received.1.notified();
+                if received.0.lock().contains(&top.offset) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait).await.expect("the publication is delivered live");
+        token.cancel();
     }
 
     /// Keys of one channel carry it as a hash tag; a name with braces gets
