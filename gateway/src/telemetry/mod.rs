@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -161,6 +162,43 @@ impl Telemetry {
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 
+type Layer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// The level of every span and span event of ours (`trace::SPAN_TARGET`).
+const SPAN_LEVEL: LevelFilter = LevelFilter::INFO;
+
+/// The log-line layer, filtered by `settings.log_filter` or `RUST_LOG`
+/// (default `info`); also the filter error when `RUST_LOG` was rejected.
+///
+/// Each filter states its most verbose level: the subscriber's hint is
+/// the most verbose of its layers' and a filter without one counts as
+/// `TRACE`. The hint is what `tracing` macros and the `log` bridge check
+/// first; left at `TRACE`, every `log::trace!` of a dependency (one per
+/// WebSocket frame) was formatted into a record and dispatched only to be
+/// dropped by the filter.
+fn log_layer(settings: &Settings) -> (Layer, Option<String>) {
+    let from_env = match &settings.log_filter {
+        Some(directives) => EnvFilter::try_new(directives).map_err(|e| e.to_string()),
+        None => EnvFilter::try_from_default_env().map_err(|e| e.to_string()),
+    };
+    let (filter, rejected) = match from_env {
+        Ok(filter) => (filter, None),
+        Err(error) => (EnvFilter::new("info"), std::env::var_os("RUST_LOG").map(|_| error)),
+    };
+    let level = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    // Spans of ours are for export; they do not make log lines by themselves.
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match settings.log_format {
+        LogFormat::Json => logs.event_format(logs::JsonLines).boxed(),
+        LogFormat::Pretty => logs.event_format(logs::PrettyWithIds(tracing_subscriber::fmt::format())).boxed(),
+    };
+    // Span events (connection lifetime) go to the trace, not the log.
+    let no_span_events =
+        tracing_subscriber::filter::filter_fn(|meta| !(meta.is_event() && meta.target() == SPAN_TARGET))
+            .with_max_level_hint(level);
+    (logs.with_filter(tracing_subscriber::filter::FilterExt::and(filter, no_span_events)).boxed(), rejected)
+}
+
 /// Installs the process-wide subscriber: logs per `settings.log_format`
 /// filtered by `RUST_LOG` (default `info`), plus span export when an
 /// endpoint is set. Once per process; needs a Tokio runtime when exporting
@@ -174,26 +212,9 @@ pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
     if INSTALLED.set(()).is_err() {
         return Err(TelemetryError::AlreadyInstalled);
     }
-    let from_env = match &settings.log_filter {
-        Some(directives) => EnvFilter::try_new(directives).map_err(|e| e.to_string()),
-        None => EnvFilter::try_from_default_env().map_err(|e| e.to_string()),
-    };
-    let (filter, rejected) = match from_env {
-        Ok(filter) => (filter, None),
-        Err(error) => (EnvFilter::new("info"), std::env::var_os("RUST_LOG").map(|_| error)),
-    };
-    // Spans of ours are for export; they do not make log lines by themselves.
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let logs = match settings.log_format {
-        LogFormat::Json => logs.event_format(logs::JsonLines).boxed(),
-        LogFormat::Pretty => logs.event_format(logs::PrettyWithIds(tracing_subscriber::fmt::format())).boxed(),
-    };
-    // Span events (connection lifetime) go to the trace, not the log.
-    let no_span_events =
-        tracing_subscriber::filter::filter_fn(|meta| !(meta.is_event() && meta.target() == SPAN_TARGET));
-    let logs = logs.with_filter(tracing_subscriber::filter::FilterExt::and(filter, no_span_events)).boxed();
+    let (logs, rejected) = log_layer(settings);
     // Boxed layers in a Vec: the nested generic stack is too deep for rustc.
-    let mut layers: Vec<Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>> = vec![logs];
+    let mut layers: Vec<Layer> = vec![logs];
 
     let provider = if let Some(runtime) = runtime {
         use opentelemetry::trace::TracerProvider as _;
@@ -229,7 +250,10 @@ pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
             // `opentelemetry::Context::current()`.
             .with_tracked_inactivity(false)
             .with_context_activation(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.target() == SPAN_TARGET));
+            .with_filter(
+                tracing_subscriber::filter::filter_fn(|meta| meta.target() == SPAN_TARGET)
+                    .with_max_level_hint(SPAN_LEVEL),
+            );
         layers.push(layer.boxed());
         Some(provider)
     } else {
@@ -259,5 +283,21 @@ mod tests {
     fn span_export_outside_a_runtime_is_an_error_not_a_panic() {
         let settings = Settings { endpoint: "http://127.0.0.1:4318".into(), ..Settings::default() };
         assert!(matches!(init(&settings), Err(TelemetryError::NoRuntime)));
+    }
+
+    /// The subscriber's level hint follows the log filter: at `warn`, the
+    /// `log` bridge and `tracing` macros drop `info` and below before
+    /// building a record.
+    #[test]
+    fn the_level_hint_is_the_log_filters() {
+        use tracing::Subscriber as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        for (directives, level) in [("warn", LevelFilter::WARN), ("debug", LevelFilter::DEBUG)] {
+            let settings = Settings { log_filter: Some(directives.into()), ..Settings::default() };
+            let (logs, rejected) = log_layer(&settings);
+            assert_eq!(rejected, None);
+            let subscriber = tracing_subscriber::registry().with(vec![logs]);
+            assert_eq!(subscriber.max_level_hint(), Some(level), "{directives}");
+        }
     }
 }
