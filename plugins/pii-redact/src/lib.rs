@@ -304,6 +304,15 @@ struct Candidates {
 }
 
 impl Candidates {
+    fn add(&mut self, other: Candidates) {
+        self.escape |= other.escape;
+        self.email |= other.email;
+        self.iban |= other.iban;
+        self.card |= other.card;
+        self.ip |= other.ip;
+        self.phone |= other.phone;
+    }
+
     fn of(b: &[u8]) -> Candidates {
         let mut c = Candidates::default();
         let mut i = 0;
@@ -532,7 +541,23 @@ impl Redactor {
     /// spelling does. Only `\uXXXX` escapes could hide one, so they disable
     /// the shortcut.
     fn surely_clean(&self, data: &[u8]) -> bool {
-        let c = Candidates::of(data);
+        self.none_of(&Candidates::of(data))
+    }
+
+    /// Whether no string of the JSON document `data` holds a candidate:
+    /// only strings are redacted in a document, so numbers (a timestamp's
+    /// 19 digits look like a card) and structure do not count. Read with
+    /// the parser the exact pass uses, without building the tree; false
+    /// when it is not JSON (the exact pass then scans it as text).
+    fn json_strings_clean(&self, data: &[u8]) -> bool {
+        let mut c = Candidates::default();
+        let mut de = serde_json::Deserializer::from_slice(data);
+        serde::de::DeserializeSeed::deserialize(StringScan(&mut c), &mut de).is_ok()
+            && de.end().is_ok()
+            && self.none_of(&c)
+    }
+
+    fn none_of(&self, c: &Candidates) -> bool {
         !c.escape
             && !self.kinds.iter().any(|kind| match kind {
                 Kind::Email => c.email,
@@ -545,7 +570,7 @@ impl Redactor {
 
     /// The rewritten payload, `None` when nothing was redacted.
     pub fn redact_payload(&self, msg: &Message) -> Option<Vec<u8>> {
-        if self.surely_clean(&msg.data) {
+        if self.surely_clean(&msg.data) || (msg.is_json() && self.json_strings_clean(&msg.data)) {
             return None;
         }
         if msg.is_json()
@@ -560,6 +585,63 @@ impl Redactor {
         }
         let text = std::str::from_utf8(&msg.data).ok()?;
         self.redact_text(text).map(String::into_bytes)
+    }
+}
+
+/// Visits a JSON document and adds the candidates of each string value
+/// (decoded) to its `Candidates`; names and other values are skipped.
+struct StringScan<'c>(&'c mut Candidates);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StringScan<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StringScan<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<(), E> {
+        self.0.add(Candidates::of(text.as_bytes()));
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(StringScan(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            map.next_value_seed(StringScan(&mut *self.0))?;
+        }
+        Ok(())
     }
 }
 
@@ -762,6 +844,26 @@ mod tests {
         assert!(!r.surely_clean(br#"{"t":"x\u0040"}"#));
     }
 
+    /// Numbers and names of a document are never redacted, so only its
+    /// strings decide: a 19-digit timestamp no longer forces the exact
+    /// pass. Text that is not JSON is still scanned whole.
+    #[test]
+    fn only_the_strings_of_a_document_count() {
+        let r = all();
+        let doc = br#"{"lg":[7,1732870000123456789],"4111111111111111":"xxxx"}"#;
+        assert!(!r.surely_clean(doc), "the raw bytes hold a card-like run");
+        assert!(r.json_strings_clean(doc));
+        assert_eq!(r.redact_payload(&Message::new("c", doc.to_vec())), None);
+        let with_card = br#"{"lg":[7,1732870000123456789],"p":"card 4111 1111 1111 1111"}"#;
+        assert!(!r.json_strings_clean(with_card));
+        let escaped = br#"{"n":1732870000123456789,"p":"a\u0040b.io"}"#;
+        assert!(!r.json_strings_clean(escaped), "decoded strings are scanned");
+        // Not JSON (the default content type is JSON): the text pass runs.
+        let text = b"not json: 4111 1111 1111 1111".to_vec();
+        assert!(!r.json_strings_clean(&text));
+        assert_eq!(r.redact_payload(&Message::new("c", text)), Some(b"not json: [redacted:card]".to_vec()));
+    }
+
     /// One detector per kind, so a pre-scan miss for one kind is not hidden
     /// by a candidate for another.
     static SINGLE: std::sync::LazyLock<Vec<Redactor>> = std::sync::LazyLock::new(|| {
@@ -824,6 +926,11 @@ mod tests {
                 }
                 if r.redact_payload(&Message::new("c", json.clone())).is_some() {
                     prop_assert!(!r.surely_clean(&json), "{:?} on {}", r.kinds, String::from_utf8_lossy(&json));
+                    prop_assert!(!r.json_strings_clean(&json), "{:?} on {}", r.kinds, String::from_utf8_lossy(&json));
+                }
+                // The text as a document of its own (mostly not JSON).
+                if r.redact_payload(&Message::new("c", text.clone().into_bytes())).is_some() {
+                    prop_assert!(!r.json_strings_clean(text.as_bytes()), "{:?} on {text:?}", r.kinds);
                 }
             }
         }
