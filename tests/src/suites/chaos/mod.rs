@@ -370,14 +370,16 @@ async fn run(engine: Engine, seed: u64, length: Duration) -> Result<()> {
     let anomalies = checker::check(&publishes, &events, &finals);
     if !anomalies.is_empty() {
         // Why sessions could not subscribe, and what the gateways
-        // complained about, for whoever reads the failure.
+        // complained about (a panicking session task logs no level), for
+        // whoever reads the failure.
         for (i, log) in logs.iter().enumerate() {
             for reason in log.failures.lock().iter() {
                 eprintln!("subscriber {i}: session failed: {reason}");
             }
         }
         for (g, gateway) in gateways.iter().enumerate() {
-            for line in gateway.log().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+            let notable = |l: &&str| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked");
+            for line in gateway.log().lines().filter(notable) {
                 eprintln!("gateway {g}: {line}");
             }
         }
