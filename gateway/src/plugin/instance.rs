@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Func, HasSelf, InstancePre, Linker, TypedFunc};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{
-    connect_ext_hook, connect_hook, events_hook, lifecycle, publish_ext_hook, publish_hook, refresh_hook, rpc_hook,
-    sub_refresh_hook, subscribe_ext_hook, subscribe_hook, types,
+    borrowed, connect_ext_hook, connect_hook, events_hook, lifecycle, publish_ext_hook, publish_hook, refresh_hook,
+    rpc_hook, sub_refresh_hook, subscribe_ext_hook, subscribe_hook, types,
 };
 use super::host::{HostState, PluginShared};
 use super::{Hook, PluginError};
@@ -18,6 +18,8 @@ use crate::config::PluginConfig;
 
 /// The WIT package prefix of host interfaces in import names.
 const PACKAGE: &str = "switchboard:plugin/";
+/// The version of that package (`plugin-sdk/wit`), as export names carry it.
+const PACKAGE_VERSION: &str = "0.1.0";
 
 /// The host interface named by an import like `switchboard:plugin/kv@0.1.0`.
 pub fn host_interface(import: &str) -> Option<&str> {
@@ -51,6 +53,13 @@ fn budget_ticks(budget: Duration, tick: Duration) -> u64 {
     u64::try_from(budget.as_micros().div_ceil(tick)).unwrap_or(u64::MAX)
 }
 
+/// The index of function `func` in the exported hook interface `interface`.
+fn export_func(pre: &InstancePre<HostState>, interface: &str, func: &str) -> Option<ComponentExportIndex> {
+    let component = pre.component();
+    let interface = component.get_export_index(None, format!("{PACKAGE}{interface}@{PACKAGE_VERSION}").as_str())?;
+    component.get_export_index(Some(&interface), func)
+}
+
 /// Export indices of the hooks a component implements.
 #[derive(Clone)]
 pub struct Hooks {
@@ -65,6 +74,10 @@ pub struct Hooks {
     pub subscribe_ext: Option<subscribe_ext_hook::GuestIndices>,
     pub sub_refresh: Option<sub_refresh_hook::GuestIndices>,
     pub publish_ext: Option<publish_ext_hook::GuestIndices>,
+    /// The publish functions themselves, called with borrowed records (see
+    /// [`borrowed`]): the generated bindings would want owned copies.
+    on_publish: Option<ComponentExportIndex>,
+    on_publish_ext: Option<ComponentExportIndex>,
 }
 
 impl Hooks {
@@ -89,30 +102,66 @@ pub struct Warm {
     store: Store<HostState>,
     connect: Option<connect_hook::Guest>,
     subscribe: Option<subscribe_hook::Guest>,
-    publish: Option<publish_hook::Guest>,
     rpc: Option<rpc_hook::Guest>,
     events: Option<events_hook::Guest>,
     connect_ext: Option<connect_ext_hook::Guest>,
     refresh: Option<refresh_hook::Guest>,
     subscribe_ext: Option<subscribe_ext_hook::Guest>,
     sub_refresh: Option<sub_refresh_hook::Guest>,
-    publish_ext: Option<publish_ext_hook::Guest>,
+    publish: Option<PublishExport>,
+    publish_ext: Option<PublishExtExport>,
+}
+
+/// An instance's `on-publish`, type-checked against [`borrowed::Message`]
+/// when the instance was made: the call skips wasmtime's per-call check.
+#[derive(Clone, Copy)]
+struct PublishExport(Func);
+
+/// An instance's `on-publish-ext`, checked as [`PublishExport`] is.
+#[derive(Clone, Copy)]
+struct PublishExtExport(Func);
+
+impl PublishExport {
+    fn check(func: Func, store: &Store<HostState>) -> wasmtime::Result<Self> {
+        func.typed::<(borrowed::Message<'static>,), (types::PublishResult,)>(store)?;
+        Ok(Self(func))
+    }
+
+    #[allow(unsafe_code)] // reason: the type check ran once in `check`; see SAFETY
+    fn typed<'a>(self) -> TypedFunc<(borrowed::Message<'a>,), (types::PublishResult,)> {
+        // SAFETY: `check` is the only constructor and verified these
+        // parameter and result types; a lifetime does not change them.
+        unsafe { TypedFunc::new_unchecked(self.0) }
+    }
+}
+
+impl PublishExtExport {
+    fn check(func: Func, store: &Store<HostState>) -> wasmtime::Result<Self> {
+        func.typed::<(borrowed::PublishAttempt<'static>,), (types::PublishDecision,)>(store)?;
+        Ok(Self(func))
+    }
+
+    #[allow(unsafe_code)] // reason: the type check ran once in `check`; see SAFETY
+    fn typed<'a>(self) -> TypedFunc<(borrowed::PublishAttempt<'a>,), (types::PublishDecision,)> {
+        // SAFETY: as in `PublishExport::typed`.
+        unsafe { TypedFunc::new_unchecked(self.0) }
+    }
 }
 
 /// A hook invocation with its guest-side arguments. The publish record is
-/// borrowed: a pipeline lowers the same record into each plugin and only
-/// rewrites it on `replace`.
+/// borrowed from the pipeline's message: lowering copies it into the guest
+/// and nowhere else.
 pub enum Call<'a> {
     Connect(types::ConnectRequest),
     Subscribe(types::SubscribeRequest),
-    Publish(&'a types::Message),
+    Publish(borrowed::Message<'a>),
     Rpc(String, Vec<u8>),
     Events(Vec<types::Event>),
     ConnectExt(types::ConnectAttempt),
     Refresh(types::RefreshRequest),
     SubscribeExt(types::SubscribeAttempt),
     SubRefresh(types::SubRefreshRequest),
-    PublishExt(&'a types::PublishAttempt),
+    PublishExt(borrowed::PublishAttempt<'a>),
 }
 
 impl Call<'_> {
@@ -217,7 +266,23 @@ impl Version {
             subscribe_ext: subscribe_ext_hook::GuestIndices::new(&pre).ok(),
             sub_refresh: sub_refresh_hook::GuestIndices::new(&pre).ok(),
             publish_ext: publish_ext_hook::GuestIndices::new(&pre).ok(),
+            on_publish: None,
+            on_publish_ext: None,
         };
+        // Looked up only where the generated bindings found (and checked)
+        // the interface, so both agree on what a plugin exports.
+        let mut hooks = hooks;
+        hooks.on_publish = hooks.publish.as_ref().and_then(|_| export_func(&pre, "publish-hook", "on-publish"));
+        hooks.on_publish_ext =
+            hooks.publish_ext.as_ref().and_then(|_| export_func(&pre, "publish-ext-hook", "on-publish-ext"));
+        if hooks.publish.is_some() != hooks.on_publish.is_some()
+            || hooks.publish_ext.is_some() != hooks.on_publish_ext.is_some()
+        {
+            return Err(PluginError::Link {
+                plugin: name.to_owned(),
+                reason: format!("publish hook exports not found under version {PACKAGE_VERSION}"),
+            });
+        }
         let init_config = serde_json::to_string(&config.config).map_err(|e| PluginError::Init {
             plugin: name.to_owned(),
             reason: format!("config is not representable as json: {e}"),
@@ -270,7 +335,21 @@ impl Version {
         let connect = self.hooks.connect.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
         let subscribe =
             self.hooks.subscribe.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
-        let publish = self.hooks.publish.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
+        let func = |store: &mut Store<HostState>, index: &Option<ComponentExportIndex>, name: &str| {
+            let Some(index) = index else { return Ok(None) };
+            instance
+                .get_func(&mut *store, index)
+                .map(Some)
+                .ok_or_else(|| PluginError::Init { plugin: name.to_owned(), reason: "publish export vanished".into() })
+        };
+        let publish = func(&mut store, &self.hooks.on_publish, name)?
+            .map(|f| PublishExport::check(f, &store))
+            .transpose()
+            .map_err(fail)?;
+        let publish_ext = func(&mut store, &self.hooks.on_publish_ext, name)?
+            .map(|f| PublishExtExport::check(f, &store))
+            .transpose()
+            .map_err(fail)?;
         let rpc = self.hooks.rpc.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
         let events = self.hooks.events.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
         let connect_ext =
@@ -280,8 +359,6 @@ impl Version {
             self.hooks.subscribe_ext.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
         let sub_refresh =
             self.hooks.sub_refresh.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
-        let publish_ext =
-            self.hooks.publish_ext.as_ref().map(|h| h.load(&mut store, &instance)).transpose().map_err(fail)?;
         match lifecycle.call_init(&mut store, &self.init_config).await {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => return Err(PluginError::Init { plugin: name.clone(), reason }),
@@ -312,7 +389,8 @@ impl Version {
         let wait = Duration::from_millis(self.config.timeout_ms);
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+            // Boxed, as the rare path: a timer is a large future.
+            Err(_) => Box::pin(tokio::time::timeout(wait, self.permits.clone().acquire_owned()))
                 .await
                 .map_err(|_| PluginError::Busy {
                     plugin: self.config.name.clone(),
@@ -325,7 +403,9 @@ impl Version {
         let idle = self.idle.lock().pop();
         let warm = match idle {
             Some(warm) => warm,
-            None => self.instantiate().await?,
+            // Boxed: instantiation is a large future, and every call would
+            // otherwise carry (and move) its space.
+            None => Box::pin(self.instantiate()).await?,
         };
         Ok(Lease { warm: Some(warm), _permit: permit })
     }
@@ -354,43 +434,45 @@ impl Version {
         };
         let result = match call {
             Call::Connect(req) => match &warm.connect {
-                Some(g) => g.call_on_connect(&mut *store, &req).await.map(Returned::Connect),
+                Some(g) => Box::pin(g.call_on_connect(&mut *store, &req)).await.map(Returned::Connect),
                 None => return Err(not_exported()),
             },
             Call::Subscribe(req) => match &warm.subscribe {
-                Some(g) => g.call_on_subscribe(&mut *store, &req).await.map(Returned::Subscribe),
+                Some(g) => Box::pin(g.call_on_subscribe(&mut *store, &req)).await.map(Returned::Subscribe),
                 None => return Err(not_exported()),
             },
-            Call::Publish(msg) => match &warm.publish {
-                Some(g) => g.call_on_publish(&mut *store, msg).await.map(Returned::Publish),
+            Call::Publish(msg) => match warm.publish {
+                Some(f) => Box::pin(f.typed().call_async(&mut *store, (msg,))).await.map(|(r,)| Returned::Publish(r)),
                 None => return Err(not_exported()),
             },
             Call::Rpc(method, data) => match &warm.rpc {
-                Some(g) => g.call_on_rpc(&mut *store, &method, &data).await.map(Returned::Rpc),
+                Some(g) => Box::pin(g.call_on_rpc(&mut *store, &method, &data)).await.map(Returned::Rpc),
                 None => return Err(not_exported()),
             },
             Call::Events(events) => match &warm.events {
-                Some(g) => g.call_on_events(&mut *store, &events).await.map(|()| Returned::Events),
+                Some(g) => Box::pin(g.call_on_events(&mut *store, &events)).await.map(|()| Returned::Events),
                 None => return Err(not_exported()),
             },
             Call::ConnectExt(req) => match &warm.connect_ext {
-                Some(g) => g.call_on_connect_ext(&mut *store, &req).await.map(Returned::ConnectExt),
+                Some(g) => Box::pin(g.call_on_connect_ext(&mut *store, &req)).await.map(Returned::ConnectExt),
                 None => return Err(not_exported()),
             },
             Call::Refresh(req) => match &warm.refresh {
-                Some(g) => g.call_on_refresh(&mut *store, &req).await.map(Returned::Refresh),
+                Some(g) => Box::pin(g.call_on_refresh(&mut *store, &req)).await.map(Returned::Refresh),
                 None => return Err(not_exported()),
             },
             Call::SubscribeExt(req) => match &warm.subscribe_ext {
-                Some(g) => g.call_on_subscribe_ext(&mut *store, &req).await.map(Returned::SubscribeExt),
+                Some(g) => Box::pin(g.call_on_subscribe_ext(&mut *store, &req)).await.map(Returned::SubscribeExt),
                 None => return Err(not_exported()),
             },
             Call::SubRefresh(req) => match &warm.sub_refresh {
-                Some(g) => g.call_on_sub_refresh(&mut *store, &req).await.map(Returned::Refresh),
+                Some(g) => Box::pin(g.call_on_sub_refresh(&mut *store, &req)).await.map(Returned::Refresh),
                 None => return Err(not_exported()),
             },
-            Call::PublishExt(req) => match &warm.publish_ext {
-                Some(g) => g.call_on_publish_ext(&mut *store, req).await.map(Returned::PublishExt),
+            Call::PublishExt(req) => match warm.publish_ext {
+                Some(f) => {
+                    Box::pin(f.typed().call_async(&mut *store, (req,))).await.map(|(r,)| Returned::PublishExt(r))
+                }
                 None => return Err(not_exported()),
             },
         };

@@ -25,7 +25,7 @@ use tracing::Instrument;
 use wasmtime::Engine;
 
 use crate::config::{Config, OnError, PluginConfig};
-use bindings::types;
+use bindings::{borrowed, types};
 use instance::{Call, Returned, Version};
 
 pub use host::MetricsRegistry;
@@ -707,7 +707,8 @@ impl PluginHost {
         let name = &plugin.config.name;
         {
             let breaker = plugin.breaker.lock();
-            if breaker.quarantined(Instant::now()) {
+            // Most calls find no quarantine: skip reading the clock then.
+            if breaker.quarantined_until.is_some() && breaker.quarantined(Instant::now()) {
                 return Err(PluginError::Quarantined { plugin: name.clone(), hook, faults: breaker.faults });
             }
         }
@@ -715,7 +716,7 @@ impl PluginHost {
         let version = plugin.current.load_full();
         let result = match version.acquire(hook).await {
             Ok(mut lease) => {
-                let result = version.invoke(&mut lease, call).await;
+                let result = Box::pin(version.invoke(&mut lease, call)).await;
                 if result.is_ok() {
                     version.finish(lease);
                 }
@@ -1021,34 +1022,22 @@ impl PluginHost {
         if pipeline.is_empty() {
             return PublishOutcome::Pass(message);
         }
-        // One guest record for the whole pipeline: each plugin reads the
-        // same one, a `replace` overwrites its content in place, and only a
-        // replaced payload is copied back into `message` at the end.
-        let mut attempt = types::PublishAttempt {
-            msg: types::Message {
-                channel: message.channel.clone(),
-                publisher: message
-                    .publisher
-                    .as_ref()
-                    .map(|p| types::Publisher { user: p.user.clone(), client: p.client.clone() }),
-                data: message.data.to_vec(),
-                tags: std::mem::take(&mut message.tags),
-                content_type: std::mem::take(&mut message.content_type),
-                trace: to_trace(&message.trace),
-            },
-            conn: None,
-        };
-        let mut replaced = false;
+        // Each plugin reads the message where it lies (borrowed records,
+        // lowered straight into the guest); a `replace` overwrites its
+        // content before the next plugin.
         for plugin in pipeline {
+            let msg = borrowed_message(&message);
             let call = if plugin.current.load().hooks.publish_ext.is_some() {
-                // Lowered once, by the first plugin that takes it (an API
-                // publish has none: that `None` costs nothing to redo).
-                if attempt.conn.is_none() {
-                    attempt.conn = message.connection.as_deref().map(to_connection);
-                }
-                Call::PublishExt(&attempt)
+                let conn = message.connection.as_deref().map(|c| borrowed::Connection {
+                    client: &c.client,
+                    user: &c.user,
+                    transport: &c.transport,
+                    protocol: &c.protocol,
+                    meta: &c.meta,
+                });
+                Call::PublishExt(borrowed::PublishAttempt { msg, conn })
             } else {
-                Call::Publish(&attempt.msg)
+                Call::Publish(msg)
             };
             let result = self.call(plugin, call).await;
             let (m, skip_history) = match result {
@@ -1071,17 +1060,11 @@ impl PluginHost {
             };
             // The channel is fixed by the caller's permission check: a
             // plugin may rewrite content, not redirect it.
-            attempt.msg.data = m.data;
-            attempt.msg.tags = m.tags;
-            attempt.msg.content_type = m.content_type;
+            message.data = Bytes::from(m.data);
+            message.tags = m.tags;
+            message.content_type = m.content_type;
             message.skip_history |= skip_history;
-            replaced = true;
         }
-        if replaced {
-            message.data = Bytes::from(attempt.msg.data);
-        }
-        message.tags = attempt.msg.tags;
-        message.content_type = attempt.msg.content_type;
         PublishOutcome::Pass(message)
     }
 
@@ -1172,6 +1155,21 @@ impl PluginHost {
                 }
             }
         }
+    }
+}
+
+/// The guest's view of `message`, borrowed.
+fn borrowed_message(message: &Message) -> borrowed::Message<'_> {
+    borrowed::Message {
+        channel: &message.channel,
+        publisher: message.publisher.as_ref().map(|p| borrowed::Publisher { user: &p.user, client: &p.client }),
+        data: &message.data,
+        tags: &message.tags,
+        content_type: &message.content_type,
+        trace: borrowed::TraceContext {
+            traceparent: &message.trace.traceparent,
+            tracestate: &message.trace.tracestate,
+        },
     }
 }
 

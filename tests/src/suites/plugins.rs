@@ -105,6 +105,38 @@ async fn publish_pipeline_replace_drop_and_deny_reach_subscribers_and_api() -> a
 }
 
 #[tokio::test]
+async fn a_publish_plugin_receives_every_field_of_the_message() -> anyhow::Result<()> {
+    // `echo` answers with what it was given: each field the host lowered.
+    let config = plugin_config(vec![plugin("echo", "transform", "echo")], vec![namespace("echo", &["echo"])]);
+    let gw = TestGateway::start_with(config).await?;
+    let (mut ws, connected) = gw.connect("alice").await?;
+    let client = connected["client"].clone();
+    assert!(client.is_string(), "{connected}");
+    subscribe(&mut ws, "echo:x").await?;
+
+    let reply = publish(&mut ws, "echo:x", json!({"msg": "hi"})).await?;
+    assert_eq!(reply.get("error"), None, "{reply}");
+    assert_eq!(
+        next_data(&mut ws, "echo:x").await?,
+        json!({"channel": "echo:x", "user": "alice", "client": client, "tags": [],
+               "content_type": "application/json", "traceparent": "", "tracestate": "",
+               "data": r#"{"msg":"hi"}"#})
+    );
+
+    // A server publish: no publisher, tags in name order, and a payload
+    // larger than any of the strings around it.
+    let text = "x".repeat(3000);
+    gw.api().result("publish", json!({"channel": "echo:x", "data": {"t": text}, "tags": {"b": "2", "a": "1"}})).await?;
+    assert_eq!(
+        next_data(&mut ws, "echo:x").await?,
+        json!({"channel": "echo:x", "user": null, "client": null, "tags": [["a", "1"], ["b", "2"]],
+               "content_type": "application/json", "traceparent": "", "tracestate": "",
+               "data": format!(r#"{{"t":"{text}"}}"#)})
+    );
+    gw.shutdown().await
+}
+
+#[tokio::test]
 async fn connect_subscribe_rpc_and_events_hooks_run() -> anyhow::Result<()> {
     let mut config = plugin_config(vec![plugin("policy", "transform", "pass")], vec![]);
     config.pipelines.connect = vec!["policy".into()];

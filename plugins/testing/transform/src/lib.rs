@@ -6,6 +6,9 @@
 //! - `count`: replace the data with `{"calls":N}`, N counting calls on this
 //!   instance (so a test can tell a fresh instance from a reused one); data
 //!   containing `panic` panics (a trap) first.
+//! - `echo`: replace the data with what the guest received, as JSON
+//!   (`channel`, `user`, `client`, `tags`, `content_type`, `traceparent`,
+//!   `tracestate`, `data`), so a test can check each lowered field.
 //! - `pass` (default): publish unchanged.
 //!
 //! The other hooks behave the same in every mode:
@@ -38,7 +41,7 @@ struct Transform;
 
 impl lifecycle::Guest for Transform {
     fn init(config: String) -> Result<(), String> {
-        let mode = ["upper", "drop", "deny", "count"]
+        let mode = ["upper", "drop", "deny", "count", "echo"]
             .into_iter()
             .find(|m| config.contains(&format!("\"mode\":\"{m}\"")))
             .unwrap_or("pass");
@@ -59,9 +62,33 @@ impl publish_hook::Guest for Transform {
                 let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
                 PublishResult::Replace(Message { data: format!("{{\"calls\":{n}}}").into_bytes(), ..msg })
             }
+            Some("echo") => PublishResult::Replace(Message { data: echo(&msg).into_bytes(), ..msg }),
             _ => PublishResult::Pass,
         }
     }
+}
+
+/// A JSON string (the guest has no JSON library; `{:?}` escapes `"` and
+/// `\\` as JSON does, which is all the echo test sends).
+fn json_str(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn echo(msg: &Message) -> String {
+    let (user, client) = msg
+        .publisher
+        .as_ref()
+        .map_or(("null".to_owned(), "null".to_owned()), |p| (json_str(&p.user), json_str(&p.client)));
+    let tags: Vec<String> = msg.tags.iter().map(|(k, v)| format!("[{},{}]", json_str(k), json_str(v))).collect();
+    format!(
+        r#"{{"channel":{},"user":{user},"client":{client},"tags":[{}],"content_type":{},"traceparent":{},"tracestate":{},"data":{}}}"#,
+        json_str(&msg.channel),
+        tags.join(","),
+        json_str(&msg.content_type),
+        json_str(&msg.trace.traceparent),
+        json_str(&msg.trace.tracestate),
+        json_str(&String::from_utf8_lossy(&msg.data)),
+    )
 }
 
 impl connect_hook::Guest for Transform {
