@@ -432,6 +432,8 @@ impl Version {
             interface: hook.interface().into(),
             reason: "not exported".into(),
         };
+        // Each wasmtime call future is boxed: inline, it would make every
+        // caller's future as large, and each async layer above moves it.
         let result = match call {
             Call::Connect(req) => match &warm.connect {
                 Some(g) => Box::pin(g.call_on_connect(&mut *store, &req)).await.map(Returned::Connect),

@@ -716,7 +716,7 @@ impl PluginHost {
         let version = plugin.current.load_full();
         let result = match version.acquire(hook).await {
             Ok(mut lease) => {
-                let result = Box::pin(version.invoke(&mut lease, call)).await;
+                let result = version.invoke(&mut lease, call).await;
                 if result.is_ok() {
                     version.finish(lease);
                 }
