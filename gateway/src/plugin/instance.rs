@@ -1,11 +1,14 @@
 //! One loaded plugin version: its `InstancePre`, the hooks it exports, and
 //! its bounded pool of warm, initialized instances.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{Component, ComponentExportIndex, Func, HasSelf, InstancePre, Linker, TypedFunc};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, Func, HasSelf, InstancePre, Lift, Linker, Lower, TypedFunc,
+};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{
@@ -112,41 +115,59 @@ pub struct Warm {
     publish_ext: Option<PublishExtExport>,
 }
 
-/// An instance's `on-publish`, type-checked against [`borrowed::Message`]
-/// when the instance was made: the call skips wasmtime's per-call check.
-#[derive(Clone, Copy)]
-struct PublishExport(Func);
+/// The signature of a hook export called with a borrowed record.
+trait Signature {
+    type Params<'a>: ComponentNamedList + Lower;
+    type Results: ComponentNamedList + Lift;
+}
 
-/// An instance's `on-publish-ext`, checked as [`PublishExport`] is.
-#[derive(Clone, Copy)]
-struct PublishExtExport(Func);
+/// `on-publish(message) -> publish-result`.
+enum PublishSig {}
 
-impl PublishExport {
+impl Signature for PublishSig {
+    type Params<'a> = (borrowed::Message<'a>,);
+    type Results = (types::PublishResult,);
+}
+
+/// `on-publish-ext(publish-attempt) -> publish-decision`.
+enum PublishExtSig {}
+
+impl Signature for PublishExtSig {
+    type Params<'a> = (borrowed::PublishAttempt<'a>,);
+    type Results = (types::PublishDecision,);
+}
+
+/// An instance's export, type-checked against `S` when the instance was
+/// made: calls skip wasmtime's per-call check.
+struct Checked<S> {
+    func: Func,
+    _signature: PhantomData<S>,
+}
+
+impl<S> Clone for Checked<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Checked<S> {}
+
+impl<S: Signature> Checked<S> {
     fn check(func: Func, store: &Store<HostState>) -> wasmtime::Result<Self> {
-        func.typed::<(borrowed::Message<'static>,), (types::PublishResult,)>(store)?;
-        Ok(Self(func))
+        func.typed::<S::Params<'static>, S::Results>(store)?;
+        Ok(Self { func, _signature: PhantomData })
     }
 
     #[allow(unsafe_code)] // reason: the type check ran once in `check`; see SAFETY
-    fn typed<'a>(self) -> TypedFunc<(borrowed::Message<'a>,), (types::PublishResult,)> {
+    fn typed<'a>(self) -> TypedFunc<S::Params<'a>, S::Results> {
         // SAFETY: `check` is the only constructor and verified these
         // parameter and result types; a lifetime does not change them.
-        unsafe { TypedFunc::new_unchecked(self.0) }
+        unsafe { TypedFunc::new_unchecked(self.func) }
     }
 }
 
-impl PublishExtExport {
-    fn check(func: Func, store: &Store<HostState>) -> wasmtime::Result<Self> {
-        func.typed::<(borrowed::PublishAttempt<'static>,), (types::PublishDecision,)>(store)?;
-        Ok(Self(func))
-    }
-
-    #[allow(unsafe_code)] // reason: the type check ran once in `check`; see SAFETY
-    fn typed<'a>(self) -> TypedFunc<(borrowed::PublishAttempt<'a>,), (types::PublishDecision,)> {
-        // SAFETY: as in `PublishExport::typed`.
-        unsafe { TypedFunc::new_unchecked(self.0) }
-    }
-}
+type PublishExport = Checked<PublishSig>;
+type PublishExtExport = Checked<PublishExtSig>;
 
 /// A hook invocation with its guest-side arguments. The publish record is
 /// borrowed from the pipeline's message: lowering copies it into the guest
