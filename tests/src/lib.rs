@@ -575,6 +575,9 @@ pub struct GatewayProcess {
     child: Option<tokio::process::Child>,
     /// Everything the process wrote to stderr (its log), across restarts.
     log: std::sync::Arc<parking_lot::Mutex<String>>,
+    /// The task copying the current process's stderr into `log`; it ends
+    /// at the pipe's end of file, after the process exits.
+    log_reader: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -589,7 +592,7 @@ impl GatewayProcess {
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, toml::to_string(&config)?)?;
         let log = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
-        let mut gw = Self { addr, config_path, child: None, log, _dir: dir };
+        let mut gw = Self { addr, config_path, child: None, log, log_reader: None, _dir: dir };
         gw.restart().await?;
         Ok(gw)
     }
@@ -629,8 +632,14 @@ impl GatewayProcess {
         let status = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
             .await
             .context("switchboard did not exit")??;
-        // stderr was piped into the log by spawn's reader; wait_with_output
-        // returns what was left.
+        // The exit does not mean the reader has copied the last lines (the
+        // ones that say why): wait for it to reach the end of the pipe.
+        if let Some(reader) = self.log_reader.take() {
+            tokio::time::timeout(Duration::from_secs(10), reader)
+                .await
+                .context("the stderr reader did not finish after the exit")??;
+        }
+        // wait_with_output returns what the reader did not take (nothing).
         let mut log = self.log();
         log.push_str(&String::from_utf8_lossy(&status.stderr));
         Ok((status.status.code(), log))
@@ -650,7 +659,7 @@ impl GatewayProcess {
             .context("spawn switchboard")?;
         if let Some(stderr) = child.stderr.take() {
             let log = self.log.clone();
-            tokio::spawn(async move {
+            self.log_reader = Some(tokio::spawn(async move {
                 use tokio::io::AsyncBufReadExt;
                 let mut lines = tokio::io::BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
@@ -658,7 +667,7 @@ impl GatewayProcess {
                     log.push_str(&line);
                     log.push('\n');
                 }
-            });
+            }));
         }
         Ok(child)
     }
