@@ -853,7 +853,7 @@ impl Session {
         let extras = SubscribeExtras { chan_info, filter, delta };
         self.attach(&channel, options, Some(&req), false, extras, |result, _| {
             let mut result = result.clone();
-            result.data = reply_data;
+            result.data = reply_data.clone();
             Some(encode(encoding, &Reply { id, subscribe: Some(result), ..Reply::default() }))
         })
         .await?;
@@ -880,7 +880,7 @@ impl Session {
         req: Option<&SubscribeRequest>,
         server_side: bool,
         extras: SubscribeExtras,
-        announce: impl FnOnce(&SubscribeResult, bool) -> Option<Result<Bytes, DisconnectCode>>,
+        announce: impl Fn(&SubscribeResult, bool) -> Option<Result<Bytes, DisconnectCode>>,
     ) -> Result<SubscribeResult, ErrorCode> {
         let SubscribeExtras { chan_info, filter, delta } = extras;
         let client: Arc<str> = self.conn.as_ref().map_or("", |c| c.client.as_str()).into();
@@ -921,7 +921,17 @@ impl Session {
             }
             result.delta = delta;
             registry.add_with(channel, id, outbox.clone(), encoding, delivery);
-            match announce(&result, server_side) {
+            let mut announced = announce(&result, server_side);
+            // A recovery larger than the whole outbox would close the
+            // connection (3008) on every retry, and the client could never
+            // catch up: it is told instead that it cannot recover, its
+            // explicit gap signal.
+            if result.recovered && matches!(&announced, Some(Ok(frame)) if frame.len() > outbox.max_bytes()) {
+                result.recovered = false;
+                result.publications.clear();
+                announced = announce(&result, server_side);
+            }
+            match announced {
                 // Overflow closes the outbox (3008); the run loop sees it.
                 Some(Ok(frame)) => {
                     let _ = outbox.push(frame);
@@ -1216,6 +1226,71 @@ mod tests {
             let reply = self.next().await;
             assert!(reply.starts_with(r#"{"id":1,"connect":{"client":"#), "{reply}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_recovery_larger_than_the_outbox_is_answered_as_not_recovered() {
+        let mut config = anonymous();
+        config.client.queue_max_bytes = 4096;
+        config.channels.namespaces.push(crate::config::NamespaceConfig {
+            name: "h".into(),
+            history_size: 1000,
+            history_ttl_secs: 60,
+            force_recovery: true,
+            allow_subscribe_for_anonymous: true,
+            ..Default::default()
+        });
+        let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
+        let publish = |n: usize| {
+            let hub = hub.clone();
+            async move {
+                let data = Payload::from_json(&format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(100))).unwrap();
+                hub.publish(crate::hub::PublishRequest { channel: "h:c".into(), data, ..Default::default() })
+                    .await
+                    .expect("publish")
+            }
+        };
+        let first = publish(0).await;
+        let h = {
+            let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
+            let outbox = session.outbox();
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let inbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+            Harness { tx, outbox, task: tokio::spawn(session.run(inbound)), started: Instant::now() }
+        };
+        h.connect().await;
+
+        // A few publications fit: recovered, with them.
+        for n in 1..=3 {
+            publish(n).await;
+        }
+        let subscribe = |offset: u64| {
+            let text = format!(
+                r#"{{"id":2,"subscribe":{{"channel":"h:c","recover":true,"epoch":"{}","offset":{offset}}}}}"#,
+                first.epoch
+            );
+            Inbound::Text(Bytes::from(text))
+        };
+        h.tx.send(subscribe(first.offset)).unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&h.next().await).unwrap();
+        assert_eq!(reply["subscribe"]["recovered"], serde_json::json!(true), "{reply}");
+        assert_eq!(reply["subscribe"]["publications"].as_array().map(Vec::len), Some(3), "{reply}");
+        h.send(r#"{"id":3,"unsubscribe":{"channel":"h:c"}}"#);
+        assert_eq!(h.next().await, r#"{"id":3,"unsubscribe":{}}"#);
+
+        // 100 publications of ~120 bytes do not fit in 4 KiB: not
+        // recovered (the gap signal), and the connection stays open.
+        for n in 4..=100 {
+            publish(n).await;
+        }
+        h.tx.send(subscribe(first.offset)).unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&h.next().await).unwrap();
+        // `recovered: false` is left out, as proto3 JSON leaves out defaults.
+        assert_eq!(reply["subscribe"].get("recovered"), None, "{reply}");
+        assert_eq!(reply["subscribe"]["was_recovering"], serde_json::json!(true), "{reply}");
+        assert_eq!(reply["subscribe"]["offset"], serde_json::json!(first.offset + 100), "{reply}");
+        assert_eq!(reply["subscribe"].get("publications"), None, "{reply}");
+        assert_eq!(h.outbox.close_code(), None);
     }
 
     #[tokio::test(start_paused = true)]
