@@ -628,10 +628,9 @@ impl GatewayProcess {
     /// Runs the binary to its exit (for starts expected to fail): returns
     /// its exit code and everything it logged.
     pub async fn run_to_exit(&mut self) -> Result<(Option<i32>, String)> {
-        let child = self.spawn()?;
-        let status = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-            .await
-            .context("switchboard did not exit")??;
+        let mut child = self.spawn()?;
+        let status =
+            tokio::time::timeout(Duration::from_secs(30), child.wait()).await.context("switchboard did not exit")??;
         // The exit does not mean the reader has copied the last lines (the
         // ones that say why): wait for it to reach the end of the pipe.
         if let Some(reader) = self.log_reader.take() {
@@ -639,10 +638,7 @@ impl GatewayProcess {
                 .await
                 .context("the stderr reader did not finish after the exit")??;
         }
-        // wait_with_output returns what the reader did not take (nothing).
-        let mut log = self.log();
-        log.push_str(&String::from_utf8_lossy(&status.stderr));
-        Ok((status.status.code(), log))
+        Ok((status.code(), self.log()))
     }
 
     fn spawn(&mut self) -> Result<tokio::process::Child> {

@@ -53,14 +53,14 @@ impl Outbox {
         }
     }
 
-    /// Queues one encoded message. On overflow the outbox closes itself with
-    /// 3008 slow and drops what was queued.
     /// The most bytes the queue holds: a frame larger than this can never
     /// be queued.
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
     }
 
+    /// Queues one encoded message. On overflow the outbox closes itself with
+    /// 3008 slow and drops what was queued.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
         let mut state = self.state.lock();
         if state.close.is_some() {

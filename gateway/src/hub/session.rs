@@ -1175,6 +1175,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     struct Harness {
+        hub: Arc<Hub>,
         tx: mpsc::UnboundedSender<Inbound>,
         outbox: Arc<Outbox>,
         task: tokio::task::JoinHandle<DisconnectCode>,
@@ -1188,7 +1189,7 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let inbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         let task = tokio::spawn(session.run(inbound));
-        Harness { tx, outbox, task, started: Instant::now() }
+        Harness { hub, tx, outbox, task, started: Instant::now() }
     }
 
     #[tokio::test]
@@ -1240,9 +1241,9 @@ mod tests {
             allow_subscribe_for_anonymous: true,
             ..Default::default()
         });
-        let hub = Hub::new(Arc::new(config), CancellationToken::new()).expect("hub");
+        let h = start(config);
         let publish = |n: usize| {
-            let hub = hub.clone();
+            let hub = h.hub.clone();
             async move {
                 let data = Payload::from_json(&format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(100))).unwrap();
                 hub.publish(crate::hub::PublishRequest { channel: "h:c".into(), data, ..Default::default() })
@@ -1251,13 +1252,6 @@ mod tests {
             }
         };
         let first = publish(0).await;
-        let h = {
-            let session = Session::new(hub.clone(), hub.try_acquire_connection().expect("slot"), Encoding::Json);
-            let outbox = session.outbox();
-            let (tx, mut rx) = mpsc::unbounded_channel();
-            let inbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-            Harness { tx, outbox, task: tokio::spawn(session.run(inbound)), started: Instant::now() }
-        };
         h.connect().await;
 
         // A few publications fit: recovered, with them.

@@ -275,35 +275,33 @@ impl Version {
             interface: "lifecycle".into(),
             reason: format!("{e:#}"),
         };
+        let publish = publish_hook::GuestIndices::new(&pre).ok();
+        let publish_ext = publish_ext_hook::GuestIndices::new(&pre).ok();
+        // Looked up only where the generated bindings found (and checked)
+        // the interface, so both agree on what a plugin exports.
+        let on_publish = publish.as_ref().and_then(|_| export_func(&pre, "publish-hook", "on-publish"));
+        let on_publish_ext = publish_ext.as_ref().and_then(|_| export_func(&pre, "publish-ext-hook", "on-publish-ext"));
+        if publish.is_some() != on_publish.is_some() || publish_ext.is_some() != on_publish_ext.is_some() {
+            return Err(PluginError::Link {
+                plugin: name.to_owned(),
+                reason: format!("publish hook exports not found under version {PACKAGE_VERSION}"),
+            });
+        }
         let hooks = Hooks {
             lifecycle: lifecycle::GuestIndices::new(&pre).map_err(missing)?,
             connect: connect_hook::GuestIndices::new(&pre).ok(),
             subscribe: subscribe_hook::GuestIndices::new(&pre).ok(),
-            publish: publish_hook::GuestIndices::new(&pre).ok(),
+            publish,
             rpc: rpc_hook::GuestIndices::new(&pre).ok(),
             events: events_hook::GuestIndices::new(&pre).ok(),
             connect_ext: connect_ext_hook::GuestIndices::new(&pre).ok(),
             refresh: refresh_hook::GuestIndices::new(&pre).ok(),
             subscribe_ext: subscribe_ext_hook::GuestIndices::new(&pre).ok(),
             sub_refresh: sub_refresh_hook::GuestIndices::new(&pre).ok(),
-            publish_ext: publish_ext_hook::GuestIndices::new(&pre).ok(),
-            on_publish: None,
-            on_publish_ext: None,
+            publish_ext,
+            on_publish,
+            on_publish_ext,
         };
-        // Looked up only where the generated bindings found (and checked)
-        // the interface, so both agree on what a plugin exports.
-        let mut hooks = hooks;
-        hooks.on_publish = hooks.publish.as_ref().and_then(|_| export_func(&pre, "publish-hook", "on-publish"));
-        hooks.on_publish_ext =
-            hooks.publish_ext.as_ref().and_then(|_| export_func(&pre, "publish-ext-hook", "on-publish-ext"));
-        if hooks.publish.is_some() != hooks.on_publish.is_some()
-            || hooks.publish_ext.is_some() != hooks.on_publish_ext.is_some()
-        {
-            return Err(PluginError::Link {
-                plugin: name.to_owned(),
-                reason: format!("publish hook exports not found under version {PACKAGE_VERSION}"),
-            });
-        }
         let init_config = serde_json::to_string(&config.config).map_err(|e| PluginError::Init {
             plugin: name.to_owned(),
             reason: format!("config is not representable as json: {e}"),
@@ -410,8 +408,7 @@ impl Version {
         let wait = Duration::from_millis(self.config.timeout_ms);
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            // Boxed, as the rare path: a timer is a large future.
-            Err(_) => Box::pin(tokio::time::timeout(wait, self.permits.clone().acquire_owned()))
+            Err(_) => tokio::time::timeout(wait, self.permits.clone().acquire_owned())
                 .await
                 .map_err(|_| PluginError::Busy {
                     plugin: self.config.name.clone(),
