@@ -141,7 +141,7 @@ impl Message {
             data: data.into(),
             tags: Vec::new(),
             content_type: "application/json".to_owned(),
-            trace: TraceContext::default(),
+            trace: None,
         }
     }
 
@@ -181,7 +181,7 @@ impl ConnectRequest {
             data: Vec::new(),
             name: String::new(),
             version: String::new(),
-            trace: TraceContext::default(),
+            trace: None,
         }
     }
 }
@@ -194,7 +194,7 @@ impl SubscribeRequest {
             user: user.into(),
             channel: channel.into(),
             data: Vec::new(),
-            trace: TraceContext::default(),
+            trace: None,
         }
     }
 }
@@ -211,7 +211,7 @@ impl Event {
             channel: String::new(),
             data: Vec::new(),
             code: 0,
-            trace: TraceContext::default(),
+            trace: None,
         }
     }
 }

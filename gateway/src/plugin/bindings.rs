@@ -51,7 +51,7 @@ pub mod borrowed {
         pub tags: &'a [(String, String)],
         #[component(name = "content-type")]
         pub content_type: &'a str,
-        pub trace: TraceContext<'a>,
+        pub trace: Option<TraceContext<'a>>,
     }
 
     #[derive(ComponentType, Lower, Clone, Copy)]
@@ -69,5 +69,82 @@ pub mod borrowed {
     pub struct PublishAttempt<'a> {
         pub msg: Message<'a>,
         pub conn: Option<Connection<'a>>,
+    }
+}
+
+/// Lifting twins of the publish hooks' results. The pipeline keeps only a
+/// replacement's content (data, tags, content type); the fields it ignores
+/// (the channel a plugin may not change, the publisher, the trace context)
+/// are lifted as unchecked ranges of guest memory instead of host strings,
+/// and never read. `instance.rs` type-checks the export against them once
+/// per instance.
+pub mod lifted {
+    use wasmtime::component::{ComponentType, Lift, WasmStr};
+
+    use super::types::Reject;
+
+    #[allow(dead_code, reason = "the fields the pipeline ignores are lifted for their layout only")]
+    #[derive(ComponentType, Lift)]
+    #[component(record)]
+    pub struct Publisher {
+        pub user: WasmStr,
+        pub client: WasmStr,
+    }
+
+    #[allow(dead_code, reason = "the fields the pipeline ignores are lifted for their layout only")]
+    #[derive(ComponentType, Lift)]
+    #[component(record)]
+    pub struct TraceContext {
+        pub traceparent: WasmStr,
+        pub tracestate: WasmStr,
+    }
+
+    #[allow(dead_code, reason = "the fields the pipeline ignores are lifted for their layout only")]
+    #[derive(ComponentType, Lift)]
+    #[component(record)]
+    pub struct Message {
+        pub channel: WasmStr,
+        pub publisher: Option<Publisher>,
+        pub data: Vec<u8>,
+        pub tags: Vec<(String, String)>,
+        #[component(name = "content-type")]
+        pub content_type: String,
+        pub trace: Option<TraceContext>,
+    }
+
+    #[allow(clippy::large_enum_variant, reason = "lifted per call and matched at once, never stored")]
+    #[derive(ComponentType, Lift)]
+    #[component(variant)]
+    pub enum PublishResult {
+        #[component(name = "pass")]
+        Pass,
+        #[component(name = "replace")]
+        Replace(Message),
+        #[component(name = "drop")]
+        Drop,
+        #[component(name = "deny")]
+        Deny(Reject),
+    }
+
+    #[derive(ComponentType, Lift)]
+    #[component(record)]
+    pub struct PublishRewrite {
+        pub msg: Message,
+        #[component(name = "skip-history")]
+        pub skip_history: bool,
+    }
+
+    #[allow(clippy::large_enum_variant, reason = "lifted per call and matched at once, never stored")]
+    #[derive(ComponentType, Lift)]
+    #[component(variant)]
+    pub enum PublishDecision {
+        #[component(name = "pass")]
+        Pass,
+        #[component(name = "replace")]
+        Replace(PublishRewrite),
+        #[component(name = "drop")]
+        Drop,
+        #[component(name = "deny")]
+        Deny(Reject),
     }
 }

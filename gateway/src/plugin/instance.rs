@@ -12,8 +12,8 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{
-    borrowed, connect_ext_hook, connect_hook, events_hook, lifecycle, publish_ext_hook, publish_hook, refresh_hook,
-    rpc_hook, sub_refresh_hook, subscribe_ext_hook, subscribe_hook, types,
+    borrowed, connect_ext_hook, connect_hook, events_hook, lifecycle, lifted, publish_ext_hook, publish_hook,
+    refresh_hook, rpc_hook, sub_refresh_hook, subscribe_ext_hook, subscribe_hook, types,
 };
 use super::host::{HostState, PluginShared};
 use super::{Hook, PluginError};
@@ -126,7 +126,7 @@ enum PublishSig {}
 
 impl Signature for PublishSig {
     type Params<'a> = (borrowed::Message<'a>,);
-    type Results = (types::PublishResult,);
+    type Results = (lifted::PublishResult,);
 }
 
 /// `on-publish-ext(publish-attempt) -> publish-decision`.
@@ -134,7 +134,7 @@ enum PublishExtSig {}
 
 impl Signature for PublishExtSig {
     type Params<'a> = (borrowed::PublishAttempt<'a>,);
-    type Results = (types::PublishDecision,);
+    type Results = (lifted::PublishDecision,);
 }
 
 /// An instance's export, type-checked against `S` when the instance was
@@ -203,13 +203,13 @@ impl Call<'_> {
 pub enum Returned {
     Connect(types::ConnectResult),
     Subscribe(types::Verdict),
-    Publish(types::PublishResult),
+    Publish(lifted::PublishResult),
     Rpc(Result<Vec<u8>, types::RpcError>),
     Events,
     ConnectExt(types::ConnectDecision),
     Refresh(types::RefreshDecision),
     SubscribeExt(types::SubscribeDecision),
-    PublishExt(types::PublishDecision),
+    PublishExt(lifted::PublishDecision),
 }
 
 /// One compiled, linked and initialized version of a plugin.

@@ -25,7 +25,7 @@ use tracing::Instrument;
 use wasmtime::Engine;
 
 use crate::config::{Config, OnError, PluginConfig};
-use bindings::{borrowed, types};
+use bindings::{borrowed, lifted, types};
 use instance::{Call, Returned, Version};
 
 pub use host::MetricsRegistry;
@@ -152,7 +152,8 @@ impl Rejection {
     }
 }
 
-/// W3C trace context; empty strings when not traced.
+/// W3C trace context; empty strings when not traced (the guest then gets
+/// `none`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceContext {
     pub traceparent: String,
@@ -687,7 +688,12 @@ impl PluginHost {
             plugin.trap = tracing::field::Empty,
         );
         let started = Instant::now();
-        let result = self.call_guarded(plugin, call).instrument(span.clone()).await;
+        // Untraced calls (most) skip the instrumentation's enter and exit.
+        let result = if span.is_disabled() {
+            self.call_guarded(plugin, call).await
+        } else {
+            self.call_guarded(plugin, call).instrument(span.clone()).await
+        };
         let elapsed = started.elapsed();
         let failure = result.as_ref().err().map(PluginError::kind);
         span.record("plugin.outcome", failure.unwrap_or("ok"));
@@ -1041,14 +1047,14 @@ impl PluginHost {
             };
             let result = self.call(plugin, call).await;
             let (m, skip_history) = match result {
-                Ok(Returned::Publish(types::PublishResult::Pass))
-                | Ok(Returned::PublishExt(types::PublishDecision::Pass)) => continue,
-                Ok(Returned::Publish(types::PublishResult::Replace(m))) => (m, false),
-                Ok(Returned::PublishExt(types::PublishDecision::Replace(r))) => (r.msg, r.skip_history),
-                Ok(Returned::Publish(types::PublishResult::Drop))
-                | Ok(Returned::PublishExt(types::PublishDecision::Drop)) => return PublishOutcome::Drop,
-                Ok(Returned::Publish(types::PublishResult::Deny(r)))
-                | Ok(Returned::PublishExt(types::PublishDecision::Deny(r))) => {
+                Ok(Returned::Publish(lifted::PublishResult::Pass))
+                | Ok(Returned::PublishExt(lifted::PublishDecision::Pass)) => continue,
+                Ok(Returned::Publish(lifted::PublishResult::Replace(m))) => (m, false),
+                Ok(Returned::PublishExt(lifted::PublishDecision::Replace(r))) => (r.msg, r.skip_history),
+                Ok(Returned::Publish(lifted::PublishResult::Drop))
+                | Ok(Returned::PublishExt(lifted::PublishDecision::Drop)) => return PublishOutcome::Drop,
+                Ok(Returned::Publish(lifted::PublishResult::Deny(r)))
+                | Ok(Returned::PublishExt(lifted::PublishDecision::Deny(r))) => {
                     return PublishOutcome::Deny(from_reject(r));
                 }
                 Ok(_) => unreachable!("publish returns a publish result"),
@@ -1139,7 +1145,7 @@ impl PluginHost {
             let events: Vec<types::Event> = batch.drain(..).map(to_event).collect();
             // The batch continues the trace of its first traced event (the
             // others are named by their own traceparent in the events).
-            let parent = events.iter().map(|e| &e.trace).find(|t| !t.traceparent.is_empty());
+            let parent = events.iter().find_map(|e| e.trace.as_ref());
             let (traceparent, tracestate) =
                 parent.map_or(("", ""), |t| (t.traceparent.as_str(), t.tracestate.as_str()));
             let span = crate::follow_span!(
@@ -1166,15 +1172,17 @@ fn borrowed_message(message: &Message) -> borrowed::Message<'_> {
         data: &message.data,
         tags: &message.tags,
         content_type: &message.content_type,
-        trace: borrowed::TraceContext {
+        trace: (!message.trace.traceparent.is_empty()).then(|| borrowed::TraceContext {
             traceparent: &message.trace.traceparent,
             tracestate: &message.trace.tracestate,
-        },
+        }),
     }
 }
 
-fn to_trace(trace: &TraceContext) -> types::TraceContext {
-    types::TraceContext { traceparent: trace.traceparent.clone(), tracestate: trace.tracestate.clone() }
+/// The guest's trace context: none when the operation is not traced.
+fn to_trace(trace: &TraceContext) -> Option<types::TraceContext> {
+    (!trace.traceparent.is_empty())
+        .then(|| types::TraceContext { traceparent: trace.traceparent.clone(), tracestate: trace.tracestate.clone() })
 }
 
 fn to_connection(c: &Connection) -> types::Connection {
@@ -1229,6 +1237,23 @@ fn to_event(event: Event) -> types::Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugins_get_a_trace_context_only_for_traced_operations() {
+        let untraced = Message { channel: "c".into(), ..Message::default() };
+        assert!(borrowed_message(&untraced).trace.is_none());
+        assert!(to_trace(&untraced.trace).is_none());
+
+        let trace = TraceContext {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            tracestate: "k=v".into(),
+        };
+        let traced = Message { trace: trace.clone(), ..untraced };
+        let lowered = borrowed_message(&traced).trace.expect("a traced message carries its trace");
+        assert_eq!((lowered.traceparent, lowered.tracestate), (trace.traceparent.as_str(), "k=v"));
+        let owned = to_trace(&trace).expect("a traced operation carries its trace");
+        assert_eq!((owned.traceparent, owned.tracestate), (trace.traceparent.clone(), trace.tracestate.clone()));
+    }
 
     #[test]
     fn breaker_trips_after_n_faults_and_backs_off() {

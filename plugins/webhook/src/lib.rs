@@ -178,8 +178,8 @@ pub fn event_json(event: &Event) -> Value {
             Err(_) => out["data_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(&event.data)),
         }
     }
-    if !event.trace.traceparent.is_empty() {
-        out["traceparent"] = json!(event.trace.traceparent);
+    if let Some(trace) = event.trace.as_ref().filter(|t| !t.traceparent.is_empty()) {
+        out["traceparent"] = json!(trace.traceparent);
     }
     out
 }
@@ -233,7 +233,7 @@ impl Webhook {
             let id = format!("{:016x}{:08x}", random::next_u64(), seq);
             let json: Vec<Value> = chunk.iter().map(|e| event_json(e)).collect();
             let body = json!({ "id": id, "events": json }).to_string();
-            let trace = chunk.iter().map(|e| &e.trace).find(|t| !t.traceparent.is_empty());
+            let trace = chunk.iter().filter_map(|e| e.trace.as_ref()).find(|t| !t.traceparent.is_empty());
             let pending = Pending {
                 id,
                 body,
@@ -388,7 +388,7 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    use switchboard_plugin_sdk::testing;
+    use switchboard_plugin_sdk::{TraceContext, testing};
 
     use super::*;
 
@@ -557,7 +557,7 @@ mod tests {
         bye.user = "alice".into();
         bye.code = 3000;
         bye.data = vec![0xff];
-        bye.trace.traceparent = "00-abc-def-01".into();
+        bye.trace = Some(TraceContext { traceparent: "00-abc-def-01".into(), tracestate: String::new() });
         hook.on_events(vec![publish(1), bye, Event::new(EventKind::ChannelOccupied, 6)]);
         hook.on_events(vec![publish(2)]);
         let bodies = accepted.borrow();
@@ -578,8 +578,10 @@ mod tests {
         let mut hook = webhook("");
         let _accepted = backend(vec![]);
         let mut traced = publish(2);
-        traced.trace.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into();
-        traced.trace.tracestate = "k=v".into();
+        traced.trace = Some(TraceContext {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            tracestate: "k=v".into(),
+        });
         hook.on_events(vec![publish(1), traced]);
         hook.on_events(vec![publish(3)]);
         let requests = testing::requests();

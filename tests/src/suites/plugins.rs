@@ -107,6 +107,7 @@ async fn publish_pipeline_replace_drop_and_deny_reach_subscribers_and_api() -> a
 #[tokio::test]
 async fn a_publish_plugin_receives_every_field_of_the_message() -> anyhow::Result<()> {
     // `echo` answers with what it was given: each field the host lowered.
+    // Untraced publishes carry no trace context (`none`, not empty strings).
     let config = plugin_config(vec![plugin("echo", "transform", "echo")], vec![namespace("echo", &["echo"])]);
     let gw = TestGateway::start_with(config).await?;
     let (mut ws, connected) = gw.connect("alice").await?;
@@ -119,7 +120,7 @@ async fn a_publish_plugin_receives_every_field_of_the_message() -> anyhow::Resul
     assert_eq!(
         next_data(&mut ws, "echo:x").await?,
         json!({"channel": "echo:x", "user": "alice", "client": client, "tags": [],
-               "content_type": "application/json", "traceparent": "", "tracestate": "",
+               "content_type": "application/json", "traceparent": null, "tracestate": null,
                "data": r#"{"msg":"hi"}"#})
     );
 
@@ -130,7 +131,7 @@ async fn a_publish_plugin_receives_every_field_of_the_message() -> anyhow::Resul
     assert_eq!(
         next_data(&mut ws, "echo:x").await?,
         json!({"channel": "echo:x", "user": null, "client": null, "tags": [["a", "1"], ["b", "2"]],
-               "content_type": "application/json", "traceparent": "", "tracestate": "",
+               "content_type": "application/json", "traceparent": null, "tracestate": null,
                "data": format!(r#"{{"t":"{text}"}}"#)})
     );
     gw.shutdown().await

@@ -79,14 +79,16 @@ fn echo(msg: &Message) -> String {
         .publisher
         .as_ref()
         .map_or(("null".to_owned(), "null".to_owned()), |p| (json_str(&p.user), json_str(&p.client)));
+    let (traceparent, tracestate) = msg
+        .trace
+        .as_ref()
+        .map_or(("null".to_owned(), "null".to_owned()), |t| (json_str(&t.traceparent), json_str(&t.tracestate)));
     let tags: Vec<String> = msg.tags.iter().map(|(k, v)| format!("[{},{}]", json_str(k), json_str(v))).collect();
     format!(
-        r#"{{"channel":{},"user":{user},"client":{client},"tags":[{}],"content_type":{},"traceparent":{},"tracestate":{},"data":{}}}"#,
+        r#"{{"channel":{},"user":{user},"client":{client},"tags":[{}],"content_type":{},"traceparent":{traceparent},"tracestate":{tracestate},"data":{}}}"#,
         json_str(&msg.channel),
         tags.join(","),
         json_str(&msg.content_type),
-        json_str(&msg.trace.traceparent),
-        json_str(&msg.trace.tracestate),
         json_str(&String::from_utf8_lossy(&msg.data)),
     )
 }
