@@ -172,6 +172,16 @@ fn load(rt: &tokio::runtime::Runtime, config: &Config) -> PluginHost {
     rt.block_on(PluginHost::from_config(config, CancellationToken::new(), &TaskTracker::new())).expect("load")
 }
 
+/// `PLUGIN_CALL_COUNT=N` (with `PLUGIN_CALL_CASE`: `pass`, the default, or
+/// an example plugin's name): make exactly N calls of that case, then exit,
+/// without criterion. For instruction counts, which this shared machine
+/// cannot disturb: `valgrind --tool=callgrind
+/// --toggle-collect='*time_calls*'` on this binary (see BENCHMARKS.md).
+fn counted_case() -> Option<(String, u64)> {
+    let calls = std::env::var("PLUGIN_CALL_COUNT").ok()?.parse().expect("PLUGIN_CALL_COUNT is a number of calls");
+    Some((std::env::var("PLUGIN_CALL_CASE").unwrap_or_else(|_| "pass".to_owned()), calls))
+}
+
 fn benches(c: &mut Criterion) {
     let wasm = guest();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -186,7 +196,16 @@ fn benches(c: &mut Criterion) {
         content_type: "application/json".into(),
         ..Message::default()
     };
-    c.bench_function("on_publish_1kib_warm", |b| b.iter_custom(|iters| time_calls(&rt, &host, &message, iters)));
+    let counted = counted_case();
+    if let Some((case, calls)) = &counted
+        && case == "pass"
+    {
+        time_calls(&rt, &host, &message, *calls);
+        std::process::exit(0);
+    }
+    if counted.is_none() {
+        c.bench_function("on_publish_1kib_warm", |b| b.iter_custom(|iters| time_calls(&rt, &host, &message, iters)));
+    }
     drop(host);
 
     // Each example plugin alone, on a message it passes unchanged
@@ -205,9 +224,21 @@ fn benches(c: &mut Criterion) {
         config.plugin_runtime.watch_interval_ms = 0;
         config.plugin_runtime.cache_dir = cache.display().to_string();
         let host = load(&rt, &config);
+        if let Some((case, calls)) = &counted
+            && case == name
+        {
+            time_calls(&rt, &host, &chat, *calls);
+            std::process::exit(0);
+        }
+        if counted.is_some() {
+            continue;
+        }
         c.bench_function(&format!("on_publish_1kib_warm/{name}"), |b| {
             b.iter_custom(|iters| time_calls(&rt, &host, &chat, iters))
         });
+    }
+    if let Some((case, _)) = &counted {
+        panic!("PLUGIN_CALL_CASE {case}: expected pass, moderation, pii-redact or enrich");
     }
 
     pipeline_throughput(c, &rt, &cache);
