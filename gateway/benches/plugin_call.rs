@@ -197,14 +197,17 @@ fn benches(c: &mut Criterion) {
         ..Message::default()
     };
     let counted = counted_case();
-    if let Some((case, calls)) = &counted
-        && case == "pass"
-    {
-        time_calls(&rt, &host, &message, *calls);
-        std::process::exit(0);
-    }
-    if counted.is_none() {
-        c.bench_function("on_publish_1kib_warm", |b| b.iter_custom(|iters| time_calls(&rt, &host, &message, iters)));
+    match &counted {
+        Some((case, calls)) if case == "pass" => {
+            time_calls(&rt, &host, &message, *calls);
+            std::process::exit(0);
+        }
+        Some(_) => {}
+        None => {
+            c.bench_function("on_publish_1kib_warm", |b| {
+                b.iter_custom(|iters| time_calls(&rt, &host, &message, iters))
+            });
+        }
     }
     drop(host);
 
@@ -224,18 +227,18 @@ fn benches(c: &mut Criterion) {
         config.plugin_runtime.watch_interval_ms = 0;
         config.plugin_runtime.cache_dir = cache.display().to_string();
         let host = load(&rt, &config);
-        if let Some((case, calls)) = &counted
-            && case == name
-        {
-            time_calls(&rt, &host, &chat, *calls);
-            std::process::exit(0);
+        match &counted {
+            Some((case, calls)) if case == name => {
+                time_calls(&rt, &host, &chat, *calls);
+                std::process::exit(0);
+            }
+            Some(_) => {}
+            None => {
+                c.bench_function(&format!("on_publish_1kib_warm/{name}"), |b| {
+                    b.iter_custom(|iters| time_calls(&rt, &host, &chat, iters))
+                });
+            }
         }
-        if counted.is_some() {
-            continue;
-        }
-        c.bench_function(&format!("on_publish_1kib_warm/{name}"), |b| {
-            b.iter_custom(|iters| time_calls(&rt, &host, &chat, iters))
-        });
     }
     if let Some((case, _)) = &counted {
         panic!("PLUGIN_CALL_CASE {case}: expected pass, moderation, pii-redact or enrich");

@@ -160,6 +160,14 @@ pub struct TraceContext {
     pub tracestate: String,
 }
 
+impl TraceContext {
+    /// The context of a traced operation; none otherwise (what the guest
+    /// gets in every `option<trace-context>`).
+    fn traced(&self) -> Option<&Self> {
+        (!self.traceparent.is_empty()).then_some(self)
+    }
+}
+
 /// Who published a message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Publisher {
@@ -1172,17 +1180,16 @@ fn borrowed_message(message: &Message) -> borrowed::Message<'_> {
         data: &message.data,
         tags: &message.tags,
         content_type: &message.content_type,
-        trace: (!message.trace.traceparent.is_empty()).then(|| borrowed::TraceContext {
-            traceparent: &message.trace.traceparent,
-            tracestate: &message.trace.tracestate,
-        }),
+        trace: message
+            .trace
+            .traced()
+            .map(|t| borrowed::TraceContext { traceparent: &t.traceparent, tracestate: &t.tracestate }),
     }
 }
 
 /// The guest's trace context: none when the operation is not traced.
 fn to_trace(trace: &TraceContext) -> Option<types::TraceContext> {
-    (!trace.traceparent.is_empty())
-        .then(|| types::TraceContext { traceparent: trace.traceparent.clone(), tracestate: trace.tracestate.clone() })
+    trace.traced().map(|t| types::TraceContext { traceparent: t.traceparent.clone(), tracestate: t.tracestate.clone() })
 }
 
 fn to_connection(c: &Connection) -> types::Connection {
