@@ -103,34 +103,25 @@ pub struct Moderation {
 /// The block and mask terms that fold to ASCII, for a pass over raw ASCII
 /// payloads that proves no term occurs in them, even as a substring and
 /// ignoring ASCII case (what folding is on ASCII). Built once in `init`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct AsciiScan {
     /// Folded (lowercase) terms.
     terms: Vec<Vec<u8>>,
-    /// Their distinct first bytes, `0x20` set and repeated in each byte of
-    /// a word: what the scan stops at.
-    firsts: Vec<u64>,
+    /// Per byte with `0x20` set: whether a term starts with it.
+    starts: [bool; 256],
+    /// The distinct first bytes, `0x20` set: what the chunk test stops at.
+    firsts: Vec<u8>,
     /// A term holds a character JSON may escape (`"`, `\\`, `/`, controls):
     /// then any backslash sends the payload to the slow path, not just `\\u`.
     escapable: bool,
 }
 
-const HIGH: u64 = 0x8080_8080_8080_8080;
-const ONES: u64 = 0x0101_0101_0101_0101;
-
-/// Per byte of a word, the high bit set where the byte is zero, and maybe
-/// in bytes above a zero byte (borrows): the caller checks each hit.
-const fn zero_bytes(v: u64) -> u64 {
-    v.wrapping_sub(ONES) & !v & HIGH
-}
-
-const fn splat(b: u8) -> u64 {
-    ONES * b as u64
-}
+/// Bytes the scan tests at once (see [`AsciiScan::stops`]).
+const CHUNK: usize = 16;
 
 impl AsciiScan {
     fn new<'a>(terms: impl Iterator<Item = &'a Term>) -> AsciiScan {
-        let mut scan = AsciiScan::default();
+        let mut scan = AsciiScan { terms: Vec::new(), starts: [false; 256], firsts: Vec::new(), escapable: false };
         for term in terms {
             let Some(bytes) =
                 term.iter().map(|&c| u8::try_from(c).ok().filter(u8::is_ascii)).collect::<Option<Vec<u8>>>()
@@ -138,8 +129,9 @@ impl AsciiScan {
                 // A term with non-ASCII characters cannot match ASCII text.
                 continue;
             };
-            let first = splat(bytes[0] | 0x20);
-            if !scan.firsts.contains(&first) {
+            let first = bytes[0] | 0x20;
+            if !scan.starts[usize::from(first)] {
+                scan.starts[usize::from(first)] = true;
                 scan.firsts.push(first);
             }
             scan.escapable |= bytes.iter().any(|&b| b == b'"' || b == b'\\' || b == b'/' || b.is_ascii_control());
@@ -149,47 +141,75 @@ impl AsciiScan {
     }
 
     /// Whether the payload surely holds no term: it is ASCII without `\\u`
-    /// escapes (so folding is lowercasing) and no term occurs in it. Eight
-    /// bytes at a time, the scan stops only at non-ASCII bytes, backslashes
-    /// and bytes that may start a term.
+    /// escapes (so folding is lowercasing) and no term occurs in it. Each
+    /// chunk yields the positions of its bytes that are non-ASCII, a
+    /// backslash or maybe the first of a term, and only those are looked at.
     fn clean(&self, data: &[u8]) -> bool {
+        let mut chunks = data.chunks_exact(CHUNK);
         let mut base = 0;
-        while base < data.len() {
-            let word = match data.get(base..base + 8) {
-                Some(word) => u64::from_le_bytes(word.try_into().expect("eight bytes")),
-                None => {
-                    // The tail, padded with zeros: 0x20 is no first byte, as
-                    // terms are trimmed.
-                    let mut word = [0u8; 8];
-                    word[..data.len() - base].copy_from_slice(&data[base..]);
-                    u64::from_le_bytes(word)
-                }
-            };
-            let folded = word | splat(0x20);
-            let mut hits = self.firsts.iter().fold((word & HIGH) | zero_bytes(word ^ splat(b'\\')), |hits, &first| {
-                hits | zero_bytes(folded ^ first)
-            });
-            while hits != 0 {
-                let at = base + (hits.trailing_zeros() / 8) as usize;
-                hits &= hits - 1;
-                if at >= data.len() {
-                    // Padding (a term may start with a NUL).
-                    break;
-                }
-                match data[at] {
-                    0x80.. => return false,
-                    b'\\' if self.escapable || data.get(at + 1) == Some(&b'u') => return false,
-                    _ => {
-                        let rest = &data[at..];
-                        if self.terms.iter().any(|t| rest.len() >= t.len() && rest[..t.len()].eq_ignore_ascii_case(t)) {
-                            return false;
-                        }
-                    }
+        for chunk in &mut chunks {
+            let mut stops = self.stops(chunk.try_into().expect("a whole chunk"));
+            while stops != 0 {
+                let at = base + stops.trailing_zeros() as usize;
+                stops &= stops - 1;
+                if !self.byte_clean(data, at) {
+                    return false;
                 }
             }
-            base += 8;
+            base += CHUNK;
         }
-        true
+        (base..data.len()).all(|at| self.byte_clean(data, at))
+    }
+
+    /// A bit per byte of `chunk` that is non-ASCII, a backslash or maybe the
+    /// first of a term. Fixed-size, branch-free passes over the chunk, one
+    /// compare of all sixteen bytes per first byte: SIMD where the compiler
+    /// vectorizes them (SSE2 natively); wasm gets them spelled out in
+    /// simd128 (see the wasm `stops`), as LLVM scalarizes the bitmask there.
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline]
+    fn stops(&self, chunk: &[u8; CHUNK]) -> u16 {
+        let mut hit = chunk.map(|b| u8::from(b >= 0x80) | u8::from(b == b'\\'));
+        for &first in &self.firsts {
+            for (hit, &b) in hit.iter_mut().zip(chunk) {
+                *hit |= u8::from((b | 0x20) == first);
+            }
+        }
+        hit.iter().enumerate().fold(0, |stops, (i, &hit)| stops | (u16::from(hit) << i))
+    }
+
+    /// The portable `stops` in simd128 intrinsics.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline]
+    fn stops(&self, chunk: &[u8; CHUNK]) -> u16 {
+        use core::arch::wasm32::{i8x16_bitmask, i8x16_eq, i8x16_lt, i8x16_splat, u8x16, u8x16_splat, v128_or};
+        let bytes = u8x16(
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7], chunk[8], chunk[9],
+            chunk[10], chunk[11], chunk[12], chunk[13], chunk[14], chunk[15],
+        );
+        let folded = v128_or(bytes, u8x16_splat(0x20));
+        let mut hit = v128_or(i8x16_lt(bytes, i8x16_splat(0)), i8x16_eq(bytes, u8x16_splat(b'\\')));
+        for &first in &self.firsts {
+            hit = v128_or(hit, i8x16_eq(folded, u8x16_splat(first)));
+        }
+        i8x16_bitmask(hit)
+    }
+
+    /// The exact check of the byte at `at` (a term starting there may run
+    /// to the end of `data`).
+    #[inline]
+    fn byte_clean(&self, data: &[u8], at: usize) -> bool {
+        match data[at] {
+            0x80.. => false,
+            b'\\' => !self.escapable && data.get(at + 1) != Some(&b'u'),
+            b if self.starts[usize::from(b | 0x20)] => {
+                let rest = &data[at..];
+                !self.terms.iter().any(|t| {
+                    (t[0] | 0x20) == (b | 0x20) && rest.len() >= t.len() && rest[..t.len()].eq_ignore_ascii_case(t)
+                })
+            }
+            _ => true,
+        }
     }
 }
 

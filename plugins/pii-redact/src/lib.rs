@@ -238,11 +238,13 @@ fn class(b: u8) -> u8 {
 
 /// Per byte of a word, the high bit set where the byte is zero (exact: no
 /// borrow crosses bytes).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 const fn zero_bytes(v: u64) -> u64 {
     const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     !(((v & LOW7) + LOW7) | v | LOW7)
 }
 
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 const fn splat(b: u8) -> u64 {
     0x0101_0101_0101_0101 * b as u64
 }
@@ -250,6 +252,7 @@ const fn splat(b: u8) -> u64 {
 /// Per byte of `x`, the high bit set where the pre-scan has to look closer:
 /// a digit or `:` (any byte 0x30..=0x40, the rest of that range is
 /// harmless), `@`, or a backslash.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 fn triggers(x: u64) -> u64 {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Bytes 0x30..=0x40 without carries: the high bit is masked off first
@@ -260,29 +263,45 @@ fn triggers(x: u64) -> u64 {
     (from_0x30 & !past_0x40 & !x & HIGH) | zero_bytes(x ^ splat(b'\\'))
 }
 
+/// The index of the first trigger in a 16-byte block, 16 when it has none.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn first_trigger(block: &[u8; 16]) -> u32 {
+    let (low, high) = block.split_at(8);
+    let low = triggers(u64::from_le_bytes(low.try_into().expect("eight bytes")));
+    let high = triggers(u64::from_le_bytes(high.try_into().expect("eight bytes")));
+    if low != 0 { low.trailing_zeros() / 8 } else { 8 + high.trailing_zeros() / 8 }
+}
+
+/// [`triggers`] on all sixteen bytes at once in simd128 intrinsics.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn first_trigger(block: &[u8; 16]) -> u32 {
+    use core::arch::wasm32::{i8x16_bitmask, i8x16_eq, u8x16, u8x16_le, u8x16_splat, u8x16_sub, v128_or};
+    let bytes = u8x16(
+        block[0], block[1], block[2], block[3], block[4], block[5], block[6], block[7], block[8], block[9], block[10],
+        block[11], block[12], block[13], block[14], block[15],
+    );
+    // 0x30..=0x40: below 0x30 the subtraction wraps past 0x10.
+    let digits = u8x16_le(u8x16_sub(bytes, u8x16_splat(0x30)), u8x16_splat(0x10));
+    let hits = v128_or(digits, i8x16_eq(bytes, u8x16_splat(b'\\')));
+    i8x16_bitmask(hits).trailing_zeros()
+}
+
 /// The first trigger at or after `from`, sixteen bytes at a time: clean
 /// chat text has few, and this skip is most of the pre-scan's time.
 fn next_trigger(b: &[u8], from: usize) -> Option<usize> {
     let rest = b.get(from..)?;
     let mut blocks = rest.chunks_exact(16);
     for (n, block) in blocks.by_ref().enumerate() {
-        let (low, high) = block.split_at(8);
-        let low = triggers(u64::from_le_bytes(low.try_into().expect("eight bytes")));
-        let high = triggers(u64::from_le_bytes(high.try_into().expect("eight bytes")));
-        if low | high != 0 {
-            let within = if low != 0 { low.trailing_zeros() / 8 } else { 8 + high.trailing_zeros() / 8 };
+        let within = first_trigger(block.try_into().expect("sixteen bytes"));
+        if within < 16 {
             return Some(from + n * 16 + within as usize);
         }
     }
     // The tail, padded with zeros (no triggers).
     let tail = blocks.remainder();
-    let mut word = [0u8; 16];
-    word[..tail.len()].copy_from_slice(tail);
-    let (low, high) = (
-        triggers(u64::from_le_bytes(word[..8].try_into().expect("eight bytes"))),
-        triggers(u64::from_le_bytes(word[8..].try_into().expect("eight bytes"))),
-    );
-    let within = if low != 0 { low.trailing_zeros() / 8 } else { 8 + high.trailing_zeros() / 8 } as usize;
+    let mut block = [0u8; 16];
+    block[..tail.len()].copy_from_slice(tail);
+    let within = first_trigger(&block) as usize;
     (within < tail.len()).then(|| b.len() - tail.len() + within)
 }
 

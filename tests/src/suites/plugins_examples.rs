@@ -208,6 +208,37 @@ async fn moderation_masks_blocks_and_cools_down_a_repeat_offender() -> Result<()
     gw.shutdown().await
 }
 
+/// The component's byte scan tests sixteen bytes at a time (simd128 in
+/// wasm, a path the native unit tests cannot take): a term, an escape and a
+/// non-ASCII spelling are found at every offset across chunk boundaries,
+/// and a near miss at every offset passes.
+#[tokio::test]
+async fn moderation_finds_a_term_at_every_offset_of_a_long_payload() -> Result<()> {
+    let moderation = plugin("moderation", r#"block = ["badword", "very bad phrase"]"#, &["kv"])?;
+    let mut config = config_with(vec![moderation], &["room"]);
+    config.pipelines.publish = vec!["moderation".into()];
+    let gw = TestGateway::start_with(config).await?;
+    let blocked = json!({"code": 403, "message": "message contains a blocked word"});
+    for offset in 0..=40 {
+        let pad = "x ".repeat(offset / 2) + &" ".repeat(offset % 2);
+        // The string values as the JSON payload spells them.
+        for (text, refused) in [
+            (format!("{pad}BadWord and then some more words to fill the chunks"), true),
+            (format!("{pad}VERY BAD PHRASE and then some more words"), true),
+            (format!("{pad}\\u0062adword and then some more words"), true),
+            (format!("{pad}ｂａｄｗｏｒｄ and then some more words"), true),
+            (format!("{pad}badwore and very bad phrasing, then more words"), false),
+        ] {
+            let body = format!(r#"{{"channel":"room:1","data":{{"n":{offset},"t":"{text}"}}}}"#);
+            let resp = gw.api().raw("publish", &body, &[("x-api-key", API_KEY)]).await?;
+            assert_eq!(resp.status, 200, "{}", resp.body);
+            let want = if refused { blocked.clone() } else { json!(null) };
+            assert_eq!(resp.body["error"], want, "offset {offset}: {text} -> {}", resp.body);
+        }
+    }
+    gw.shutdown().await
+}
+
 #[tokio::test]
 async fn pii_redact_redacts_each_kind_in_string_fields_and_honours_skip_fields() -> Result<()> {
     let redact = plugin("pii-redact", r#"skip_fields = ["id", "meta.*"]"#, &[])?;
@@ -260,6 +291,40 @@ async fn pii_redact_redacts_each_kind_in_string_fields_and_honours_skip_fields()
     assert_eq!(next_data(&mut agent, "support:42").await?, json!({"text": "thanks!"}));
     let stored = history(&gw, "support:42").await?;
     assert_eq!(stored, vec![Value::Object(want), json!({"text": "thanks!"})]);
+    gw.shutdown().await
+}
+
+/// The component's pre-scan looks for the bytes personal data cannot do
+/// without sixteen at a time (simd128 in wasm, a path the native unit
+/// tests cannot take): each kind is found at every offset across block
+/// boundaries.
+#[tokio::test]
+async fn pii_redact_finds_each_kind_at_every_offset_of_a_long_payload() -> Result<()> {
+    let redact = plugin("pii-redact", "", &[])?;
+    let mut config = config_with(vec![redact], &["support"]);
+    config.pipelines.publish = vec!["pii-redact".into()];
+    let gw = TestGateway::start_with(config).await?;
+    let (mut agent, _) = gw.connect("agent").await?;
+    subscribe(&mut agent, "support:1").await?;
+    let kinds = [
+        ("alice@example.com", "email"),
+        ("+49 30 1234567", "phone"),
+        ("DE89 3704 0044 0532 0130 00", "iban"),
+        ("4111 1111 1111 1111", "card"),
+        ("192.168.1.20", "ip"),
+        ("fe80::1:2", "ip"),
+    ];
+    // One kind per message: a trigger the pre-scan misses (an email's one
+    // `@`) would let that message pass unredacted.
+    for offset in 0..=33 {
+        let pad = "x".repeat(offset);
+        for (value, kind) in kinds {
+            let sent = json!({"t": format!("{pad} {value} and some words after it")});
+            gw.api().result("publish", json!({"channel": "support:1", "data": sent})).await?;
+            let want = json!({"t": format!("{pad} [redacted:{kind}] and some words after it")});
+            assert_eq!(next_data(&mut agent, "support:1").await?, want, "offset {offset}");
+        }
+    }
     gw.shutdown().await
 }
 
