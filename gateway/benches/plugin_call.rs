@@ -167,9 +167,17 @@ fn time_calls(rt: &tokio::runtime::Runtime, host: &PluginHost, message: &Message
     elapsed
 }
 
-/// Loads a host with a tracker of its own; the host's tasks stop when it is dropped.
+/// Loads a host with a tracker of its own; the host's tasks stop when it is
+/// dropped. In counted mode each memory reserves 32 MiB
+/// (`memory_reservation_bytes`) instead of 4 GiB and guards, so that
+/// valgrind can map the instance pool; the guests then bounds-check their
+/// memory accesses.
 fn load(rt: &tokio::runtime::Runtime, config: &Config) -> PluginHost {
-    rt.block_on(PluginHost::from_config(config, CancellationToken::new(), &TaskTracker::new())).expect("load")
+    let mut config = config.clone();
+    if counted_case().is_some() {
+        config.plugin_runtime.memory_reservation_bytes = 32 << 20;
+    }
+    rt.block_on(PluginHost::from_config(&config, CancellationToken::new(), &TaskTracker::new())).expect("load")
 }
 
 /// `PLUGIN_CALL_COUNT=N` (with `PLUGIN_CALL_CASE`: `pass`, the default, or

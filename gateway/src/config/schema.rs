@@ -662,6 +662,14 @@ pub struct PluginRuntimeConfig {
     pub fetch_max_timeout_ms: u64,
     /// Most bytes one `random.fill` call returns. Default 65536.
     pub random_max_bytes: u32,
+    /// Address space reserved for each plugin linear memory, in bytes; 0
+    /// keeps wasmtime's default (4 GiB plus guard regions per memory, which
+    /// lets compiled code skip bounds checks, so the instance pool reserves
+    /// hundreds of GiB of virtual memory). Non-zero (at least the largest
+    /// `memory_max_bytes`): reserve only that, with a 64 KiB guard, for
+    /// hosts that cap virtual memory (`ulimit -v`, strict overcommit,
+    /// valgrind); every memory access then pays a bounds check. Default 0.
+    pub memory_reservation_bytes: u64,
 }
 
 impl Default for PluginRuntimeConfig {
@@ -681,6 +689,7 @@ impl Default for PluginRuntimeConfig {
             fetch_max_body_bytes: 1 << 20,
             fetch_max_timeout_ms: 30_000,
             random_max_bytes: 1 << 16,
+            memory_reservation_bytes: 0,
         }
     }
 }

@@ -440,6 +440,13 @@ fn validate_plugins(config: &Config, errors: &mut Errors) {
     errors.positive("plugin_runtime.kv_max_entries", runtime.kv_max_entries);
     errors.positive("plugin_runtime.fetch_max_body_bytes", runtime.fetch_max_body_bytes as u64);
     errors.positive("plugin_runtime.fetch_max_timeout_ms", runtime.fetch_max_timeout_ms);
+    let largest_memory = config.plugins.iter().map(|p| p.memory_max_bytes as u64).max().unwrap_or(0);
+    if runtime.memory_reservation_bytes != 0 && runtime.memory_reservation_bytes < largest_memory {
+        errors.push(
+            "plugin_runtime.memory_reservation_bytes",
+            format!("must be 0 or at least the largest plugins[].memory_max_bytes ({largest_memory})"),
+        );
+    }
 }
 
 fn validate_routes(config: &Config, errors: &mut Errors) {
@@ -867,6 +874,7 @@ mod tests {
             c.plugin_runtime.breaker_backoff_max_ms = 10;
             c.plugin_runtime.kv_max_entries = 0;
             c.plugin_runtime.fetch_max_body_bytes = 0;
+            c.plugin_runtime.memory_reservation_bytes = 1 << 20;
             let mut ns = namespace("chat");
             ns.publish_pipeline = Some(vec!["b".into(), "missing".into()]);
             c.channels.namespaces.push(ns);
@@ -884,7 +892,12 @@ mod tests {
         assert_rejects(&config, "plugin_runtime.breaker_backoff_max_ms", "must be at least breaker_backoff_ms (1000)");
         assert_rejects(&config, "plugin_runtime.kv_max_entries", "greater than 0");
         assert_rejects(&config, "plugin_runtime.fetch_max_body_bytes", "greater than 0");
-        assert_eq!(errors(&config).len(), 13, "{:#?}", errors(&config));
+        assert_rejects(
+            &config,
+            "plugin_runtime.memory_reservation_bytes",
+            "must be 0 or at least the largest plugins[].memory_max_bytes (33554432)",
+        );
+        assert_eq!(errors(&config).len(), 14, "{:#?}", errors(&config));
     }
 
     #[test]

@@ -498,7 +498,7 @@ impl PluginHost {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Self, PluginError> {
-        let engine = runtime::build_engine(&config.plugins)?;
+        let engine = runtime::build_engine(&config.plugins, &config.plugin_runtime)?;
         let runtime_config = &config.plugin_runtime;
         let tick = Duration::from_millis(runtime_config.epoch_tick_ms);
         let init_budget = Duration::from_millis(runtime_config.init_timeout_ms);

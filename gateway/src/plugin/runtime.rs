@@ -21,8 +21,9 @@ const WASM_PAGE: usize = 64 * 1024;
 
 /// Builds the one engine every plugin shares: epoch interruption, the
 /// pooling allocator sized from the plugin list, no MPK, no concurrency
-/// support (no WASIp3 async: it only slows synchronous calls down).
-pub fn build_engine(plugins: &[PluginConfig]) -> Result<Engine, PluginError> {
+/// support (no WASIp3 async: it only slows synchronous calls down), and
+/// `[plugin_runtime] memory_reservation_bytes` when set.
+pub fn build_engine(plugins: &[PluginConfig], runtime: &PluginRuntimeConfig) -> Result<Engine, PluginError> {
     let total_pool: u32 = plugins.iter().map(|p| u32::try_from(p.pool_size).unwrap_or(u32::MAX)).sum();
     // Old and new versions coexist during a reload, and a discarded
     // instance's slot is reused only after its store drops: room for three
@@ -55,6 +56,14 @@ pub fn build_engine(plugins: &[PluginConfig]) -> Result<Engine, PluginError> {
         .concurrency_support(false)
         .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(32))
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if runtime.memory_reservation_bytes > 0 {
+        // Memories in the pool cannot move, so a reservation holds its
+        // memory at the pool's cap: validation keeps it at least every
+        // plugin's `memory_max_bytes`, and the cap's rounding (whole pages,
+        // 1 MiB at least) is added here.
+        let reservation = runtime.memory_reservation_bytes.max(max_memory as u64);
+        config.memory_reservation(reservation).memory_guard_size(WASM_PAGE as u64);
+    }
     Engine::new(&config).map_err(|e| PluginError::Runtime(format!("engine: {e:#}")))
 }
 
@@ -187,7 +196,7 @@ mod tests {
 
     #[test]
     fn cache_key_depends_on_wasm_hash_and_engine_config() {
-        let engine = build_engine(&[]).unwrap();
+        let engine = build_engine(&[], &PluginRuntimeConfig::default()).unwrap();
         let a = cache_key(&engine, &sha256_hex(b"a"));
         assert_eq!(a, cache_key(&engine, &sha256_hex(b"a")), "stable for one engine");
         assert_ne!(a, cache_key(&engine, &sha256_hex(b"b")));
@@ -196,11 +205,16 @@ mod tests {
         other.epoch_interruption(false);
         let other = Engine::new(&other).unwrap();
         assert_ne!(a, cache_key(&other, &sha256_hex(b"a")), "engine settings are part of the key");
+        // Code compiled for a small reservation bounds-checks its memory
+        // accesses: it must never be loaded into the default engine.
+        let small = PluginRuntimeConfig { memory_reservation_bytes: 32 << 20, ..PluginRuntimeConfig::default() };
+        let small = build_engine(&[], &small).unwrap();
+        assert_ne!(a, cache_key(&small, &sha256_hex(b"a")), "the memory reservation is part of the key");
     }
 
     #[tokio::test]
     async fn ticker_runs_on_the_tracker_until_stopped() {
-        let engine = build_engine(&[]).unwrap();
+        let engine = build_engine(&[], &PluginRuntimeConfig::default()).unwrap();
         let (tracker, stop) = (TaskTracker::new(), CancellationToken::new());
         spawn_epoch_ticker(&tracker, engine, Duration::from_millis(1), stop.clone());
         tracker.close();

@@ -247,6 +247,32 @@ async fn memory_growth_past_the_cap_is_refused() -> anyhow::Result<()> {
     gw.shutdown().await
 }
 
+/// `[plugin_runtime] memory_reservation_bytes`, for hosts that cap virtual
+/// memory: with 8 MiB reserved per memory (not 4 GiB and guards) plugins
+/// load and run, and the memory cap still holds. (That the setting reaches
+/// the engine and its compile cache key is a unit test of `runtime`.)
+#[tokio::test]
+async fn plugins_run_and_keep_their_memory_cap_with_a_small_reservation() -> anyhow::Result<()> {
+    let grow = PluginConfig {
+        memory_max_bytes: 4 << 20,
+        timeout_ms: 2000,
+        pool_size: 1,
+        grants: vec!["log".into(), "http".into()],
+        ..plugin("grow", "hostile", "grow")
+    };
+    let mut config = plugin_config(vec![grow], vec![namespace("mem", &["grow"])]);
+    config.plugin_runtime.memory_reservation_bytes = 8 << 20;
+    let gw = TestGateway::start_with(config).await?;
+    let (mut ws, _) = gw.connect("alice").await?;
+    let reply = publish(&mut ws, "mem:x", json!("ok")).await?;
+    assert_eq!(reply["publish"], json!({}), "the plugin runs: {reply}");
+    let reply = publish(&mut ws, "mem:x", json!({"hoard": true})).await?;
+    assert_eq!(reply["error"], json!({"code": 100, "message": "plugin grow unavailable", "temporary": true}));
+    let reply = publish(&mut ws, "mem:x", json!("ok")).await?;
+    assert_eq!(reply["publish"], json!({}), "the next call runs on a fresh instance: {reply}");
+    gw.shutdown().await
+}
+
 #[tokio::test]
 async fn a_trapped_instance_is_discarded_and_the_next_call_gets_a_fresh_one() -> anyhow::Result<()> {
     let counter = PluginConfig { pool_size: 1, on_error: OnError::Skip, ..plugin("counter", "transform", "count") };
