@@ -229,8 +229,9 @@ async fn infinite_loop_is_stopped_within_the_timeout_and_on_error_applies() -> a
     gw.shutdown().await
 }
 
-#[tokio::test]
-async fn memory_growth_past_the_cap_is_refused() -> anyhow::Result<()> {
+/// A gateway whose namespace `mem` runs the `grow` guest capped at 4 MiB,
+/// with `memory_reservation_bytes` (0: wasmtime's default).
+async fn grow_gateway(memory_reservation_bytes: u64) -> anyhow::Result<TestGateway> {
     let grow = PluginConfig {
         memory_max_bytes: 4 << 20,
         timeout_ms: 2000,
@@ -238,12 +239,25 @@ async fn memory_growth_past_the_cap_is_refused() -> anyhow::Result<()> {
         grants: vec!["log".into(), "http".into()],
         ..plugin("grow", "hostile", "grow")
     };
-    let gw = TestGateway::start_with(plugin_config(vec![grow], vec![namespace("mem", &["grow"])])).await?;
-    let (mut ws, _) = gw.connect("alice").await?;
-    let reply = publish(&mut ws, "mem:x", json!({"hoard": true})).await?;
+    let mut config = plugin_config(vec![grow], vec![namespace("mem", &["grow"])]);
+    config.plugin_runtime.memory_reservation_bytes = memory_reservation_bytes;
+    TestGateway::start_with(config).await
+}
+
+/// A call that grows memory past the cap fails; the next one succeeds.
+async fn assert_growth_is_refused(ws: &mut WsClient) -> anyhow::Result<()> {
+    let reply = publish(ws, "mem:x", json!({"hoard": true})).await?;
     assert_eq!(reply["error"], json!({"code": 100, "message": "plugin grow unavailable", "temporary": true}));
-    let reply = publish(&mut ws, "mem:x", json!("ok")).await?;
+    let reply = publish(ws, "mem:x", json!("ok")).await?;
     assert_eq!(reply["publish"], json!({}), "the next call runs on a fresh instance: {reply}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn memory_growth_past_the_cap_is_refused() -> anyhow::Result<()> {
+    let gw = grow_gateway(0).await?;
+    let (mut ws, _) = gw.connect("alice").await?;
+    assert_growth_is_refused(&mut ws).await?;
     gw.shutdown().await
 }
 
@@ -253,23 +267,11 @@ async fn memory_growth_past_the_cap_is_refused() -> anyhow::Result<()> {
 /// the engine and its compile cache key is a unit test of `runtime`.)
 #[tokio::test]
 async fn plugins_run_and_keep_their_memory_cap_with_a_small_reservation() -> anyhow::Result<()> {
-    let grow = PluginConfig {
-        memory_max_bytes: 4 << 20,
-        timeout_ms: 2000,
-        pool_size: 1,
-        grants: vec!["log".into(), "http".into()],
-        ..plugin("grow", "hostile", "grow")
-    };
-    let mut config = plugin_config(vec![grow], vec![namespace("mem", &["grow"])]);
-    config.plugin_runtime.memory_reservation_bytes = 8 << 20;
-    let gw = TestGateway::start_with(config).await?;
+    let gw = grow_gateway(8 << 20).await?;
     let (mut ws, _) = gw.connect("alice").await?;
     let reply = publish(&mut ws, "mem:x", json!("ok")).await?;
     assert_eq!(reply["publish"], json!({}), "the plugin runs: {reply}");
-    let reply = publish(&mut ws, "mem:x", json!({"hoard": true})).await?;
-    assert_eq!(reply["error"], json!({"code": 100, "message": "plugin grow unavailable", "temporary": true}));
-    let reply = publish(&mut ws, "mem:x", json!("ok")).await?;
-    assert_eq!(reply["publish"], json!({}), "the next call runs on a fresh instance: {reply}");
+    assert_growth_is_refused(&mut ws).await?;
     gw.shutdown().await
 }
 
