@@ -167,17 +167,20 @@ fn time_calls(rt: &tokio::runtime::Runtime, host: &PluginHost, message: &Message
     elapsed
 }
 
-/// Loads a host with a tracker of its own; the host's tasks stop when it is
-/// dropped. In counted mode each memory reserves 32 MiB
-/// (`memory_reservation_bytes`) instead of 4 GiB and guards, so that
-/// valgrind can map the instance pool; the guests then bounds-check their
-/// memory accesses.
+/// Loads a host with a tracker of its own; the host's tasks stop when it is dropped.
 fn load(rt: &tokio::runtime::Runtime, config: &Config) -> PluginHost {
-    let mut config = config.clone();
-    if counted_case().is_some() {
+    rt.block_on(PluginHost::from_config(config, CancellationToken::new(), &TaskTracker::new())).expect("load")
+}
+
+/// `config` for the per-call hosts: in counted mode each memory reserves
+/// 32 MiB (`memory_reservation_bytes`) instead of 4 GiB and guards, so that
+/// valgrind can map the instance pool; the guests then bounds-check their
+/// memory accesses. Criterion runs keep wasmtime's default.
+fn for_counting(mut config: Config, counted: bool) -> Config {
+    if counted {
         config.plugin_runtime.memory_reservation_bytes = 32 << 20;
     }
-    rt.block_on(PluginHost::from_config(&config, CancellationToken::new(), &TaskTracker::new())).expect("load")
+    config
 }
 
 /// `PLUGIN_CALL_COUNT=N` (with `PLUGIN_CALL_CASE`: `pass`, the default, or
@@ -197,14 +200,14 @@ fn benches(c: &mut Criterion) {
     let cache = work.join("cache");
     let five = variants(&wasm, &work, 5);
 
-    let host = load(&rt, &config(&five[..1], &cache));
+    let counted = counted_case();
+    let host = load(&rt, &for_counting(config(&five[..1], &cache), counted.is_some()));
     let message = Message {
         channel: "bench".into(),
         data: vec![b'x'; 1024].into(),
         content_type: "application/json".into(),
         ..Message::default()
     };
-    let counted = counted_case();
     match &counted {
         Some((case, calls)) if case == "pass" => {
             time_calls(&rt, &host, &message, *calls);
@@ -234,7 +237,7 @@ fn benches(c: &mut Criterion) {
         config.pipelines.publish = vec![name.into()];
         config.plugin_runtime.watch_interval_ms = 0;
         config.plugin_runtime.cache_dir = cache.display().to_string();
-        let host = load(&rt, &config);
+        let host = load(&rt, &for_counting(config, counted.is_some()));
         match &counted {
             Some((case, calls)) if case == name => {
                 time_calls(&rt, &host, &chat, *calls);
