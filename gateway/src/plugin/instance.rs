@@ -125,7 +125,7 @@ trait Signature {
 enum PublishSig {}
 
 impl Signature for PublishSig {
-    type Params<'a> = (borrowed::Message<'a>,);
+    type Params<'a> = (&'a borrowed::Message<'a>,);
     type Results = (lifted::PublishResult,);
 }
 
@@ -133,7 +133,7 @@ impl Signature for PublishSig {
 enum PublishExtSig {}
 
 impl Signature for PublishExtSig {
-    type Params<'a> = (borrowed::PublishAttempt<'a>,);
+    type Params<'a> = (&'a borrowed::PublishAttempt<'a>,);
     type Results = (lifted::PublishDecision,);
 }
 
@@ -169,20 +169,22 @@ impl<S: Signature> Checked<S> {
 type PublishExport = Checked<PublishSig>;
 type PublishExtExport = Checked<PublishExtSig>;
 
-/// A hook invocation with its guest-side arguments. The publish record is
-/// borrowed from the pipeline's message: lowering copies it into the guest
-/// and nowhere else.
+/// A hook invocation with its guest-side arguments, borrowed from the
+/// caller: lowering copies them into the guest and nowhere else. Only
+/// references, so the call futures that carry a `Call` across their awaits
+/// stay small (a by-value record made each layer copy ~300 bytes).
+#[derive(Clone, Copy)]
 pub enum Call<'a> {
-    Connect(types::ConnectRequest),
-    Subscribe(types::SubscribeRequest),
-    Publish(borrowed::Message<'a>),
-    Rpc(String, Vec<u8>),
-    Events(Vec<types::Event>),
-    ConnectExt(types::ConnectAttempt),
-    Refresh(types::RefreshRequest),
-    SubscribeExt(types::SubscribeAttempt),
-    SubRefresh(types::SubRefreshRequest),
-    PublishExt(borrowed::PublishAttempt<'a>),
+    Connect(&'a types::ConnectRequest),
+    Subscribe(&'a types::SubscribeRequest),
+    Publish(&'a borrowed::Message<'a>),
+    Rpc(&'a str, &'a [u8]),
+    Events(&'a [types::Event]),
+    ConnectExt(&'a types::ConnectAttempt),
+    Refresh(&'a types::RefreshRequest),
+    SubscribeExt(&'a types::SubscribeAttempt),
+    SubRefresh(&'a types::SubRefreshRequest),
+    PublishExt(&'a borrowed::PublishAttempt<'a>),
 }
 
 impl Call<'_> {
@@ -199,17 +201,88 @@ impl Call<'_> {
     }
 }
 
-/// What a hook returned.
+/// What a hook returned. Kept under ~100 bytes (the rare, large connect
+/// decision is boxed; a publish result keeps only what the pipeline reads):
+/// it is moved up through every layer of a call, and a larger value is
+/// copied with a `memcpy` call at each.
 pub enum Returned {
-    Connect(types::ConnectResult),
+    /// Either connect hook, as the extended decision.
+    Connect(Box<types::ConnectDecision>),
     Subscribe(types::Verdict),
-    Publish(lifted::PublishResult),
+    /// Either publish hook.
+    Publish(Published),
     Rpc(Result<Vec<u8>, types::RpcError>),
     Events,
-    ConnectExt(types::ConnectDecision),
     Refresh(types::RefreshDecision),
     SubscribeExt(types::SubscribeDecision),
-    PublishExt(lifted::PublishDecision),
+}
+
+/// A publish hook's decision: `on-publish`'s result or `on-publish-ext`'s
+/// decision, with a replacement reduced to the content the pipeline keeps.
+pub enum Published {
+    Pass,
+    Replace(Replacement),
+    Drop,
+    Deny(types::Reject),
+}
+
+/// What a `replace` may change: a plugin may rewrite content, not the
+/// channel or the publisher.
+pub struct Replacement {
+    pub data: Vec<u8>,
+    pub tags: Vec<(String, String)>,
+    pub content_type: String,
+    /// Only `on-publish-ext` can set it.
+    pub skip_history: bool,
+}
+
+impl From<lifted::PublishResult> for Published {
+    fn from(result: lifted::PublishResult) -> Self {
+        match result {
+            lifted::PublishResult::Pass => Self::Pass,
+            lifted::PublishResult::Replace(m) => Self::Replace(Replacement {
+                data: m.data,
+                tags: m.tags,
+                content_type: m.content_type,
+                skip_history: false,
+            }),
+            lifted::PublishResult::Drop => Self::Drop,
+            lifted::PublishResult::Deny(r) => Self::Deny(r),
+        }
+    }
+}
+
+impl From<lifted::PublishDecision> for Published {
+    fn from(decision: lifted::PublishDecision) -> Self {
+        match decision {
+            lifted::PublishDecision::Pass => Self::Pass,
+            lifted::PublishDecision::Replace(r) => Self::Replace(Replacement {
+                data: r.msg.data,
+                tags: r.msg.tags,
+                content_type: r.msg.content_type,
+                skip_history: r.skip_history,
+            }),
+            lifted::PublishDecision::Drop => Self::Drop,
+            lifted::PublishDecision::Deny(r) => Self::Deny(r),
+        }
+    }
+}
+
+/// `connect-result` as the `connect-decision` it stands for: a plain
+/// principal is a session without reply data or meta.
+fn connect_decision(result: types::ConnectResult) -> types::ConnectDecision {
+    match result {
+        types::ConnectResult::Pass => types::ConnectDecision::Pass,
+        types::ConnectResult::Allow(p) => types::ConnectDecision::Allow(types::Session {
+            user: p.user,
+            info: p.info,
+            data: None,
+            channels: p.channels,
+            expires_at: p.expires_at,
+            meta: None,
+        }),
+        types::ConnectResult::Deny(r) => types::ConnectDecision::Deny(r),
+    }
 }
 
 /// One compiled, linked and initialized version of a plugin.
@@ -223,14 +296,17 @@ pub struct Version {
     tick: Duration,
     /// `[plugin_runtime] init_timeout_ms`: instantiation plus `init`.
     init_budget: Duration,
-    idle: parking_lot::Mutex<Vec<Warm>>,
+    /// Boxed: an instance is ~250 bytes, and a checkout moves it out of
+    /// here into the lease and back; a box moves as one pointer.
+    #[allow(clippy::vec_box, reason = "instances move in and out of the pool; see above")]
+    idle: parking_lot::Mutex<Vec<Box<Warm>>>,
     permits: Arc<Semaphore>,
 }
 
 /// A checked-out instance. Dropping it without [`Version::finish`] discards
 /// the instance (its pool slot comes back, the instance does not).
 pub struct Lease {
-    warm: Option<Warm>,
+    warm: Option<Box<Warm>>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -326,7 +402,7 @@ impl Version {
     }
 
     /// A fresh instance with `init` already run.
-    async fn instantiate(&self) -> Result<Warm, PluginError> {
+    async fn instantiate(&self) -> Result<Box<Warm>, PluginError> {
         let name = &self.config.name;
         let mut store =
             Store::new(self.pre.engine(), HostState::new(self.shared.clone(), self.config.memory_max_bytes));
@@ -383,7 +459,7 @@ impl Version {
             Ok(Err(reason)) => return Err(PluginError::Init { plugin: name.clone(), reason }),
             Err(e) => return Err(fail(e)),
         }
-        Ok(Warm {
+        Ok(Box::new(Warm {
             store,
             connect,
             subscribe,
@@ -395,7 +471,7 @@ impl Version {
             subscribe_ext,
             sub_refresh,
             publish_ext,
-        })
+        }))
     }
 
     fn budget_ticks(&self, budget: Duration) -> u64 {
@@ -454,44 +530,50 @@ impl Version {
         // caller's future as large, and each async layer above moves it.
         let result = match call {
             Call::Connect(req) => match &warm.connect {
-                Some(g) => Box::pin(g.call_on_connect(&mut *store, &req)).await.map(Returned::Connect),
+                Some(g) => Box::pin(g.call_on_connect(&mut *store, req))
+                    .await
+                    .map(|r| Returned::Connect(Box::new(connect_decision(r)))),
                 None => return Err(not_exported()),
             },
             Call::Subscribe(req) => match &warm.subscribe {
-                Some(g) => Box::pin(g.call_on_subscribe(&mut *store, &req)).await.map(Returned::Subscribe),
+                Some(g) => Box::pin(g.call_on_subscribe(&mut *store, req)).await.map(Returned::Subscribe),
                 None => return Err(not_exported()),
             },
             Call::Publish(msg) => match warm.publish {
-                Some(f) => Box::pin(f.typed().call_async(&mut *store, (msg,))).await.map(|(r,)| Returned::Publish(r)),
+                Some(f) => {
+                    Box::pin(f.typed().call_async(&mut *store, (msg,))).await.map(|(r,)| Returned::Publish(r.into()))
+                }
                 None => return Err(not_exported()),
             },
             Call::Rpc(method, data) => match &warm.rpc {
-                Some(g) => Box::pin(g.call_on_rpc(&mut *store, &method, &data)).await.map(Returned::Rpc),
+                Some(g) => Box::pin(g.call_on_rpc(&mut *store, method, data)).await.map(Returned::Rpc),
                 None => return Err(not_exported()),
             },
             Call::Events(events) => match &warm.events {
-                Some(g) => Box::pin(g.call_on_events(&mut *store, &events)).await.map(|()| Returned::Events),
+                Some(g) => Box::pin(g.call_on_events(&mut *store, events)).await.map(|()| Returned::Events),
                 None => return Err(not_exported()),
             },
             Call::ConnectExt(req) => match &warm.connect_ext {
-                Some(g) => Box::pin(g.call_on_connect_ext(&mut *store, &req)).await.map(Returned::ConnectExt),
+                Some(g) => {
+                    Box::pin(g.call_on_connect_ext(&mut *store, req)).await.map(|d| Returned::Connect(Box::new(d)))
+                }
                 None => return Err(not_exported()),
             },
             Call::Refresh(req) => match &warm.refresh {
-                Some(g) => Box::pin(g.call_on_refresh(&mut *store, &req)).await.map(Returned::Refresh),
+                Some(g) => Box::pin(g.call_on_refresh(&mut *store, req)).await.map(Returned::Refresh),
                 None => return Err(not_exported()),
             },
             Call::SubscribeExt(req) => match &warm.subscribe_ext {
-                Some(g) => Box::pin(g.call_on_subscribe_ext(&mut *store, &req)).await.map(Returned::SubscribeExt),
+                Some(g) => Box::pin(g.call_on_subscribe_ext(&mut *store, req)).await.map(Returned::SubscribeExt),
                 None => return Err(not_exported()),
             },
             Call::SubRefresh(req) => match &warm.sub_refresh {
-                Some(g) => Box::pin(g.call_on_sub_refresh(&mut *store, &req)).await.map(Returned::Refresh),
+                Some(g) => Box::pin(g.call_on_sub_refresh(&mut *store, req)).await.map(Returned::Refresh),
                 None => return Err(not_exported()),
             },
             Call::PublishExt(req) => match warm.publish_ext {
                 Some(f) => {
-                    Box::pin(f.typed().call_async(&mut *store, (req,))).await.map(|(r,)| Returned::PublishExt(r))
+                    Box::pin(f.typed().call_async(&mut *store, (req,))).await.map(|(r,)| Returned::Publish(r.into()))
                 }
                 None => return Err(not_exported()),
             },

@@ -25,8 +25,8 @@ use tracing::Instrument;
 use wasmtime::Engine;
 
 use crate::config::{Config, OnError, PluginConfig};
-use bindings::{borrowed, lifted, types};
-use instance::{Call, Returned, Version};
+use bindings::{borrowed, types};
+use instance::{Call, Published, Returned, Version};
 
 pub use host::MetricsRegistry;
 pub use runtime::{WASMTIME_VERSION, cache_key as compile_cache_key};
@@ -860,8 +860,9 @@ impl PluginHost {
     pub async fn on_connect(&self, mut info: ConnectInfo) -> ConnectOutcome {
         let mut outcome = ConnectOutcome::Keep;
         for plugin in &self.inner.connect {
+            let (attempt, request);
             let call = if plugin.current.load().hooks.connect_ext.is_some() {
-                Call::ConnectExt(types::ConnectAttempt {
+                attempt = types::ConnectAttempt {
                     client: info.client.clone(),
                     transport: info.transport.clone(),
                     protocol: info.protocol.clone(),
@@ -873,9 +874,10 @@ impl PluginHost {
                     channels: info.channels.clone(),
                     headers: info.headers.clone(),
                     trace: to_trace(&info.trace),
-                })
+                };
+                Call::ConnectExt(&attempt)
             } else {
-                Call::Connect(types::ConnectRequest {
+                request = types::ConnectRequest {
                     client: info.client.clone(),
                     transport: info.transport.clone(),
                     user: info.user.clone(),
@@ -884,20 +886,21 @@ impl PluginHost {
                     name: info.name.clone(),
                     version: info.version.clone(),
                     trace: to_trace(&info.trace),
-                })
+                };
+                Call::Connect(&request)
             };
-            let principal = match self.call(plugin, call).await {
-                Ok(Returned::Connect(types::ConnectResult::Pass))
-                | Ok(Returned::ConnectExt(types::ConnectDecision::Pass)) => continue,
-                Ok(Returned::Connect(types::ConnectResult::Allow(p))) => Principal {
-                    user: p.user,
-                    info: p.info.map(Bytes::from),
-                    channels: p.channels,
-                    expires_at: p.expires_at,
-                    data: None,
-                    meta: None,
+            let decision = match self.call(plugin, call).await {
+                Ok(Returned::Connect(decision)) => *decision,
+                Ok(_) => unreachable!("connect returns a connect decision"),
+                Err(_) => match plugin.config.on_error {
+                    OnError::Deny => return ConnectOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
+                    OnError::Pass => return outcome,
+                    OnError::Skip => continue,
                 },
-                Ok(Returned::ConnectExt(types::ConnectDecision::Allow(s))) => Principal {
+            };
+            let principal = match decision {
+                types::ConnectDecision::Pass => continue,
+                types::ConnectDecision::Allow(s) => Principal {
                     user: s.user,
                     info: s.info.map(Bytes::from),
                     channels: s.channels,
@@ -905,19 +908,8 @@ impl PluginHost {
                     data: s.data.map(Bytes::from),
                     meta: s.meta.map(Bytes::from),
                 },
-                Ok(Returned::Connect(types::ConnectResult::Deny(r)))
-                | Ok(Returned::ConnectExt(types::ConnectDecision::Deny(r))) => {
-                    return ConnectOutcome::Deny(from_reject(r));
-                }
-                Ok(Returned::ConnectExt(types::ConnectDecision::Disconnect(r))) => {
-                    return ConnectOutcome::Disconnect(from_reject(r));
-                }
-                Ok(_) => unreachable!("connect returns a connect result"),
-                Err(_) => match plugin.config.on_error {
-                    OnError::Deny => return ConnectOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
-                    OnError::Pass => return outcome,
-                    OnError::Skip => continue,
-                },
+                types::ConnectDecision::Deny(r) => return ConnectOutcome::Deny(from_reject(r)),
+                types::ConnectDecision::Disconnect(r) => return ConnectOutcome::Disconnect(from_reject(r)),
             };
             info.user = principal.user.clone();
             outcome = ConnectOutcome::Allow(principal);
@@ -935,7 +927,7 @@ impl PluginHost {
         for plugin in &self.inner.refresh {
             let req =
                 types::RefreshRequest { conn: to_connection(connection), trace: to_trace(&TraceContext::default()) };
-            match self.call(plugin, Call::Refresh(req)).await {
+            match self.call(plugin, Call::Refresh(&req)).await {
                 Ok(Returned::Refresh(decision)) => match from_refresh(decision) {
                     extend @ RefreshOutcome::Extend { .. } => outcome = extend,
                     stop => return stop,
@@ -958,7 +950,7 @@ impl PluginHost {
                 channel: channel.to_owned(),
                 trace: to_trace(&TraceContext::default()),
             };
-            match self.call(plugin, Call::SubRefresh(req)).await {
+            match self.call(plugin, Call::SubRefresh(&req)).await {
                 Ok(Returned::Refresh(decision)) => match from_refresh(decision) {
                     extend @ RefreshOutcome::Extend { .. } => outcome = extend,
                     stop => return stop,
@@ -975,21 +967,24 @@ impl PluginHost {
     pub async fn on_subscribe(&self, info: SubscribeInfo) -> SubscribeOutcome {
         let mut grant = SubscribeGrant::default();
         for plugin in self.subscribe_pipeline(&info.channel) {
+            let (attempt, request);
             let call = if plugin.current.load().hooks.subscribe_ext.is_some() {
-                Call::SubscribeExt(types::SubscribeAttempt {
+                attempt = types::SubscribeAttempt {
                     conn: to_connection(&info.connection),
                     channel: info.channel.clone(),
                     data: info.data.to_vec(),
                     trace: to_trace(&info.trace),
-                })
+                };
+                Call::SubscribeExt(&attempt)
             } else {
-                Call::Subscribe(types::SubscribeRequest {
+                request = types::SubscribeRequest {
                     client: info.connection.client.clone(),
                     user: info.connection.user.clone(),
                     channel: info.channel.clone(),
                     data: info.data.to_vec(),
                     trace: to_trace(&info.trace),
-                })
+                };
+                Call::Subscribe(&request)
             };
             match self.call(plugin, call).await {
                 Ok(Returned::Subscribe(types::Verdict::Allow)) => {}
@@ -1041,6 +1036,7 @@ impl PluginHost {
         // content before the next plugin.
         for plugin in pipeline {
             let msg = borrowed_message(&message);
+            let attempt;
             let call = if plugin.current.load().hooks.publish_ext.is_some() {
                 let conn = message.connection.as_deref().map(|c| borrowed::Connection {
                     client: &c.client,
@@ -1049,22 +1045,17 @@ impl PluginHost {
                     protocol: &c.protocol,
                     meta: &c.meta,
                 });
-                Call::PublishExt(borrowed::PublishAttempt { msg, conn })
+                attempt = borrowed::PublishAttempt { msg, conn };
+                Call::PublishExt(&attempt)
             } else {
-                Call::Publish(msg)
+                Call::Publish(&msg)
             };
             let result = self.call(plugin, call).await;
-            let (m, skip_history) = match result {
-                Ok(Returned::Publish(lifted::PublishResult::Pass))
-                | Ok(Returned::PublishExt(lifted::PublishDecision::Pass)) => continue,
-                Ok(Returned::Publish(lifted::PublishResult::Replace(m))) => (m, false),
-                Ok(Returned::PublishExt(lifted::PublishDecision::Replace(r))) => (r.msg, r.skip_history),
-                Ok(Returned::Publish(lifted::PublishResult::Drop))
-                | Ok(Returned::PublishExt(lifted::PublishDecision::Drop)) => return PublishOutcome::Drop,
-                Ok(Returned::Publish(lifted::PublishResult::Deny(r)))
-                | Ok(Returned::PublishExt(lifted::PublishDecision::Deny(r))) => {
-                    return PublishOutcome::Deny(from_reject(r));
-                }
+            let replacement = match result {
+                Ok(Returned::Publish(Published::Pass)) => continue,
+                Ok(Returned::Publish(Published::Replace(r))) => r,
+                Ok(Returned::Publish(Published::Drop)) => return PublishOutcome::Drop,
+                Ok(Returned::Publish(Published::Deny(r))) => return PublishOutcome::Deny(from_reject(r)),
                 Ok(_) => unreachable!("publish returns a publish result"),
                 Err(_) => match plugin.config.on_error {
                     OnError::Deny => return PublishOutcome::Deny(Rejection::plugin_failed(&plugin.config.name)),
@@ -1074,10 +1065,10 @@ impl PluginHost {
             };
             // The channel is fixed by the caller's permission check: a
             // plugin may rewrite content, not redirect it.
-            message.data = Bytes::from(m.data);
-            message.tags = m.tags;
-            message.content_type = m.content_type;
-            message.skip_history |= skip_history;
+            message.data = Bytes::from(replacement.data);
+            message.tags = replacement.tags;
+            message.content_type = replacement.content_type;
+            message.skip_history |= replacement.skip_history;
         }
         PublishOutcome::Pass(message)
     }
@@ -1089,7 +1080,7 @@ impl PluginHost {
             return None;
         }
         for plugin in &self.inner.rpc {
-            match self.call(plugin, Call::Rpc(method.to_owned(), data.to_vec())).await {
+            match self.call(plugin, Call::Rpc(method, &data)).await {
                 Ok(Returned::Rpc(Ok(bytes))) => return Some(Ok(Bytes::from(bytes))),
                 Ok(Returned::Rpc(Err(e))) if e.code == 104 => {}
                 Ok(Returned::Rpc(Err(e))) => return Some(Err(Rejection { code: e.code, reason: e.message })),
@@ -1137,7 +1128,7 @@ impl PluginHost {
                 n = rx.recv_many(&mut batch, batch_max) => n,
                 _ = ticker.tick(), if tick.is_some() => {
                     for plugin in &self.inner.events {
-                        if let Err(e) = self.call(plugin, Call::Events(Vec::new())).await {
+                        if let Err(e) = self.call(plugin, Call::Events(&[])).await {
                             tracing::warn!(plugin = %plugin.config.name, error = %e, "event tick failed");
                         }
                     }
@@ -1163,7 +1154,7 @@ impl PluginHost {
                 events = crate::telemetry::trace::int(events.len())
             );
             for plugin in &self.inner.events {
-                let delivered = self.call(plugin, Call::Events(events.clone())).instrument(span.clone()).await;
+                let delivered = self.call(plugin, Call::Events(&events)).instrument(span.clone()).await;
                 if let Err(e) = delivered {
                     tracing::warn!(plugin = %plugin.config.name, error = %e, lost = events.len(), "event batch not delivered");
                 }
