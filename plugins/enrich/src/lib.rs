@@ -231,8 +231,8 @@ impl Enrich {
                 return Err(format!("field {name} is required"));
             }
         }
-        for (name, value) in object {
-            let Some(prop) = schema.properties.get(name.as_ref()) else {
+        for (name, value) in object.iter() {
+            let Some(prop) = schema.properties.get(name) else {
                 if schema.additional_properties {
                     continue;
                 }
@@ -265,8 +265,8 @@ impl Enrich {
         let received_at = (!self.config.received_at_field.is_empty()).then(|| raw(now_ms.to_string()));
         let user_value = (!self.config.user_field.is_empty() && !user.is_empty())
             .then(|| raw(Value::from(normalize_user(user)).to_string()));
-        let mut object = match serde_json::from_slice::<Fields>(data) {
-            Ok(Fields(object)) => object,
+        let mut object = match serde_json::from_slice::<Object>(data) {
+            Ok(object) => object,
             Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok() => {
                 return Err("payload must be a JSON object".to_owned());
             }
@@ -297,7 +297,7 @@ impl Enrich {
             if i > 0 {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut out, name.as_ref()).expect("writing to a Vec cannot fail");
+            serde_json::to_writer(&mut out, name).expect("writing to a Vec cannot fail");
             out.push(b':');
             out.extend_from_slice(value.get().as_bytes());
         }
@@ -306,32 +306,93 @@ impl Enrich {
     }
 }
 
-/// A top-level JSON object, its values unparsed; names borrow from the
-/// payload unless they hold escapes.
-pub type Object<'a> = IndexMap<Cow<'a, str>, &'a RawValue>;
+/// A top-level JSON object: its names in the order first seen, its values
+/// unparsed; names borrow from the payload unless they hold escapes. A
+/// repeated name keeps its first place and its last value, as a map insert
+/// does.
+///
+/// Payloads have a handful of top-level fields, so they are kept in a vector
+/// and found by comparing names: hashing each name with SipHash (an
+/// `IndexMap`) was about a fifth of the plugin's time in wasm. Past
+/// [`FEW_FIELDS`] names the object moves into an `IndexMap`, so that a
+/// payload with thousands of fields still costs linear time.
+#[derive(Debug)]
+pub enum Object<'a> {
+    Few(Vec<(Cow<'a, str>, &'a RawValue)>),
+    Many(IndexMap<Cow<'a, str>, &'a RawValue>),
+}
 
-/// [`Object`] deserialized with borrowed names (serde's own `Cow` always
-/// copies). A repeated name keeps its first place and its last value, as a
-/// map insert does.
-struct Fields<'a>(Object<'a>);
+/// The most fields an [`Object`] searches one by one.
+const FEW_FIELDS: usize = 16;
 
-impl<'de> Deserialize<'de> for Fields<'de> {
+impl<'a> Object<'a> {
+    pub fn contains_key(&self, name: &str) -> bool {
+        match self {
+            Object::Few(fields) => fields.iter().any(|(n, _)| n == name),
+            Object::Many(map) => map.contains_key(name),
+        }
+    }
+
+    /// Sets `name` to `value`: in place when present, else at the end.
+    pub fn insert(&mut self, name: Cow<'a, str>, value: &'a RawValue) {
+        match self {
+            Object::Few(fields) => {
+                if let Some(slot) = fields.iter_mut().find(|(n, _)| *n == name) {
+                    slot.1 = value;
+                } else if fields.len() < FEW_FIELDS {
+                    fields.push((name, value));
+                } else {
+                    let mut map: IndexMap<_, _> = fields.drain(..).collect();
+                    map.insert(name, value);
+                    *self = Object::Many(map);
+                }
+            }
+            Object::Many(map) => {
+                map.insert(name, value);
+            }
+        }
+    }
+
+    /// Removes `name`, keeping the order of the others.
+    pub fn shift_remove(&mut self, name: &str) -> Option<&'a RawValue> {
+        match self {
+            Object::Few(fields) => {
+                let at = fields.iter().position(|(n, _)| n == name)?;
+                Some(fields.remove(at).1)
+            }
+            Object::Many(map) => map.shift_remove(name),
+        }
+    }
+
+    /// The fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> {
+        let (few, many) = match self {
+            Object::Few(fields) => (Some(fields.iter()), None),
+            Object::Many(map) => (None, Some(map.iter())),
+        };
+        let few = few.into_iter().flatten().map(|(n, v)| (n.as_ref(), *v));
+        few.chain(many.into_iter().flatten().map(|(n, v)| (n.as_ref(), *v)))
+    }
+}
+
+/// Deserialized with borrowed names (serde's own `Cow` always copies).
+impl<'de> Deserialize<'de> for Object<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ObjectVisitor;
 
         impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Fields<'de>;
+            type Value = Object<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                let mut object = Object::with_capacity(map.size_hint().unwrap_or(8));
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
+                let mut object = Object::Few(Vec::with_capacity(map.size_hint().unwrap_or(8).min(FEW_FIELDS)));
                 while let Some(Name(name)) = map.next_key()? {
                     object.insert(name, map.next_value()?);
                 }
-                Ok(Fields(object))
+                Ok(object)
             }
         }
 
@@ -511,7 +572,19 @@ mod tests {
             r#"{ "rename": { "msg": "user" }, "received_at_field": "", "user_field": "who" }"#,
             r#"{ "received_at_field": "user" }"#,
         ];
+        // More fields than an `Object` searches one by one, with names
+        // repeated before and after it moves into a map.
+        let mut many = String::from(r#"{"a":1,"msg":"m","debug":true"#);
+        for i in 0..40 {
+            many.push_str(&format!(r#","f{i}":{i}"#));
+            if i == 20 {
+                many.push_str(r#","a":3,"user":"forged","msg":"again""#);
+            }
+        }
+        many.push_str(r#","f3":"last","received_at":0}"#);
         let payloads: &[&[u8]] = &[
+            many.as_bytes(),
+            br#"{"f0":0,"f1":1,"f2":2,"f3":3,"f4":4,"f5":5,"f6":6,"f7":7,"f8":8,"f9":9,"f10":10,"f11":11,"f12":12,"f13":13,"f14":14,"f15":15,"msg":"sixteenth"}"#,
             b"{}",
             br#"{"msg":"hi","room":"lobby","n":7}"#,
             b" { \"msg\" : \"a\\\"b\\u00e9\" ,\n \"debug\":true , \"n\": 1e3 } ",
