@@ -269,7 +269,9 @@ impl From<lifted::PublishDecision> for Published {
 }
 
 /// `connect-result` as the `connect-decision` it stands for: a plain
-/// principal is a session without reply data or meta.
+/// principal is a session without reply data or meta. The SDK maps the
+/// guest's generated types the same way (`From<ConnectResult>`); the two
+/// sides' types come from different bindings and cannot share it.
 fn connect_decision(result: types::ConnectResult) -> types::ConnectDecision {
     match result {
         types::ConnectResult::Pass => types::ConnectDecision::Pass,
