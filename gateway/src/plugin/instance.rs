@@ -173,7 +173,6 @@ type PublishExtExport = Checked<PublishExtSig>;
 /// caller: lowering copies them into the guest and nowhere else. Only
 /// references, so the call futures that carry a `Call` across their awaits
 /// stay small (a by-value record made each layer copy ~300 bytes).
-#[derive(Clone, Copy)]
 pub enum Call<'a> {
     Connect(&'a types::ConnectRequest),
     Subscribe(&'a types::SubscribeRequest),
@@ -236,16 +235,17 @@ pub struct Replacement {
     pub skip_history: bool,
 }
 
+impl Replacement {
+    fn of(msg: lifted::Message, skip_history: bool) -> Self {
+        Self { data: msg.data, tags: msg.tags, content_type: msg.content_type, skip_history }
+    }
+}
+
 impl From<lifted::PublishResult> for Published {
     fn from(result: lifted::PublishResult) -> Self {
         match result {
             lifted::PublishResult::Pass => Self::Pass,
-            lifted::PublishResult::Replace(m) => Self::Replace(Replacement {
-                data: m.data,
-                tags: m.tags,
-                content_type: m.content_type,
-                skip_history: false,
-            }),
+            lifted::PublishResult::Replace(m) => Self::Replace(Replacement::of(m, false)),
             lifted::PublishResult::Drop => Self::Drop,
             lifted::PublishResult::Deny(r) => Self::Deny(r),
         }
@@ -256,12 +256,7 @@ impl From<lifted::PublishDecision> for Published {
     fn from(decision: lifted::PublishDecision) -> Self {
         match decision {
             lifted::PublishDecision::Pass => Self::Pass,
-            lifted::PublishDecision::Replace(r) => Self::Replace(Replacement {
-                data: r.msg.data,
-                tags: r.msg.tags,
-                content_type: r.msg.content_type,
-                skip_history: r.skip_history,
-            }),
+            lifted::PublishDecision::Replace(r) => Self::Replace(Replacement::of(r.msg, r.skip_history)),
             lifted::PublishDecision::Drop => Self::Drop,
             lifted::PublishDecision::Deny(r) => Self::Deny(r),
         }
