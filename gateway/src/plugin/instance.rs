@@ -176,14 +176,16 @@ type PublishExtExport = Checked<PublishExtSig>;
 pub enum Call<'a> {
     Connect(&'a types::ConnectRequest),
     Subscribe(&'a types::SubscribeRequest),
-    Publish(&'a borrowed::Message<'a>),
+    /// The message and, for `on-publish-ext`, the publisher's connection:
+    /// the instance's version picks the hook, so a reload that changes
+    /// which publish hook a plugin exports never meets a stale choice.
+    Publish(&'a borrowed::Message<'a>, Option<&'a borrowed::Connection<'a>>),
     Rpc(&'a str, &'a [u8]),
     Events(&'a [types::Event]),
     ConnectExt(&'a types::ConnectAttempt),
     Refresh(&'a types::RefreshRequest),
     SubscribeExt(&'a types::SubscribeAttempt),
     SubRefresh(&'a types::SubRefreshRequest),
-    PublishExt(&'a borrowed::PublishAttempt<'a>),
 }
 
 impl Call<'_> {
@@ -191,7 +193,7 @@ impl Call<'_> {
         match self {
             Self::Connect(_) | Self::ConnectExt(_) => Hook::Connect,
             Self::Subscribe(_) | Self::SubscribeExt(_) => Hook::Subscribe,
-            Self::Publish(_) | Self::PublishExt(_) => Hook::Publish,
+            Self::Publish(..) => Hook::Publish,
             Self::Rpc(..) => Hook::Rpc,
             Self::Events(_) => Hook::Events,
             Self::Refresh(_) => Hook::Refresh,
@@ -536,11 +538,18 @@ impl Version {
                 Some(g) => Box::pin(g.call_on_subscribe(&mut *store, req)).await.map(Returned::Subscribe),
                 None => return Err(not_exported()),
             },
-            Call::Publish(msg) => match warm.publish {
-                Some(f) => {
+            // `on-publish-ext` when exported (it sees the connection), else `on-publish`.
+            Call::Publish(msg, conn) => match (warm.publish_ext, warm.publish) {
+                (Some(f), _) => {
+                    let attempt = borrowed::PublishAttempt { msg: *msg, conn: conn.copied() };
+                    Box::pin(f.typed().call_async(&mut *store, (&attempt,)))
+                        .await
+                        .map(|(r,)| Returned::Publish(r.into()))
+                }
+                (None, Some(f)) => {
                     Box::pin(f.typed().call_async(&mut *store, (msg,))).await.map(|(r,)| Returned::Publish(r.into()))
                 }
-                None => return Err(not_exported()),
+                (None, None) => return Err(not_exported()),
             },
             Call::Rpc(method, data) => match &warm.rpc {
                 Some(g) => Box::pin(g.call_on_rpc(&mut *store, method, data)).await.map(Returned::Rpc),
@@ -566,12 +575,6 @@ impl Version {
             },
             Call::SubRefresh(req) => match &warm.sub_refresh {
                 Some(g) => Box::pin(g.call_on_sub_refresh(&mut *store, req)).await.map(Returned::Refresh),
-                None => return Err(not_exported()),
-            },
-            Call::PublishExt(req) => match warm.publish_ext {
-                Some(f) => {
-                    Box::pin(f.typed().call_async(&mut *store, (req,))).await.map(|(r,)| Returned::Publish(r.into()))
-                }
                 None => return Err(not_exported()),
             },
         };

@@ -1036,20 +1036,14 @@ impl PluginHost {
         // content before the next plugin.
         for plugin in pipeline {
             let msg = borrowed_message(&message);
-            let attempt;
-            let call = if plugin.current.load().hooks.publish_ext.is_some() {
-                let conn = message.connection.as_deref().map(|c| borrowed::Connection {
-                    client: &c.client,
-                    user: &c.user,
-                    transport: &c.transport,
-                    protocol: &c.protocol,
-                    meta: &c.meta,
-                });
-                attempt = borrowed::PublishAttempt { msg, conn };
-                Call::PublishExt(&attempt)
-            } else {
-                Call::Publish(&msg)
-            };
+            let conn = message.connection.as_deref().map(|c| borrowed::Connection {
+                client: &c.client,
+                user: &c.user,
+                transport: &c.transport,
+                protocol: &c.protocol,
+                meta: &c.meta,
+            });
+            let call = Call::Publish(&msg, conn.as_ref());
             let result = self.call(plugin, call).await;
             let replacement = match result {
                 Ok(Returned::Publish(Published::Pass)) => continue,
