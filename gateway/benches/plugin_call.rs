@@ -58,7 +58,7 @@ fn example(name: &str) -> PathBuf {
 /// end-to-end `plugins` scenario's (`tests/bench/compare.sh`) when the calls
 /// are measured on the load tool's payload.
 fn example_plugin(name: &str) -> PluginConfig {
-    let load_tool = std::env::var("PLUGIN_CALL_PAYLOAD").as_deref() == Ok("loadgen");
+    let load_tool = load_tool_payload();
     let config = match name {
         "moderation" if load_tool => {
             r#"block = ["badword"]
@@ -118,14 +118,18 @@ fn load_tool_message() -> Bytes {
     Bytes::from(data)
 }
 
-/// `PLUGIN_CALL_PAYLOAD=loadgen` measures the per-call cases on
-/// [`load_tool_message`] instead of the chat message.
-fn call_message() -> Bytes {
+/// `PLUGIN_CALL_PAYLOAD=loadgen` (else `chat`, the default) measures the
+/// per-call cases on [`load_tool_message`] instead of the chat message.
+fn load_tool_payload() -> bool {
     match std::env::var("PLUGIN_CALL_PAYLOAD").as_deref() {
-        Ok("loadgen") => load_tool_message(),
-        Ok("chat") | Err(_) => chat_message(),
+        Ok("loadgen") => true,
+        Ok("chat") | Err(_) => false,
         Ok(other) => panic!("PLUGIN_CALL_PAYLOAD is chat or loadgen, not {other}"),
     }
+}
+
+fn call_message() -> Bytes {
+    if load_tool_payload() { load_tool_message() } else { chat_message() }
 }
 
 fn guest() -> PathBuf {
