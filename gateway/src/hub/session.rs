@@ -763,8 +763,29 @@ impl Session {
             };
             result.subs.insert(channel, sub);
         }
-        let reply = encode(self.encoding, &Reply { id, connect: Some(result), ..Reply::default() });
-        let pushed = reply.map(|frame| self.outbox.push_front(frame).map_err(|_| DisconnectCode::SLOW));
+        let mut reply = Reply { id, connect: Some(result), ..Reply::default() };
+        let mut encoded = encode(self.encoding, &reply);
+        // A reply larger than the whole queue (push_front does not refuse it)
+        // would close the connection with 3008 at the next push, and again
+        // on every reconnect with the same positions. As for a client-side
+        // subscribe, recoveries are given up instead, the largest first,
+        // until the reply fits: those subscriptions get the gap signal.
+        while matches!(&encoded, Ok(frame) if frame.len() > self.outbox.max_bytes()) {
+            let subs = reply.connect.as_mut().map(|c| &mut c.subs);
+            let largest = subs
+                .into_iter()
+                .flat_map(|subs| subs.values_mut())
+                .filter(|s| s.recovered)
+                .max_by_key(|s: &&mut SubscribeResult| s.publications.iter().map(|p| p.data.len()).sum::<usize>());
+            let Some(sub) = largest else { break };
+            sub.recovered = false;
+            sub.publications = Vec::new();
+            encoded = encode(self.encoding, &reply);
+        }
+        for sub in reply.connect.iter().flat_map(|c| c.subs.values()).filter(|s| s.was_recovering) {
+            self.hub.metrics().recovery(sub.recovered);
+        }
+        let pushed = encoded.map(|frame| self.outbox.push_front(frame).map_err(|_| DisconnectCode::SLOW));
         self.outbox.release();
         pushed??;
         Ok(Reply::default())
@@ -942,7 +963,9 @@ impl Session {
             result
         });
         let result = result.await?;
-        if result.was_recovering {
+        // Server-side subscriptions at connect count once their reply is
+        // final (`connect` may still give up a recovery).
+        if result.was_recovering && !server_side {
             self.hub.metrics().recovery(result.recovered);
         }
         self.hub.metrics().subscriptions_changed(1);
