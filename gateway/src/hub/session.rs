@@ -210,6 +210,14 @@ fn command_channel(request: &Request) -> &str {
     }
 }
 
+/// Turns a recovery into the explicit gap signal (`recovered: false` with
+/// `was_recovering` kept): for a recovery too large for the connection's
+/// whole queue, which would otherwise close it with 3008 on every retry.
+fn give_up_recovery(result: &mut SubscribeResult) {
+    result.recovered = false;
+    result.publications = Vec::new();
+}
+
 /// Encodes for a connection; a reply its encoding cannot carry (binary
 /// payloads, e.g. recovered publications, for JSON) ends it with 3506.
 fn encode(encoding: Encoding, reply: &Reply) -> Result<Bytes, DisconnectCode> {
@@ -770,16 +778,13 @@ impl Session {
         // on every reconnect with the same positions. As for a client-side
         // subscribe, recoveries are given up instead, the largest first,
         // until the reply fits: those subscriptions get the gap signal.
-        while matches!(&encoded, Ok(frame) if frame.len() > self.outbox.max_bytes()) {
-            let subs = reply.connect.as_mut().map(|c| &mut c.subs);
-            let largest = subs
-                .into_iter()
-                .flat_map(|subs| subs.values_mut())
-                .filter(|s| s.recovered)
-                .max_by_key(|s: &&mut SubscribeResult| s.publications.iter().map(|p| p.data.len()).sum::<usize>());
+        while let Ok(frame) = &encoded
+            && frame.len() > self.outbox.max_bytes()
+        {
+            let recovered = reply.connect.iter_mut().flat_map(|c| c.subs.values_mut()).filter(|s| s.recovered);
+            let largest = recovered.max_by_key(|s| s.publications.iter().map(|p| p.data.len()).sum::<usize>());
             let Some(sub) = largest else { break };
-            sub.recovered = false;
-            sub.publications = Vec::new();
+            give_up_recovery(sub);
             encoded = encode(self.encoding, &reply);
         }
         for sub in reply.connect.iter().flat_map(|c| c.subs.values()).filter(|s| s.was_recovering) {
@@ -948,8 +953,7 @@ impl Session {
             // catch up: it is told instead that it cannot recover, its
             // explicit gap signal.
             if result.recovered && matches!(&announced, Some(Ok(frame)) if frame.len() > outbox.max_bytes()) {
-                result.recovered = false;
-                result.publications.clear();
+                give_up_recovery(&mut result);
                 announced = announce(&result, server_side);
             }
             match announced {
